@@ -1,0 +1,199 @@
+/* TC ingress (clsact, direct action) program: finds MPTCP options in TCP segments and hands the ones
+ * that announce addresses or make and join connections to userspace, byte for byte. It never
+ * interprets an option beyond its subtype (decoding lives in Python, in one place) and returns
+ * TC_ACT_UNSPEC on every path, so the packet goes on to the next filter and to the stack untouched. */
+#include <uapi/linux/pkt_cls.h>
+#include <uapi/linux/if_ether.h>
+#include "event.h"
+#include "eth.h"
+#include "ipv4.h"
+#include "ipv6.h"
+#include "tcp.h"
+#include "tcp_options.h"
+#include "mptcp.h"
+
+#ifndef offsetof
+#define offsetof(type, member) __builtin_offsetof(type, member)
+#endif
+
+BPF_PERF_OUTPUT(events);
+BPF_PERCPU_ARRAY(counters, struct capture_counters, 1);
+
+/* Where the segment's headers start, as offsets from the packet's first byte: scalars, unlike packet
+ * pointers, do not multiply the verifier's states across the option loop. */
+struct segment {
+	__u32 ip_off;
+	__u32 tcp_off;
+	__u8 ip_version;
+};
+
+/* Byte offsets into the headers, for the lazy copy into an event. */
+#define IPV4_ADDRS_OFF offsetof(struct iphdr, saddr)
+#define IPV6_ADDRS_OFF offsetof(struct ipv6hdr, saddr)
+#define TCP_FLAGS_OFF 13
+
+/* Only segments with an MPTCP option of interest pay for this. The headers were checked against the
+ * packet already, so the copies cannot fail on a packet that got this far. */
+static __always_inline int fill_segment(struct mptcp_event *ev, struct __sk_buff *skb,
+					const struct segment *seg)
+{
+	struct tcphdr th;
+	int err;
+
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->ktime_ns = bpf_ktime_get_ns();
+	ev->ifindex = skb->ifindex;
+	ev->mark = skb->mark;
+	ev->ip_version = seg->ip_version;
+	/* saddr and daddr are adjacent in both IP headers, as in the event. */
+	if (seg->ip_version == 4) {
+		err = bpf_skb_load_bytes(skb, seg->ip_off + IPV4_ADDRS_OFF, ev->saddr, 4) |
+		      bpf_skb_load_bytes(skb, seg->ip_off + IPV4_ADDRS_OFF + 4, ev->daddr, 4);
+	} else {
+		err = bpf_skb_load_bytes(skb, seg->ip_off + IPV6_ADDRS_OFF, ev->saddr, 32);
+	}
+	err |= bpf_skb_load_bytes(skb, seg->tcp_off, &th, sizeof(th));
+	ev->sport = bpf_ntohs(th.source);
+	ev->dport = bpf_ntohs(th.dest);
+	ev->seq = bpf_ntohl(th.seq);
+	ev->ack_seq = bpf_ntohl(th.ack_seq);
+	ev->tcp_flags = ((__u8 *)&th)[TCP_FLAGS_OFF];
+	return err;
+}
+
+/* len >= MPTCP_OPTION_MIN_LEN and the option lies inside the checked header: the bound below is only
+ * for the verifier. */
+static __always_inline int copy_option(struct __sk_buff *skb, struct mptcp_event *ev, __u32 offset,
+				       __u64 len)
+{
+	/* Keeps clang from checking one copy of len and passing another to the helper. */
+	asm volatile("" : "+r"(len));
+	if (len > MAX_TCP_OPTION_SPACE)
+		return -1;
+	ev->option_len = len;
+	return bpf_skb_load_bytes(skb, offset, ev->option, len);
+}
+
+/* Reads the headers up to TCP: returns IPPROTO_TCP with *seg and the walk's size set, another
+ * protocol, or a parse_error. */
+static __always_inline int parse_segment(struct __sk_buff *skb, struct segment *seg, __u32 *opt_size)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct cursor c = { .pos = data };
+	struct iphdr *iph;
+	struct ipv6hdr *ip6h;
+	struct tcphdr *th;
+	int proto, hdrsize;
+
+	proto = parse_ethhdr(&c, data_end);
+	if (proto < 0)
+		return proto;
+	seg->ip_off = c.pos - data;
+	if (proto == bpf_htons(ETH_P_IP)) {
+		seg->ip_version = 4;
+		proto = parse_iphdr(&c, data_end, &iph);
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		seg->ip_version = 6;
+		proto = parse_ipv6hdr(&c, data_end, &ip6h);
+	} else {
+		return IPPROTO_RAW;	/* neither IPv4 nor IPv6 */
+	}
+	if (proto != IPPROTO_TCP)
+		return proto;
+	seg->tcp_off = c.pos - data;
+	hdrsize = parse_tcphdr(&c, data_end, &th);
+	if (hdrsize < 0)
+		return hdrsize;
+	*opt_size = hdrsize - sizeof(*th);
+	return IPPROTO_TCP;
+}
+
+int addaddr_ingress(struct __sk_buff *skb)
+{
+	struct capture_counters *count;
+	struct segment seg = {};
+	struct tcp_option_walk walk;
+	struct mptcp_event ev;
+	int ev_ready = 0, mptcp_seen = 0;
+	int proto, i, zero = 0;
+	__u32 opt_off = 0, opts_off, opt_size = 0;
+	__u64 size;
+	__u8 len = 0, subtype;
+
+	count = counters.lookup(&zero);
+	if (!count)
+		return TC_ACT_UNSPEC;
+	count->packets++;
+
+	proto = parse_segment(skb, &seg, &opt_size);
+	if (proto == PARSE_TRUNCATED) {
+		count->unparsed++;
+		return TC_ACT_UNSPEC;
+	}
+	if (proto == PARSE_FRAGMENT) {
+		count->fragments++;
+		return TC_ACT_UNSPEC;
+	}
+	if (proto != IPPROTO_TCP) {
+		count->not_tcp++;
+		return TC_ACT_UNSPEC;
+	}
+	count->tcp++;
+	if (opt_size == 0)
+		return TC_ACT_UNSPEC;
+
+	opts_off = seg.tcp_off + sizeof(struct tcphdr);
+	/* The walk may read any byte of the area: a zeroed tail keeps the verifier content. */
+	__builtin_memset(walk.area, 0, sizeof(walk.area));
+	size = opt_size;
+	asm volatile("" : "+r"(size));	/* check and pass the same register, as in copy_option */
+	if (size > MAX_TCP_OPTION_SPACE ||
+	    bpf_skb_load_bytes(skb, opts_off, walk.area, size) < 0) {
+		count->unparsed++;
+		return TC_ACT_UNSPEC;
+	}
+	walk.size = size;
+	walk.off = 0;
+
+	for (i = 0; i < TCP_OPTION_MAX_STEPS; i++) {
+		enum tcp_option_step step = tcp_option_step(&walk, &opt_off, &len);
+
+		if (step == OPTION_NEXT)
+			continue;
+		if (step == OPTION_END)
+			break;
+		if (step == OPTION_MALFORMED) {
+			count->malformed_options++;
+			break;
+		}
+		/* OPTION_MPTCP */
+		mptcp_seen = 1;
+		if (len < MPTCP_OPTION_MIN_LEN) {
+			count->malformed_options++;
+			continue;
+		}
+		subtype = walk.area[(opt_off + 2) & TCP_OPTION_AREA_MASK] >> 4;
+		count->subtypes[subtype & (MPTCP_SUBTYPES - 1)]++;
+		if (!(MPTCP_EVENT_SUBTYPES & (1 << subtype)))
+			continue;
+		if (!ev_ready) {
+			if (fill_segment(&ev, skb, &seg) < 0) {
+				count->unparsed++;
+				break;
+			}
+			ev_ready = 1;
+		}
+		if (copy_option(skb, &ev, opts_off + opt_off, len) < 0) {
+			count->unparsed++;
+			continue;
+		}
+		if (events.perf_submit(skb, &ev, sizeof(ev)) < 0)
+			count->event_errors++;
+		else
+			count->events++;
+	}
+	if (mptcp_seen)
+		count->mptcp++;
+	return TC_ACT_UNSPEC;
+}

@@ -1,0 +1,106 @@
+"""Classify an address by the longest prefix of the table in `address_classes` that holds it.
+
+`ipaddress` only parses here: its is_private/is_global flags disagree with the registries and change
+between patch releases, so class and reachability come from our table alone.
+"""
+
+import ipaddress
+from dataclasses import dataclass
+from functools import lru_cache
+
+from collector.address_classes import BLOCKS, Block
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_IPV4_BITS = 0xFFFF_FFFF
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedIPv4:
+    address: str
+    address_class: str
+    is_global: bool
+
+    def as_json(self) -> dict:
+        return {"address": self.address, "class": self.address_class, "global": self.is_global}
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    address: str
+    family: str
+    address_class: str
+    is_global: bool
+    embedded_ipv4: EmbeddedIPv4 | None
+
+    def as_json(self) -> dict:
+        return {
+            "address": self.address,
+            "family": self.family,
+            "class": self.address_class,
+            "global": self.is_global,
+            "embedded_ipv4": None if self.embedded_ipv4 is None else self.embedded_ipv4.as_json(),
+        }
+
+
+class _PrefixIndex:
+    """Longest-prefix match over one family: a dict probe per prefix length in use, longest first."""
+
+    def __init__(self, width: int, blocks: list[Block]):
+        self._width = width
+        self._blocks = {self._key(b.network.prefixlen, int(b.network.network_address)): b for b in blocks}
+        self._lengths = sorted({b.network.prefixlen for b in blocks}, reverse=True)
+
+    def _key(self, length: int, value: int) -> tuple[int, int]:
+        return length, value >> (self._width - length)
+
+    def longest_match(self, address: Address) -> Block:
+        value = int(address)
+        for length in self._lengths:
+            block = self._blocks.get(self._key(length, value))
+            if block is not None:
+                return block
+        raise LookupError(f"no row of the address table holds {address}")
+
+
+_INDEX = {
+    version: _PrefixIndex(width, [b for b in BLOCKS if b.network.version == version])
+    for version, width in ((4, 32), (6, 128))
+}
+
+
+def classify(address: str | Address) -> Classification:
+    """The class and reachability of `address`, and of the IPv4 address it carries if it carries one."""
+    return _classify(_parse(address))
+
+
+def _parse(address: str | Address) -> Address:
+    if isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return address
+    if not isinstance(address, str):
+        raise TypeError(f"expected an address as str or ipaddress object, not {type(address).__name__}")
+    try:
+        return ipaddress.ip_address(address)
+    except ValueError:
+        raise ValueError(f"{address!r} is not an IPv4 or IPv6 address") from None
+
+
+# Peers announce the same few addresses again and again; the bound keeps a flood of distinct ones
+# from growing the cache without limit.
+@lru_cache(maxsize=65536)
+def _classify(address: Address) -> Classification:
+    block = _INDEX[address.version].longest_match(address)
+    return Classification(
+        address=str(address),
+        family=f"ipv{address.version}",
+        address_class=block.address_class,
+        is_global=block.is_global,
+        embedded_ipv4=None if block.embedding is None else _embedded(address, block),
+    )
+
+
+def _embedded(address: ipaddress.IPv6Address, block: Block) -> EmbeddedIPv4:
+    carried = ((int(address) >> block.embedding.shift) & _IPV4_BITS) ^ block.embedding.xor
+    ipv4 = ipaddress.IPv4Address(carried)
+    ipv4_block = _INDEX[4].longest_match(ipv4)
+    return EmbeddedIPv4(str(ipv4), ipv4_block.address_class, ipv4_block.is_global)
