@@ -61,6 +61,7 @@ class CaptureProgram:
         on_event: Callable[[object], None],
         on_lost: Callable[[int], None],
         pages: int = DEFAULT_PAGES,
+        wakeup_events: int = 1,
     ) -> None:
         """Route each perf-buffer sample, as bcc's ctypes struct, to on_event; lost counts to on_lost.
 
@@ -72,7 +73,7 @@ class CaptureProgram:
         def deliver(_cpu, data, _size):
             on_event(events.event(data))
 
-        events.open_perf_buffer(deliver, page_cnt=pages, lost_cb=on_lost)
+        events.open_perf_buffer(deliver, page_cnt=pages, lost_cb=on_lost, wakeup_events=wakeup_events)
 
     def poll(self, timeout_ms: int) -> None:
         self.bpf.perf_buffer_poll(timeout=timeout_ms)

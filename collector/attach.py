@@ -1,0 +1,115 @@
+"""Our filter on an interface's clsact ingress hook, with pyroute2: add it, and later remove just it.
+
+Like libbpf-bootstrap's tc.c, detaching undoes only what attaching did: our filter always, the clsact
+qdisc only if we created it and nothing else has been attached to it since.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from .errors import CollectorError
+
+INGRESS = "ffff:fff2"
+EGRESS = "ffff:fff3"
+INGRESS_PARENT = 0xFFFFFFF2
+EGRESS_PARENT = 0xFFFFFFF3
+# Our place on the hook, and how a run recognises the filter a crashed run left behind. A low
+# priority runs first; we return TC_ACT_UNSPEC, so filters after us still run.
+PRIO = 0xAD
+HANDLE = 0xADD
+FILTER_NAME = "addaddr"
+ETH_P_ALL = 0x0003
+NETNS_DIR = "/run/netns"
+
+
+def _where(netns: str | None) -> str:
+    return f"network namespace {netns!r}" if netns else "the host namespace"
+
+
+def _open(netns: str | None) -> IPRoute:
+    if netns is not None and not os.path.exists(os.path.join(NETNS_DIR, netns)):
+        # pyroute2 would create a missing namespace rather than fail.
+        raise CollectorError(f"no network namespace {netns!r} (see: ip netns list)")
+    return IPRoute(netns=netns) if netns else IPRoute()
+
+
+def _filters(ipr: IPRoute, index: int, parent: int) -> list:
+    return [f for f in ipr.get_filters(index, parent=parent) if f.get_attr("TCA_KIND") == "bpf"
+            and f.get_attr("TCA_OPTIONS") is not None]
+
+
+def _filter_name(f) -> str | None:
+    return f.get_attr("TCA_OPTIONS").get_attr("TCA_BPF_NAME")
+
+
+def _ours_at_our_place(f) -> bool:
+    return f["info"] >> 16 == PRIO and f["handle"] == HANDLE
+
+
+@dataclass
+class Attachment:
+    """Our filter on one interface; `replaced_stale` says a crashed run's filter was found there."""
+
+    ifname: str
+    netns: str | None
+    ifindex: int
+    created_clsact: bool
+    replaced_stale: bool
+    _ipr: IPRoute = field(repr=False)
+
+    def detach(self) -> None:
+        try:
+            self._ipr.tc("del-filter", "bpf", self.ifindex, handle=HANDLE, parent=INGRESS,
+                         prio=PRIO, protocol=ETH_P_ALL)
+        except NetlinkError as exc:
+            if exc.code not in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
+                raise
+        try:
+            if self.created_clsact and not self._others_attached():
+                self._ipr.tc("del", "clsact", self.ifindex)
+        except NetlinkError as exc:
+            if exc.code not in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
+                raise
+        finally:
+            self._ipr.close()
+
+    def _others_attached(self) -> bool:
+        return any(self._ipr.get_filters(self.ifindex, parent=p) for p in (INGRESS_PARENT, EGRESS_PARENT))
+
+
+def attach(prog_fd: int, ifname: str, netns: str | None = None) -> Attachment:
+    """Adds our filter at ingress of `ifname`, replacing one a crashed run of ours left there."""
+    ipr = _open(netns)
+    try:
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            raise CollectorError(f"no interface {ifname!r} in {_where(netns)} (see: ip link)")
+        index = found[0]
+        try:
+            ipr.tc("add", "clsact", index)
+            created = True
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:
+                raise
+            created = False
+        stale = [f for f in _filters(ipr, index, INGRESS_PARENT) if _ours_at_our_place(f)]
+        if stale and _filter_name(stale[0]) != FILTER_NAME:
+            raise CollectorError(
+                f"{ifname}: ingress prio {PRIO} handle {HANDLE:#x} holds a foreign filter "
+                f"{_filter_name(stale[0])!r}; remove it or move it (tc filter show dev {ifname} ingress)"
+            )
+        ipr.tc("replace-filter", "bpf", index, handle=HANDLE, fd=prog_fd, name=FILTER_NAME,
+               parent=INGRESS, prio=PRIO, protocol=ETH_P_ALL, direct_action=True)
+    except NetlinkError as exc:
+        ipr.close()
+        raise CollectorError(f"{ifname}: cannot attach at clsact ingress: {os.strerror(exc.code)}") from None
+    except BaseException:
+        ipr.close()
+        raise
+    return Attachment(ifname, netns, index, created, bool(stale), ipr)
