@@ -25,12 +25,15 @@ struct segment {
 	__u32 ip_off;
 	__u32 tcp_off;
 	__u8 ip_version;
+	__u8 tcp_flags;
 };
 
 /* Byte offsets into the headers, for the lazy copy into an event. */
 #define IPV4_ADDRS_OFF offsetof(struct iphdr, saddr)
 #define IPV6_ADDRS_OFF offsetof(struct ipv6hdr, saddr)
 #define TCP_FLAGS_OFF 13
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_RST 0x04
 
 /* Only segments with an MPTCP option of interest pay for this. The headers were checked against the
  * packet already, so the copies cannot fail on a packet that got this far. */
@@ -57,7 +60,7 @@ static __always_inline int fill_segment(struct mptcp_event *ev, struct __sk_buff
 	ev->dport = bpf_ntohs(th.dest);
 	ev->seq = bpf_ntohl(th.seq);
 	ev->ack_seq = bpf_ntohl(th.ack_seq);
-	ev->tcp_flags = ((__u8 *)&th)[TCP_FLAGS_OFF];
+	ev->tcp_flags = seg->tcp_flags;
 	return err;
 }
 
@@ -84,6 +87,7 @@ static __always_inline int parse_segment(struct __sk_buff *skb, struct segment *
 	struct iphdr *iph;
 	struct ipv6hdr *ip6h;
 	struct tcphdr *th;
+	__u32 ip_len = 0;	/* 0: no usable length (BIG TCP aggregates leave it 0) */
 	int proto, hdrsize;
 
 	proto = parse_ethhdr(&c, data_end);
@@ -93,9 +97,13 @@ static __always_inline int parse_segment(struct __sk_buff *skb, struct segment *
 	if (proto == bpf_htons(ETH_P_IP)) {
 		seg->ip_version = 4;
 		proto = parse_iphdr(&c, data_end, &iph);
+		if (proto >= 0)
+			ip_len = bpf_ntohs(iph->tot_len);
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		seg->ip_version = 6;
 		proto = parse_ipv6hdr(&c, data_end, &ip6h);
+		if (proto >= 0 && ip6h->payload_len)
+			ip_len = sizeof(*ip6h) + bpf_ntohs(ip6h->payload_len);
 	} else {
 		return IPPROTO_RAW;	/* neither IPv4 nor IPv6 */
 	}
@@ -105,6 +113,11 @@ static __always_inline int parse_segment(struct __sk_buff *skb, struct segment *
 	hdrsize = parse_tcphdr(&c, data_end, &th);
 	if (hdrsize < 0)
 		return hdrsize;
+	/* Bytes past the IP length are link padding or trailers, never TCP options: the stack would
+	 * drop a segment whose header claims them. */
+	if (ip_len && seg->tcp_off + hdrsize > seg->ip_off + ip_len)
+		return PARSE_TRUNCATED;
+	seg->tcp_flags = ((__u8 *)th)[TCP_FLAGS_OFF];
 	*opt_size = hdrsize - sizeof(*th);
 	return IPPROTO_TCP;
 }
@@ -175,7 +188,10 @@ int addaddr_ingress(struct __sk_buff *skb)
 		}
 		subtype = walk.area[(opt_off + 2) & TCP_OPTION_AREA_MASK] >> 4;
 		count->subtypes[subtype & (MPTCP_SUBTYPES - 1)]++;
-		if (!(MPTCP_EVENT_SUBTYPES & (1 << subtype)))
+		/* A subflow's FIN or RST usually carries only DSS: its first MPTCP option goes up
+		 * anyway, so userspace sees subflows end. */
+		if (!(MPTCP_EVENT_SUBTYPES & (1 << subtype)) &&
+		    !((seg.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) && !ev_ready))
 			continue;
 		if (!ev_ready) {
 			if (fill_segment(&ev, skb, &seg) < 0) {

@@ -38,7 +38,7 @@ static __always_inline int parse_ipv6hdr(struct cursor *c, void *data_end, struc
 	c->pos = ip6h + 1;
 	*ip6hdr = ip6h;
 
-	for (i = 0; i < IPV6_EXT_MAX_CHAIN; i++) {
+	for (i = 0; i <= IPV6_EXT_MAX_CHAIN; i++) {
 		switch (nexthdr) {
 		case IPPROTO_HOPOPTS:
 		case IPPROTO_ROUTING:

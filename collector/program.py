@@ -83,4 +83,8 @@ class CaptureProgram:
         self.bpf.perf_buffer_consume()
 
     def close(self) -> None:
+        # Closed here, while the map is open: bcc would otherwise close them in __del__, after
+        # cleanup() closed the map, and print a KeyError at exit.
+        for cpu in list(self._events._open_key_fds):
+            del self._events[cpu]
         self.bpf.cleanup()

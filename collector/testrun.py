@@ -78,6 +78,8 @@ class TestRunner:
         opts = self._opts
         opts.data_in = ctypes.cast(ctypes.c_char_p(frame), ctypes.c_void_p)
         opts.data_size_in = len(frame)
+        # libbpf writes the last run's output size here, and the kernel would take it as a limit.
+        opts.data_size_out = 0
         if self._run(self._fd, self._opts_ref) != 0:
             err = ctypes.get_errno()
             raise OSError(err, f"BPF_PROG_TEST_RUN failed: {os.strerror(err)}")
