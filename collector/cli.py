@@ -5,20 +5,42 @@ well, 1 when some input could not be used (the rest is still printed), 2 for usa
 """
 
 import json
+import sys
 from collections.abc import Sequence
+from functools import wraps
+from pathlib import Path
 
 import click
 
 from collector.classify import Classification, classify
+from collector.errors import CollectorError
 
 PROG = "addaddr"
 EXIT_BAD_INPUT = 1
+EXIT_FAILED = 1
+DEFAULT_LOG_DIR = "/var/log/addaddr"
 
 json_option = click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
+log_dir_option = click.option("--log-dir", default=DEFAULT_LOG_DIR, show_default=True,
+                              type=click.Path(file_okay=False), help="Directory of the msgpack logs.")
 
 
 def report_error(message: str) -> None:
     click.echo(f"{PROG}: error: {message}", err=True)
+
+
+def fails_cleanly(command):
+    """CollectorError becomes one line on stderr and exit status 1, not a traceback."""
+
+    @wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except CollectorError as error:
+            report_error(str(error))
+            sys.exit(EXIT_FAILED)
+
+    return wrapper
 
 
 def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -73,3 +95,47 @@ def classify_command(addresses: tuple[str, ...], as_json: bool) -> None:
         report_error(message)
     if errors:
         click.get_current_context().exit(EXIT_BAD_INPUT)
+
+
+@main.command("run")
+@click.option("--iface", "interfaces", multiple=True, required=True, metavar="IFACE",
+              help="Interface whose ingress to watch; repeat for several.")
+@click.option("--netns", default=None, metavar="NAME", help="Network namespace of the interfaces (ip netns).")
+@log_dir_option
+@fails_cleanly
+def run_command(interfaces: tuple[str, ...], netns: str | None, log_dir: str) -> None:
+    """Collect MPTCP announcements at the ingress of IFACE until SIGINT or SIGTERM."""
+    from collector.live import RunOptions, run
+
+    session = run(RunOptions(interfaces, netns, log_dir))
+    click.echo(f"{PROG}: stopped: {session.events} events, {session.announcements} announcements, "
+               f"{session.lost_samples} lost", err=True)
+
+
+def _damage_to_stderr(path, offset, reason) -> None:
+    report_error(f"{path}: damaged from byte {offset} ({reason}); the records before it are shown")
+
+
+@main.command("tail")
+@log_dir_option
+@click.option("--follow", "-f", is_flag=True, help="Keep printing records as they are written.")
+@json_option
+@fails_cleanly
+def tail_command(log_dir: str, follow: bool, as_json: bool) -> None:
+    """Print the records of the logs in LOG_DIR, oldest first."""
+    from collector.logfile import follow as follow_log, read_records
+    from collector.render import as_json as record_json, as_text
+
+    if follow:
+        records = follow_log(log_dir, on_damage=_damage_to_stderr)
+    else:
+        if not Path(log_dir).is_dir():
+            raise CollectorError(f"no log directory {log_dir}; give the one `addaddr run` wrote to with --log-dir")
+        records = read_records(log_dir, on_damage=_damage_to_stderr)
+    try:
+        for record in records:
+            click.echo(json.dumps(record_json(record)) if as_json else as_text(record))
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:
+        sys.stderr.close()  # `addaddr tail | head`: stop quietly

@@ -95,6 +95,8 @@ def _mptcp_info(sock: socket.socket) -> tuple[int, int, int, int]:
 class Testbed:
     """Server and client namespaces joined by veth pairs; use as a context manager."""
 
+    __test__ = False  # not a pytest class, despite the name
+
     def __init__(self, plans: tuple[ClientPlan, ...] = DEFAULT_PLANS, name: str | None = None) -> None:
         for plan in plans:
             if len(plan.announce) > MAX_ANNOUNCED_PER_CLIENT:

@@ -1,0 +1,131 @@
+"""`addaddr run`: the kernel program on live interfaces, until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+from . import __version__
+from .attach import Attachment, attach
+from .errors import CollectorError
+from .event import OptionEvent
+from .logfile import LogWriter
+from .program import CaptureProgram
+from .records import Recorder
+from .session import Session
+
+POLL_MS = 100
+# A sample wakes the reader only once this many are waiting; the poll timeout bounds the delay.
+WAKEUP_EVENTS = 64
+
+
+@dataclass
+class RunOptions:
+    interfaces: tuple[str, ...]
+    netns: str | None
+    log_dir: str
+    stats_interval: float = 10.0
+    status_interval: float = 5.0
+
+
+class KernelClock:
+    """bpf_ktime_get_ns() reads CLOCK_MONOTONIC; re-anchored to the wall clock at every stats tick,
+    so a clock step (NTP) shows up in later records."""
+
+    def __init__(self) -> None:
+        self.anchor()
+
+    def anchor(self) -> None:
+        self._offset_ns = time.time_ns() - time.monotonic_ns()
+
+    def wall(self, event: OptionEvent) -> float:
+        return (event.ktime_ns + self._offset_ns) / 1e9
+
+
+def _open_log(options: RunOptions) -> LogWriter:
+    header = {
+        "host": socket.gethostname(),
+        "interfaces": list(options.interfaces),
+        "netns": options.netns,
+        "collector_version": __version__,
+        "started": time.time(),
+        "source": "live",
+    }
+    try:
+        return LogWriter(options.log_dir, header)
+    except OSError as exc:
+        raise CollectorError(f"log dir {options.log_dir}: {exc.strerror}; choose one with --log-dir") from None
+
+
+def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO = sys.stderr) -> Session:
+    """Collects until `stop` is set or SIGINT/SIGTERM arrives; returns the finished session."""
+    if os.geteuid() != 0:
+        raise CollectorError("addaddr run needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON): try sudo")
+    stop = stop or threading.Event()
+    writer = _open_log(options)
+    clock = KernelClock()
+    session = Session(writer, Recorder(), clock.wall)
+    attachments: list[Attachment] = []
+    program = None
+    try:
+        program = CaptureProgram()
+        # Before attaching: samples written before the buffer is open vanish uncounted.
+        program.open_events(session.on_kernel_event, session.on_lost, wakeup_events=WAKEUP_EVENTS)
+        for ifname in options.interfaces:
+            attachment = attach(program.fd, ifname, options.netns)
+            attachments.append(attachment)
+            if attachment.replaced_stale:
+                print(f"addaddr: {ifname}: replaced the filter a previous run left behind", file=status)
+        _handle_signals(stop)
+        print(f"addaddr: collecting on {', '.join(options.interfaces)}"
+              f"{' in ' + options.netns if options.netns else ''} into {options.log_dir}", file=status)
+        _collect(program, session, clock, options, stop, status)
+    finally:
+        for attachment in attachments:
+            attachment.detach()
+        if program is not None:
+            # Detached: nothing new arrives, so one drain empties the buffers.
+            program.drain()
+            session.write(session.recorder.close(time.time()))
+            session.write([session.stats_record(program.counters())])
+            program.close()
+        writer.close()
+    if session.write_error is not None:
+        raise CollectorError(
+            f"log write failed ({session.write_error.strerror}); {session.unwritten} records not written, "
+            f"everything before them is intact in {options.log_dir}"
+        )
+    return session
+
+
+def _collect(program, session, clock, options, stop, status) -> None:
+    next_stats = next_status = time.monotonic()
+    next_stats += options.stats_interval
+    next_status += options.status_interval
+    while not stop.is_set() and session.write_error is None:
+        program.poll(POLL_MS)
+        program.drain()
+        now = time.monotonic()
+        if now >= next_stats:
+            session.write(session.recorder.expire(time.time()))
+            session.write([session.stats_record(program.counters())])
+            session.writer.flush()
+            clock.anchor()
+            next_stats = now + options.stats_interval
+        if now >= next_status:
+            print(f"addaddr: {session.events} events, {session.announcements} announcements, "
+                  f"{session.lost_samples} lost", file=status, flush=True)
+            next_status = now + options.status_interval
+
+
+def _handle_signals(stop: threading.Event) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return  # tests run the collector in a thread and stop it through the event
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())

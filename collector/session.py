@@ -1,0 +1,68 @@
+"""Kernel events to log records: the part of the data path that live capture and replay share.
+
+packet (kernel) -> OptionEvent (event.py) -> records (records.py) -> log (logfile.py)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from .event import OptionEvent, from_kernel
+from .logfile import LogWriter
+from .records import Recorder
+
+
+class Session:
+    """Feeds every event through a Recorder into a LogWriter, counting what passes.
+
+    `time_of` gives an event's wall-clock time (UTC epoch seconds): the kernel's clock when live,
+    the packet's own timestamp in a replay. A write that fails (disk full) stops the session: the
+    error is kept for the caller, and every record not written from then on is counted as lost.
+    """
+
+    def __init__(self, writer: LogWriter, recorder: Recorder, time_of: Callable[[OptionEvent], float]):
+        self.writer = writer
+        self.recorder = recorder
+        self.time_of = time_of
+        self.events = 0
+        self.announcements = 0
+        self.lost_samples = 0
+        self.unwritten = 0
+        self.write_error: OSError | None = None
+
+    def on_kernel_event(self, raw) -> None:
+        event = from_kernel(raw)
+        self.events += 1
+        self.write(self.recorder.handle(event, self.time_of(event)))
+
+    def on_lost(self, count: int) -> None:
+        """The perf buffer overflowed: `count` samples never reached us. Logged, never silent."""
+        self.lost_samples += count
+        self.write([{"kind": "lost", "time": time.time(), "count": count}])
+
+    def write(self, records: list[dict]) -> None:
+        if self.write_error is not None:
+            self.unwritten += len(records)
+            return
+        for i, record in enumerate(records):
+            if record["kind"] == "add_addr" and not record["echo"]:
+                self.announcements += 1
+            try:
+                self.writer.write(record)
+            except OSError as exc:
+                self.write_error = exc
+                self.unwritten += len(records) - i
+                return
+
+    def stats_record(self, kernel: dict[str, int]) -> dict:
+        return {
+            "kind": "stats",
+            "time": time.time(),
+            "kernel": kernel,
+            "tracker": self.recorder.counters(),
+            "events": self.events,
+            "announcements": self.announcements,
+            "lost": self.lost_samples,
+            "unwritten": self.unwritten,
+        }

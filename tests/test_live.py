@@ -1,0 +1,162 @@
+"""`addaddr run` on real kernel MPTCP traffic in namespaces, with tcpdump and the kernel's own
+`ip mptcp monitor` as witnesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import ipaddress
+
+import pytest
+
+from collector.classify import classify
+from collector.live import RunOptions, run
+from collector.testbed import Testbed
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="live tests need root (namespaces, BPF)")
+
+ADDAADDR = str(Path(sys.executable).with_name("addaddr"))
+CONNECTIONS = 4  # per client and family
+# `... IP6 fd00:200::2.49884 > fd00:200::1.5201: ... mptcp 16 add-addr v1 id 1 10.1.2.3 hmac 0x7b81..`
+SEGMENT = re.compile(r" IP6? (\S+)\.(\d+) > (\S+)\.(\d+):")
+TCPDUMP_ADD_ADDR = re.compile(r"mptcp \d+ add-addr (v\d)(-echo)? id (\d+) (\S+?)(?: hmac 0x([0-9a-f]+))?(?=[,\]])")
+MONITOR_ANNOUNCED = re.compile(r"ANNOUNCED\] token=([0-9a-f]+) remid=(\d+) daddr[46]=(\S+)")
+
+
+class Witness:
+    """A process watching the server namespace, started before the traffic and stopped after."""
+
+    def __init__(self, netns: str, *command: str, ready: str | None = None, stdout=None):
+        self.proc = subprocess.Popen(["ip", "netns", "exec", netns, *command], stdout=stdout or subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        if ready:  # tcpdump says when its capture is open
+            lines = []
+            while ready not in (line := self.proc.stderr.readline()):
+                lines.append(line)
+                assert line, f"got {lines!r} and the end of stderr; want a line with {ready!r}"
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=10)
+        return out or ""
+
+
+def tcpdump_announcements(pcap: Path) -> Counter:
+    text = subprocess.run(["tcpdump", "-r", str(pcap), "-nn"], capture_output=True, text=True).stdout
+    seen = Counter()
+    for line in text.splitlines():
+        segment = SEGMENT.search(line)
+        for version, echo, address_id, address, hmac in TCPDUMP_ADD_ADDR.findall(line):
+            seen[(*segment.groups(), int(address_id), ipaddress.ip_address(address), bool(echo),
+                  int(hmac, 16) if hmac else None)] += 1
+    return seen
+
+
+@pytest.fixture(scope="module")
+def live_run(tmp_path_factory):
+    """One testbed, collector, tcpdump and monitor for the module: the traffic takes a few seconds."""
+    tmp = tmp_path_factory.mktemp("live")
+    log_dir, pcap = tmp / "logs", tmp / "server-ingress.pcap"
+    with Testbed() as bed:
+        stop = threading.Event()
+        options = RunOptions(tuple(bed.server_interfaces), bed.server, str(log_dir), stats_interval=1.0)
+        outcome = {}
+        collector = threading.Thread(target=lambda: outcome.setdefault("session", run(options, stop)))
+        tcpdump = Witness(bed.server, "tcpdump", "-i", "any", "-Q", "in", "-nn", "-U", "-w", str(pcap), "tcp",
+                          ready="listening on")
+        monitor = Witness(bed.server, "ip", "mptcp", "monitor")
+        collector.start()
+        try:
+            _wait_attached(bed)
+            traffic = bed.drive(CONNECTIONS)
+            time.sleep(1.0)  # the last segments reach tcpdump and the perf buffer
+        finally:
+            stop.set()
+            collector.join(timeout=30)
+            tcpdump.stop()
+            monitor_text = monitor.stop()
+        yield {"bed": bed, "traffic": traffic, "log_dir": log_dir, "pcap": pcap, "monitor": monitor_text,
+               "session": outcome.get("session")}
+
+
+def _wait_attached(bed: Testbed, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        shown = subprocess.run(["ip", "netns", "exec", bed.server, "tc", "filter", "show", "dev",
+                                bed.server_interfaces[-1], "ingress"], capture_output=True, text=True).stdout
+        if "addaddr" in shown:
+            return
+        time.sleep(0.1)
+    pytest.fail("the collector did not attach within 30 s")
+
+
+def tail_json(log_dir: Path) -> list[dict]:
+    out = subprocess.run([ADDAADDR, "tail", "--json", "--log-dir", str(log_dir)], capture_output=True, text=True,
+                         check=True).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_traffic_announced_what_the_testbed_planned(live_run):
+    traffic = live_run["traffic"]
+    assert not traffic.failures, f"got failures {traffic.failures}; want none"
+    per_connection = {c.announced for c in traffic.connections}
+    assert per_connection == {7}, f"got announcements per connection {per_connection}; want {{7}}"
+
+
+def test_every_add_addr_tcpdump_saw_is_logged(live_run):
+    want = tcpdump_announcements(live_run["pcap"])
+    records = [r for r in tail_json(live_run["log_dir"]) if r["kind"] == "add_addr"]
+    got = Counter((r["src"], str(r["sport"]), r["dst"], str(r["dport"]), r["address_id"],
+                   ipaddress.ip_address(r["address"]), r["echo"], int(r["hmac"], 16) if r["hmac"] else None)
+                  for r in records)
+    assert sum(want.values()) >= 2 * 2 * CONNECTIONS * 7, f"tcpdump saw only {sum(want.values())} ADD_ADDR"
+    assert got == want, f"got {sum(got.values())} ADD_ADDR, tcpdump {sum(want.values())}; differences {got - want} / {want - got}"
+
+
+def test_announcements_carry_connection_announcer_and_class(live_run):
+    tokens = {(c.client_end[0], str(c.client_end[1])): f"{c.token:08x}" for c in live_run["traffic"].connections}
+    records = [r for r in tail_json(live_run["log_dir"]) if r["kind"] == "add_addr"]
+    for r in records:
+        assert r["announcer"] == "client", f"got announcer {r['announcer']}; want client: {r}"
+        c = classify(r["address"])
+        assert (r["class"], r["global"]) == (c.address_class, c.is_global), f"got {r['class']}; want {c.address_class}"
+        if (r["src"], str(r["sport"])) in tokens:  # on the initial subflow
+            assert r["connection"] == tokens[(r["src"], str(r["sport"]))], f"got {r['connection']}; want its token"
+        else:
+            assert r["connection"] in tokens.values(), f"got {r['connection']} on a join subflow; want a known token"
+    connections = {r["connection"] for r in records}
+    assert connections == set(tokens.values()), f"got {len(connections)} announcing connections; want {len(tokens)}"
+
+
+def test_join_subflows_are_attributed(live_run):
+    tokens = {f"{c.token:08x}" for c in live_run["traffic"].connections if c.subflows}
+    joins = [r for r in tail_json(live_run["log_dir"]) if r["kind"] == "mp_join"]
+    assert {j["connection"] for j in joins} == tokens, f"got joins for {len(joins)}; want one per IPv4 connection"
+
+
+def test_kernel_monitor_announcements_are_among_ours(live_run):
+    ours = {(r["connection"], r["address_id"], r["address"]) for r in tail_json(live_run["log_dir"])
+            if r["kind"] == "add_addr" and r["announcer"] == "client"}
+    kernel = {(token.zfill(8), int(remid), str(ipaddress.ip_address(address))) for token, remid, address
+              in MONITOR_ANNOUNCED.findall(live_run["monitor"])}
+    assert kernel, "ip mptcp monitor reported no ANNOUNCED event"
+    assert kernel <= ours, f"kernel announcements missing from ours: {sorted(kernel - ours)[:5]}"
+
+
+def test_nothing_lost_and_counters_move(live_run):
+    session = live_run["session"]
+    assert session is not None, "the collector thread did not return a session"
+    assert session.lost_samples == 0, f"got {session.lost_samples} lost; want 0"
+    stats = [r for r in tail_json(live_run["log_dir"]) if r["kind"] == "stats"][-1]
+    kernel = stats["kernel"]
+    assert kernel["events"] == session.events, f"got kernel events {kernel['events']}; want {session.events}"
+    assert kernel["event_errors"] == 0 and kernel["unparsed"] == 0, f"got {kernel}"
+    assert kernel["subtype_3"] >= session.announcements, f"got ADD_ADDR count {kernel['subtype_3']}"
