@@ -57,6 +57,7 @@ SHUTDOWN = "shutdown"
 _SWEEP_INTERVAL = 1.0
 
 SubflowKey = tuple[str, int, str, int]
+_SEQ_MASK = 0xFFFFFFFF
 
 
 @dataclass(slots=True, eq=False)
@@ -83,6 +84,7 @@ class Subflow:
     version: int | None  # of MP_CAPABLE, for the attempt record if the handshake never completes
     connection: Connection | None  # None: handshake not (yet) complete, or a join of unknown token
     last_active: float  # event time
+    isn: int  # the client's initial sequence number: what tells a repeated SYN from a new subflow
 
     def sent_by_client(self, event: OptionEvent) -> bool:
         return event.sport == self.client_port and event.src == self.client
@@ -256,17 +258,17 @@ class ConnectionTracker:
 
     def _open(self, event, key, existing, initial, version, connection, time, notices) -> Subflow:
         """The subflow a SYN opens; a retransmitted SYN keeps the one it opened before."""
+        # A SYN carries the ISN; anything later opening a subflow (third ACK, first data) ISN + 1.
+        isn = event.seq if event.tcp_flags & SYN else (event.seq - 1) & _SEQ_MASK
         if existing is not None:
-            if (
-                existing.initial == initial
-                and existing.connection is connection
-                and existing.sent_by_client(event)
-            ):
+            # Per-CPU perf buffers can hand us a SYN after its third ACK, and SYNs are
+            # retransmitted: the same ISN from the same client is the same subflow.
+            if existing.sent_by_client(event) and existing.isn == isn:
                 return existing
             # A new SYN on the 4-tuple: the old subflow ended unseen.
             self._end_subflow(existing, CLOSED, time, notices)
         subflow = Subflow(
-            key, event.src, event.sport, event.dst, event.dport, initial, version, connection, time
+            key, event.src, event.sport, event.dst, event.dport, initial, version, connection, time, isn
         )
         self._subflows[key] = subflow
         if connection is not None:

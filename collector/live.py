@@ -92,6 +92,7 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
         if program is not None:
             # Detached: nothing new arrives, so one drain empties the buffers.
             program.drain()
+            session.process()
             session.write(session.recorder.close(time.time()))
             session.write([session.stats_record(program.counters())])
             program.close()
@@ -111,6 +112,7 @@ def _collect(program, session, clock, options, stop, status) -> None:
     while not stop.is_set() and session.write_error is None:
         program.poll(POLL_MS)
         program.drain()
+        session.process()
         now = time.monotonic()
         if now >= next_stats:
             session.write(session.recorder.expire(time.time()))

@@ -6,6 +6,7 @@ packet (kernel) -> OptionEvent (event.py) -> records (records.py) -> log (logfil
 from __future__ import annotations
 
 import time
+from operator import attrgetter
 from typing import Callable
 
 from .event import OptionEvent, from_kernel
@@ -15,6 +16,10 @@ from .records import Recorder
 
 class Session:
     """Feeds every event through a Recorder into a LogWriter, counting what passes.
+
+    Each CPU has its own perf buffer, read one after another, so a batch arrives grouped by CPU:
+    events are held until `process()` and then taken in kernel-time order, or a SYN read from one
+    CPU after its connection's third ACK from another would open that connection a second time.
 
     `time_of` gives an event's wall-clock time (UTC epoch seconds): the kernel's clock when live,
     the packet's own timestamp in a replay. A write that fails (disk full) stops the session: the
@@ -30,11 +35,18 @@ class Session:
         self.lost_samples = 0
         self.unwritten = 0
         self.write_error: OSError | None = None
+        self._pending: list[OptionEvent] = []
 
     def on_kernel_event(self, raw) -> None:
-        event = from_kernel(raw)
-        self.events += 1
-        self.write(self.recorder.handle(event, self.time_of(event)))
+        self._pending.append(from_kernel(raw))
+
+    def process(self) -> None:
+        """Records for the events read since the last call, in the order the kernel saw them."""
+        pending, self._pending = self._pending, []
+        pending.sort(key=attrgetter("ktime_ns"))
+        self.events += len(pending)
+        for event in pending:
+            self.write(self.recorder.handle(event, self.time_of(event)))
 
     def on_lost(self, count: int) -> None:
         """The perf buffer overflowed: `count` samples never reached us. Logged, never silent."""

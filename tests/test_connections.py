@@ -309,9 +309,20 @@ def test_idle_connection_leaves_after_the_timeout_in_event_time():
 def test_new_syn_on_a_tracked_4_tuple_ends_the_old_subflow():
     tracker = ConnectionTracker()
     feed(tracker, handshake(INITIAL, 1))
-    notices, subflow = feed(tracker, [INITIAL.up(SYN, mpc_syn(1), 5)])
+    new_isn = INITIAL.up(SYN, mpc_syn(1), 5)._replace(seq=7777)
+    notices, subflow = feed(tracker, [new_isn])
     assert kinds(notices) == [(ConnectionEnd, "closed")]
     assert subflow.connection is None
+
+
+def test_syn_read_after_its_third_ack_is_the_same_subflow():
+    """Per-CPU perf buffers: the SYN (ISN 1) can reach us after the third ACK (seq ISN + 1)."""
+    tracker = ConnectionTracker()
+    syn, *rest = handshake(INITIAL, 1)
+    third_ack = [e._replace(seq=2) for e in rest]
+    notices, _ = feed(tracker, third_ack + [syn])
+    assert kinds(notices) == [(ConnectionStart, None)], f"got {kinds(notices)}; want one connection start"
+    assert tracker.counters()["connections"] == 1
 
 
 # --- bounds -----------------------------------------------------------------------------------

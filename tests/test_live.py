@@ -24,7 +24,7 @@ from collector.testbed import Testbed
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="live tests need root (namespaces, BPF)")
 
 ADDAADDR = str(Path(sys.executable).with_name("addaddr"))
-CONNECTIONS = 4  # per client and family
+CONNECTIONS = 12  # per client and family
 # `... IP6 fd00:200::2.49884 > fd00:200::1.5201: ... mptcp 16 add-addr v1 id 1 10.1.2.3 hmac 0x7b81..`
 SEGMENT = re.compile(r" IP6? (\S+)\.(\d+) > (\S+)\.(\d+):")
 TCPDUMP_ADD_ADDR = re.compile(r"mptcp \d+ add-addr (v\d)(-echo)? id (\d+) (\S+?)(?: hmac 0x([0-9a-f]+))?(?=[,\]])")
@@ -134,6 +134,12 @@ def test_announcements_carry_connection_announcer_and_class(live_run):
             assert r["connection"] in tokens.values(), f"got {r['connection']} on a join subflow; want a known token"
     connections = {r["connection"] for r in records}
     assert connections == set(tokens.values()), f"got {len(connections)} announcing connections; want {len(tokens)}"
+
+
+def test_each_connection_is_logged_once(live_run):
+    want = Counter(f"{c.token:08x}" for c in live_run["traffic"].connections)
+    got = Counter(r["connection"] for r in tail_json(live_run["log_dir"]) if r["kind"] == "connection")
+    assert got == want, f"got connection records {sum(got.values())} for {len(got)} tokens; want {len(want)} once each"
 
 
 def test_join_subflows_are_attributed(live_run):

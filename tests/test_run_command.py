@@ -1,0 +1,133 @@
+"""`addaddr run` as a user runs it: a real process, its filter among others', its errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from collector.attach import ETH_P_ALL, FILTER_NAME, INGRESS
+from collector.testbed import ClientPlan, Testbed
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="attaching filters needs root")
+
+ADDAADDR = str(Path(sys.executable).with_name("addaddr"))
+ONE_CLIENT = (ClientPlan(("10.1.2.3", "2001:db8::5")),)
+FOREIGN_PRIO = 1000  # after ours (0xad): it only runs if ours lets packets go on
+# Someone else's program (this kernel has no matchall or gact to stand in): counts and passes.
+FOREIGN_SOURCE = r"""
+#include <uapi/linux/pkt_cls.h>
+BPF_ARRAY(seen, u64, 1);
+int foreign(struct __sk_buff *skb)
+{
+    int zero = 0;
+    u64 *count = seen.lookup(&zero);
+    if (count)
+        __sync_fetch_and_add(count, 1);
+    return TC_ACT_OK;
+}
+"""
+
+
+def tc(bed: Testbed, *args: str) -> str:
+    return subprocess.run(["tc", "-n", bed.server, *args], capture_output=True, text=True, check=True).stdout
+
+
+def our_filters(bed: Testbed) -> int:
+    shown = tc(bed, "filter", "show", "dev", bed.server_interfaces[0], "ingress")
+    return len(re.findall(rf"handle 0xadd {FILTER_NAME}\b", shown))
+
+
+class ForeignFilter:
+    def __init__(self, bed: Testbed):
+        from bcc import BPF
+        from pyroute2 import IPRoute
+
+        self.bpf = BPF(text=FOREIGN_SOURCE)
+        fd = self.bpf.load_func("foreign", BPF.SCHED_CLS).fd
+        with IPRoute(netns=bed.server) as ipr:
+            index = ipr.link_lookup(ifname=bed.server_interfaces[0])[0]
+            ipr.tc("add", "clsact", index)
+            ipr.tc("add-filter", "bpf", index, handle=1, fd=fd, name="foreign", parent=INGRESS,
+                   prio=FOREIGN_PRIO, protocol=ETH_P_ALL, direct_action=True)
+
+    def packets(self) -> int:
+        return self.bpf["seen"][0].value
+
+
+class Collector:
+    """`addaddr run` in the background; returns once its filter is attached."""
+
+    def __init__(self, bed: Testbed, log_dir: Path):
+        self.proc = subprocess.Popen([ADDAADDR, "run", "--netns", bed.server, "--iface", bed.server_interfaces[0],
+                                      "--log-dir", str(log_dir)], stderr=subprocess.PIPE, text=True)
+        self.started = []
+        while "collecting on" not in (line := self.proc.stderr.readline()):
+            assert line, f"got {self.started} then exit {self.proc.wait()}; want 'collecting on'"
+            self.started.append(line)
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(signum)
+        _, err = self.proc.communicate(timeout=30)
+        self.stderr = err
+        return self.proc.returncode
+
+
+@pytest.fixture
+def bed():
+    with Testbed(ONE_CLIENT) as bed:
+        yield bed
+
+
+def test_foreign_filter_keeps_running_and_stays(bed, tmp_path):
+    iface = bed.server_interfaces[0]
+    foreign = ForeignFilter(bed)
+    collector = Collector(bed, tmp_path)
+    before = foreign.packets()
+    traffic = bed.drive(1)
+    during = foreign.packets()
+    assert collector.stop() == 0, f"got exit {collector.proc.returncode}: {collector.stderr}"
+    assert traffic.connections and not traffic.failures, f"got {traffic.failures}"
+    assert during > before, f"got foreign filter packets {before} -> {during}; want it to keep counting"
+    assert our_filters(bed) == 0, "got our filter still attached after exit; want it removed"
+    shown = tc(bed, "filter", "show", "dev", iface, "ingress")
+    assert f"pref {FOREIGN_PRIO} bpf" in shown and "foreign" in shown, f"got {shown!r}; want the foreign filter kept"
+    assert "clsact" in tc(bed, "qdisc", "show", "dev", iface), "got clsact removed; want the one we found kept"
+    bed.drive(1)
+    assert foreign.packets() > during, "got the foreign filter no longer running after we left"
+
+
+def test_kill_9_leaves_one_filter_that_the_next_run_replaces(bed, tmp_path):
+    Collector(bed, tmp_path).stop(signal.SIGKILL)
+    assert our_filters(bed) == 1, f"got {our_filters(bed)} filters after kill -9; want the stale one"
+    second = Collector(bed, tmp_path)
+    assert our_filters(bed) == 1, f"got {our_filters(bed)} filters; want exactly one of ours"
+    assert any("replaced" in line for line in second.started), f"got {second.started}; want the stale one reported"
+    assert second.stop() == 0, f"got exit {second.proc.returncode}: {second.stderr}"
+    assert our_filters(bed) == 0, "got our filter left after a clean exit"
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--iface", "nosuch0"], "no interface 'nosuch0'"),
+    (["--iface", "lo", "--netns", "addaddr-no-such-ns"], "no network namespace 'addaddr-no-such-ns'"),
+    (["--iface", "lo", "--log-dir", "/proc/addaddr"], "log dir /proc/addaddr"),
+], ids=["no-such-interface", "no-such-namespace", "log-dir-not-writable"])
+def test_run_fails_with_one_line(args, says, tmp_path):
+    if "--log-dir" not in args:
+        args = [*args, "--log-dir", str(tmp_path)]
+    result = subprocess.run([ADDAADDR, "run", *args], capture_output=True, text=True, timeout=60)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1, f"got exit {result.returncode}; want 1"
+    assert len(lines) == 1 and says in lines[0], f"got {lines}; want one line with {says!r}"
+
+
+def test_run_refuses_without_root(tmp_path):
+    result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ADDAADDR, "run",
+                             "--iface", "lo", "--log-dir", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 1 and "needs root" in result.stderr, f"got {result.returncode}: {result.stderr}"
