@@ -5,6 +5,7 @@ well, 1 when some input could not be used (the rest is still printed), 2 for usa
 """
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from functools import wraps
@@ -139,3 +140,118 @@ def tail_command(log_dir: str, follow: bool, as_json: bool) -> None:
         pass
     except BrokenPipeError:
         sys.stderr.close()  # `addaddr tail | head`: stop quietly
+
+
+def _report_time(option: str, text: str | None) -> float | None:
+    from collector.report import parse_time
+
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError as error:
+        report_error(f"{option}: {error}")
+        sys.exit(2)  # a usage error, as click's are
+
+
+@main.command("report")
+@click.option("--log-dir", "log_dirs", multiple=True, default=(DEFAULT_LOG_DIR,), show_default=True,
+              type=click.Path(file_okay=False),
+              help="Directory of the msgpack logs; repeat to merge several hosts'.")
+@click.option("--since", metavar="TIME",
+              help="Only records at or after TIME: ISO 8601 (naive is UTC) or epoch seconds.")
+@click.option("--until", metavar="TIME", help="Only records before TIME (same forms as --since).")
+# collector.report_format.FORMATS, spelled out so that loading the CLI does not load the report.
+@click.option("--format", "form", type=click.Choice(("table", "json", "csv", "markdown")), default="table",
+              show_default=True, help="For people, programs, spreadsheets or papers.")
+@click.option("--plot", type=click.Path(dir_okay=False), metavar="FILE.png",
+              help="Also draw the class shares of announced addresses per family (needs matplotlib).")
+@fails_cleanly
+def report_command(log_dirs: tuple[str, ...], since: str | None, until: str | None, form: str,
+                   plot: str | None) -> None:
+    """How many MPTCP connections announced addresses, and of which classes, over the logs of LOG_DIR.
+
+    Damaged log files are reported on stderr, the records before the damage counted, and the exit
+    status is then 1.
+    """
+    from collector.report import report
+    from collector.report_format import render
+
+    since_time, until_time = _report_time("--since", since), _report_time("--until", until)
+    # Before the logs are read, which can take minutes: a missing matplotlib or directory fails now.
+    share_plot = None
+    if plot is not None:
+        from collector.report_plot import SharePlot
+
+        share_plot = SharePlot(plot)
+    for log_dir in log_dirs:
+        if not Path(log_dir).is_dir():
+            raise CollectorError(f"no log directory {log_dir}; give the one `addaddr run` wrote to with --log-dir")
+
+    damaged = []
+
+    def on_damage(path, offset, reason) -> None:
+        damaged.append(path)
+        report_error(f"{path}: damaged from byte {offset} ({reason}); the records before it are counted")
+
+    figures = report(log_dirs, since=since_time, until=until_time, on_damage=on_damage)
+    click.echo(render(figures, form))
+    if share_plot is not None:
+        share_plot.save(figures)
+    if damaged:
+        sys.exit(EXIT_BAD_INPUT)
+
+
+@main.command("replay")
+@click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...", type=click.Path(dir_okay=False))
+@click.option("--log-dir", default="addaddr-replay", show_default=True, type=click.Path(file_okay=False),
+              help="Directory for the logs, as `run` writes them.")
+@fails_cleanly
+def replay_command(captures: tuple[str, ...], log_dir: str) -> None:
+    """Run the packets of pcap/pcapng CAPTUREs through the kernel program into logs.
+
+    The same program and logs as `run`, with the packets' own timestamps; read them with `addaddr
+    report --log-dir`. A capture that cannot be read to its end keeps what was read, is named on
+    stderr, and the exit status is then 1.
+    """
+    from collector.replay import replay
+
+    total = sum(Path(c).stat().st_size for c in captures if Path(c).is_file())
+    if sys.stderr.isatty():
+        with click.progressbar(length=total, label="replaying", file=sys.stderr) as bar:
+            result = replay(list(captures), log_dir, lambda done: bar.update(done - bar.pos))
+    else:
+        result = replay(list(captures), log_dir)
+    session = result.session
+    click.echo(f"{PROG}: {result.packets} packets, {session.events} events, {session.announcements} "
+               f"announcements, {session.lost_samples} lost, {result.refused} refused; logs in {log_dir}", err=True)
+    for error in result.errors:
+        report_error(str(error))
+    if result.errors:
+        sys.exit(EXIT_BAD_INPUT)
+
+
+@main.command("demo")
+@click.option("--connections", default=50, show_default=True, type=click.IntRange(1, 2000),
+              help="MPTCP connections per client and family.")
+@click.option("--keep-logs", type=click.Path(file_okay=False), metavar="DIR",
+              help="Keep the collector's logs in DIR (default: a temporary directory, removed).")
+@fails_cleanly
+def demo_command(connections: int, keep_logs: str | None) -> None:
+    """Real MPTCP clients in network namespaces announce addresses of many classes; the collector
+    watches the server's ingress; then the report. Needs root and an MPTCP kernel; about a minute."""
+    from collector.demo import demo
+    from collector.report_format import render
+
+    if os.geteuid() != 0:
+        raise CollectorError("addaddr demo needs root (namespaces, BPF): try sudo")
+    result = demo(connections, keep_logs, lambda line: click.echo(f"{PROG}: {line}", err=True))
+    click.echo(render(result.report, "table"))
+    expected = result.expected
+    click.echo(f"\nThe testbed made {expected['connections']} connections, "
+               f"{expected['connections_announcing']} announcing, {expected['announced']} announcements "
+               f"(IPv4 classes {_counts(expected['ipv4'])}; IPv6 classes {_counts(expected['ipv6'])}).")
+
+
+def _counts(classes: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in sorted(classes.items(), key=lambda kv: -kv[1]))

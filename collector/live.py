@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -63,8 +64,12 @@ def _open_log(options: RunOptions) -> LogWriter:
         raise CollectorError(f"log dir {options.log_dir}: {exc.strerror}; choose one with --log-dir") from None
 
 
-def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO = sys.stderr) -> Session:
-    """Collects until `stop` is set or SIGINT/SIGTERM arrives; returns the finished session."""
+def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO = sys.stderr,
+        ready: threading.Event | None = None) -> Session:
+    """Collects until `stop` is set or SIGINT/SIGTERM arrives; returns the finished session.
+
+    `ready` is set once the filters are attached, for callers that start traffic then.
+    """
     if os.geteuid() != 0:
         raise CollectorError("addaddr run needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON): try sudo")
     stop = stop or threading.Event()
@@ -83,6 +88,8 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
             if attachment.replaced_stale:
                 print(f"addaddr: {ifname}: replaced the filter a previous run left behind", file=status)
         _handle_signals(stop)
+        if ready is not None:
+            ready.set()
         print(f"addaddr: collecting on {', '.join(options.interfaces)}"
               f"{' in ' + options.netns if options.netns else ''} into {options.log_dir}", file=status)
         _collect(program, session, clock, options, stop, status)
@@ -131,3 +138,44 @@ def _handle_signals(stop: threading.Event) -> None:
         return  # tests run the collector in a thread and stop it through the event
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+
+
+class BackgroundRun:
+    """`run` in a thread for the length of a `with` block: the block starts once the filters are
+    attached, and on leaving it the collector drains, detaches and closes its logs. Its session is
+    then in `.session`. For the demo, traffic replays and tests."""
+
+    # Packets sent just before the block ends are still on their way to the hook.
+    SETTLE_SECONDS = 0.5
+
+    def __init__(self, options: RunOptions) -> None:
+        self._options = options
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.session: Session | None = None
+        self._thread = threading.Thread(target=self._collect, name="collector")
+
+    def _collect(self) -> None:
+        try:
+            # Its status lines would interleave with the caller's own output.
+            self.session = run(self._options, self._stop, io.StringIO(), self._ready)
+        except BaseException as exc:  # handed to the caller's thread
+            self._error = exc
+            self._ready.set()
+
+    def __enter__(self) -> "BackgroundRun":
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if exc_info[0] is None:
+            time.sleep(self.SETTLE_SECONDS)
+        self._stop.set()
+        self._thread.join()
+        if self._error is not None and exc_info[0] is None:
+            raise self._error

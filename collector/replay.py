@@ -8,13 +8,14 @@ through the perf buffer carrying it: that is how an event finds its packet's own
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from . import __version__
-from .capture import read_capture
+from .capture import CaptureError, read_capture
 from .errors import CollectorError
 from .logfile import LogWriter
 from .program import CaptureProgram
@@ -32,11 +33,17 @@ REPLAY_PAGES = 1024
 class ReplayResult:
     packets: int = 0
     refused: int = 0  # frames the kernel will not test-run (shorter than their own headers)
+    errors: list[CaptureError] = field(default_factory=list)  # captures cut short or unreadable
     session: Session | None = field(default=None, repr=False)
 
 
 def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None] | None = None) -> ReplayResult:
-    """Replays `captures` in order into new logs in `log_dir`; `on_progress(packets)` per chunk."""
+    """Replays `captures` in order into new logs in `log_dir`; `on_progress(bytes)` as they are read,
+    counting bytes over all the captures.
+
+    A capture that cannot be read to its end keeps what was read from it; its error is in
+    `.errors` and the next capture is replayed all the same.
+    """
     header = {"host": socket.gethostname(), "interfaces": list(captures), "netns": None,
               "collector_version": __version__, "started": time.time(), "source": "replay"}
     try:
@@ -46,22 +53,32 @@ def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None]
     packet_times: dict[int, float] = {}
     session = Session(writer, Recorder(), lambda event: packet_times[event.mark])
     result = ReplayResult(session=session)
-    program = CaptureProgram()
+    try:
+        program = CaptureProgram()
+    except BaseException:
+        writer.close()
+        raise
     try:
         program.open_events(session.on_kernel_event, session.on_lost, pages=REPLAY_PAGES)
         runner = TestRunner(program.fd)
         last_time = 0.0
+        done_bytes = 0
         for capture in captures:
-            for packet in read_capture(capture):
-                mark = result.packets
-                packet_times[mark] = last_time = packet.time
-                result.packets += 1
-                if not _run(runner, packet.frame, mark):
-                    result.refused += 1
-                if result.packets % CHUNK == 0:
-                    _settle(program, session, packet_times)
-                    if on_progress:
-                        on_progress(result.packets)
+            progress = None if on_progress is None else lambda n, base=done_bytes: on_progress(base + n)
+            try:
+                for packet in read_capture(capture, progress):
+                    mark = result.packets
+                    packet_times[mark] = last_time = packet.time
+                    result.packets += 1
+                    if not _run(runner, packet.frame, mark):
+                        result.refused += 1
+                    if result.packets % CHUNK == 0:
+                        _settle(program, session, packet_times)
+            except CaptureError as exc:
+                result.errors.append(exc)
+            except OSError as exc:
+                result.errors.append(CaptureError(f"{capture}: {exc.strerror}"))
+            done_bytes += _size(capture)
         _settle(program, session, packet_times)
         session.write(session.recorder.close(last_time))
         stats = session.stats_record(program.counters())
@@ -74,6 +91,13 @@ def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None]
         raise CollectorError(f"log write failed ({session.write_error.strerror}); "
                              f"{session.unwritten} records not written")
     return result
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _run(runner: TestRunner, frame, mark: int) -> bool:

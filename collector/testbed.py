@@ -8,7 +8,6 @@ come only from each client's join address, on the client's own link. Names carry
 
 from __future__ import annotations
 
-import os
 import secrets
 import socket
 import struct

@@ -1,0 +1,252 @@
+"""The ADD_ADDR study over logs: one streaming pass over the records, figures as a plain dict.
+
+`report(paths)` reproduces "A first look at multipath-tcp.org: ADD_ADDR usage": how many MPTCP
+connections announced an address, and of what class the announced addresses were. docs/records.md is
+the schema read here. Memory grows with the distinct connections and (connection, address) pairs,
+never with the records: each record is looked at once and dropped.
+
+A connection is (host, token), the host coming from the `header` record that opens each file, so
+equal tokens in two hosts' logs stay two connections. An address counts once per connection whatever
+the number of times it is announced (retransmissions, the same address on another subflow); echoes are
+acknowledgements, not announcements, and never count; clients' and servers' announcements are counted
+apart, by one `Announcements` each.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable
+from datetime import datetime, timezone
+
+from collector.address_classes import ADDRESS_CLASSES
+from collector.logfile import DamageHandler, read_records
+from collector.render import iso_time
+
+FAMILIES = ("ipv4", "ipv6")
+GLOBAL = "global"
+# Study order for class dicts at equal counts; a class missing from the vocabulary sorts after them.
+_CLASS_RANK = {name: rank for rank, name in enumerate(ADDRESS_CLASSES)}
+_EPOCH = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
+
+
+def parse_time(text: str) -> float:
+    """UTC epoch seconds of ISO 8601 (naive means UTC) or of a plain number of epoch seconds.
+
+    A plain number is always epoch seconds, so the ISO basic form "20240501" is not taken as a date.
+    """
+    text = text.strip()
+    if _EPOCH.fullmatch(text):
+        return float(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"cannot read {text!r} as a time: give ISO 8601 (2024-05-01T12:00:00Z) "
+                         f"or epoch seconds (1714564800)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _by_count(counts: dict[str, int]) -> dict[str, int]:
+    """Largest first; ties in vocabulary order, so the same logs always give the same dict."""
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], _CLASS_RANK.get(item[0], math.inf), item[0])))
+
+
+class FamilyClasses:
+    """The classes of one family's distinct (connection, address) pairs, and of the IPv4 they embed."""
+
+    __slots__ = ("addresses", "classes", "embedded")
+
+    def __init__(self) -> None:
+        self.addresses = 0
+        self.classes: dict[str, int] = {}
+        self.embedded: dict[str, int] = {}
+
+    def count(self, address_class: str, embedded_class: str | None) -> None:
+        self.addresses += 1
+        self.classes[address_class] = self.classes.get(address_class, 0) + 1
+        if embedded_class is not None:
+            self.embedded[embedded_class] = self.embedded.get(embedded_class, 0) + 1
+
+    def figures(self) -> dict:
+        return {
+            "addresses": self.addresses,
+            "classes": _by_count(self.classes),
+            "global_share": _share(self.classes.get(GLOBAL, 0), self.addresses),
+            "embedded": _by_count(self.embedded),
+        }
+
+
+class Announcements:
+    """The non-echo ADD_ADDR options of one announcer side (client or server), over every host.
+
+    Pairs are classed in figures(), not as they come: a class belongs to the address, so it is kept
+    once per distinct address, and the per-record work stays a few dict probes.
+    """
+
+    __slots__ = ("announcements", "with_port", "classes", "by_host", "_host")
+
+    def __init__(self) -> None:
+        self.announcements = 0
+        self.with_port = 0
+        # address -> (family, class, class of the IPv4 address it embeds or None), as its record gave them
+        self.classes: dict[str, tuple[str, str, str | None]] = {}
+        # host -> token -> addresses announced on that connection
+        self.by_host: dict[str | None, dict[int, set[str]]] = {}
+        self._host: dict[int, set[str]] = {}
+
+    def select_host(self, host: str | None) -> None:
+        """The host whose records come next (from a `header`)."""
+        self._host = self.by_host.setdefault(host, {})
+
+    def add(self, record: dict) -> None:
+        self.announcements += 1
+        if record["port"] is not None:
+            self.with_port += 1
+        token = record["connection"]
+        if token is None:
+            return  # not a connection's: counted as an announcement, no (connection, address) pair
+        address = record["address"]
+        addresses = self._host.get(token)
+        if addresses is None:
+            self._host[token] = {address}
+        elif address in addresses:
+            return  # a retransmission, or the same address again on another subflow
+        else:
+            addresses.add(address)
+        if address not in self.classes:
+            embedded = record["embedded_ipv4"]
+            embedded_class = None if embedded is None else embedded["class"]
+            self.classes[address] = (record["family"], record["class"], embedded_class)
+
+    def figures(self) -> dict:
+        families = {family: FamilyClasses() for family in FAMILIES}
+        for connections in self.by_host.values():
+            for addresses in connections.values():
+                for address in addresses:
+                    family, address_class, embedded_class = self.classes[address]
+                    families[family].count(address_class, embedded_class)
+        return {"announcements": self.announcements,
+                **{family: counts.figures() for family, counts in families.items()}}
+
+
+class Report:
+    """Feed it records with consume(), as many batches as wanted; figures() gives the report dict.
+
+    Records are kept only if `since` <= time < `until` (epoch seconds; None: unbounded), so that
+    consecutive windows split a log without counting a record twice. Headers are always read: they
+    name the host of the records that follow.
+    """
+
+    def __init__(self, since: float | None = None, until: float | None = None) -> None:
+        self.since = -math.inf if since is None else since
+        self.until = math.inf if until is None else until
+        self.client = Announcements()
+        self.server = Announcements()
+        self.attempts = 0
+        self.unattributed = 0
+        self.lost_events = 0
+        self.first_seen = math.inf
+        self.last_seen = -math.inf
+        # host -> token -> MPTCP version of each connection whose MP_CAPABLE exchange completed
+        self.connections: dict[str | None, dict[int, int]] = {}
+        self._host_connections: dict[int, int] = {}
+        self._announce = {"client": self.client.add, "server": self.server.add}
+        # Only the kinds the figures need; the others are only looked at for their time.
+        self._handlers = {
+            "add_addr": self._add_addr,
+            "connection": self._connection,
+            "attempt": self._attempt,
+            "lost": self._lost,
+        }
+        self._select_host(None)  # records before any header (a bare file) belong to an unnamed host
+
+    def consume(self, records: Iterable[dict]) -> None:
+        # Hot loop: locals only, one dict probe to dispatch, no object made per record.
+        handlers = self._handlers
+        since, until = self.since, self.until
+        first, last = self.first_seen, self.last_seen
+        for record in records:
+            time = record.get("time")
+            if time is None:
+                # Only the header has no time (it has file_started): it names the host.
+                if record.get("kind") == "header":
+                    self._select_host(record.get("host"))
+                continue
+            if not since <= time < until:
+                continue
+            if time < first:
+                first = time
+            if time > last:
+                last = time
+            handler = handlers.get(record["kind"])
+            if handler is not None:
+                handler(record)
+        self.first_seen, self.last_seen = first, last
+
+    def _select_host(self, host: str | None) -> None:
+        self._host_connections = self.connections.setdefault(host, {})
+        self.client.select_host(host)
+        self.server.select_host(host)
+
+    def _add_addr(self, record: dict) -> None:
+        if record["echo"]:
+            return
+        if record["connection"] is None:
+            self.unattributed += 1
+        announce = self._announce.get(record["announcer"])
+        if announce is not None:  # None: an unknown subflow's, whose announcer is unknown too
+            announce(record)
+
+    def _connection(self, record: dict) -> None:
+        self._host_connections.setdefault(record["connection"], record["version"])
+
+    def _attempt(self, record: dict) -> None:
+        self.attempts += 1
+
+    def _lost(self, record: dict) -> None:
+        self.lost_events += record["count"]
+
+    def figures(self) -> dict:
+        connections = sum(map(len, self.connections.values()))
+        # Only connections seen to start: with --since, one that started before still announces
+        # inside the window, and counting it would let the share pass 100%.
+        announcing = sum(len(tokens.keys() & self.connections.get(host, {}).keys())
+                         for host, tokens in self.client.by_host.items())
+        versions = {"v0": 0, "v1": 0}
+        for host_connections in self.connections.values():
+            for version in host_connections.values():
+                name = f"v{version}"
+                versions[name] = versions.get(name, 0) + 1
+        client = self.client.figures()
+        return {
+            "connections": connections,
+            "attempts": self.attempts,
+            "connections_announcing": announcing,
+            "connections_announcing_share": _share(announcing, connections),
+            "announcements": client["announcements"],
+            "ipv4": client["ipv4"],
+            "ipv6": client["ipv6"],
+            "distinct_addresses": len(self.client.classes),
+            "with_port": self.client.with_port,
+            "versions": versions,
+            "server_announced": self.server.figures(),
+            "unattributed": self.unattributed,
+            "lost_events": self.lost_events,
+            "first_seen": iso_time(self.first_seen) if self.first_seen != math.inf else None,
+            "last_seen": iso_time(self.last_seen) if self.last_seen != -math.inf else None,
+        }
+
+
+def report(paths: str | os.PathLike | Iterable[str | os.PathLike], *, since: float | None = None,
+           until: float | None = None, on_damage: DamageHandler | None = None) -> dict:
+    """The figures of the log directories (or files) `paths`, read once, in the order given."""
+    figures = Report(since, until)
+    figures.consume(read_records(paths, on_damage=on_damage))
+    return figures.figures()
