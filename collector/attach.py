@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -61,55 +61,53 @@ class Attachment:
     ifindex: int
     created_clsact: bool
     replaced_stale: bool
-    _ipr: IPRoute = field(repr=False)
 
     def detach(self) -> None:
-        try:
-            self._ipr.tc("del-filter", "bpf", self.ifindex, handle=HANDLE, parent=INGRESS,
-                         prio=PRIO, protocol=ETH_P_ALL)
-        except NetlinkError as exc:
-            if exc.code not in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
-                raise
-        try:
-            if self.created_clsact and not self._others_attached():
-                self._ipr.tc("del", "clsact", self.ifindex)
-        except NetlinkError as exc:
-            if exc.code not in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
-                raise
-        finally:
-            self._ipr.close()
+        # A netlink socket of its own: one kept open from attach time was seen to wait forever for
+        # this reply (pyroute2 0.9, namespace sockets).
+        with _open(self.netns) as ipr:
+            try:
+                ipr.tc("del-filter", "bpf", self.ifindex, handle=HANDLE, parent=INGRESS,
+                       prio=PRIO, protocol=ETH_P_ALL)
+                if self.created_clsact and not _others_attached(ipr, self.ifindex):
+                    ipr.tc("del", "clsact", self.ifindex)
+            except NetlinkError as exc:
+                # Gone already: the interface or namespace was removed, or someone removed the filter.
+                if exc.code not in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
+                    raise
 
-    def _others_attached(self) -> bool:
-        return any(self._ipr.get_filters(self.ifindex, parent=p) for p in (INGRESS_PARENT, EGRESS_PARENT))
+
+def _others_attached(ipr: IPRoute, index: int) -> bool:
+    return any(ipr.get_filters(index, parent=p) for p in (INGRESS_PARENT, EGRESS_PARENT))
 
 
 def attach(prog_fd: int, ifname: str, netns: str | None = None) -> Attachment:
     """Adds our filter at ingress of `ifname`, replacing one a crashed run of ours left there."""
-    ipr = _open(netns)
-    try:
+    with _open(netns) as ipr:
         found = ipr.link_lookup(ifname=ifname)
         if not found:
             raise CollectorError(f"no interface {ifname!r} in {_where(netns)} (see: ip link)")
         index = found[0]
+        created = False
         try:
-            ipr.tc("add", "clsact", index)
-            created = True
-        except NetlinkError as exc:
-            if exc.code != errno.EEXIST:
-                raise
-            created = False
-        stale = [f for f in _filters(ipr, index, INGRESS_PARENT) if _ours_at_our_place(f)]
-        if stale and _filter_name(stale[0]) != FILTER_NAME:
-            raise CollectorError(
-                f"{ifname}: ingress prio {PRIO} handle {HANDLE:#x} holds a foreign filter "
-                f"{_filter_name(stale[0])!r}; remove it or move it (tc filter show dev {ifname} ingress)"
-            )
-        ipr.tc("replace-filter", "bpf", index, handle=HANDLE, fd=prog_fd, name=FILTER_NAME,
-               parent=INGRESS, prio=PRIO, protocol=ETH_P_ALL, direct_action=True)
-    except NetlinkError as exc:
-        ipr.close()
-        raise CollectorError(f"{ifname}: cannot attach at clsact ingress: {os.strerror(exc.code)}") from None
-    except BaseException:
-        ipr.close()
-        raise
-    return Attachment(ifname, netns, index, created, bool(stale), ipr)
+            try:
+                ipr.tc("add", "clsact", index)
+                created = True
+            except NetlinkError as exc:
+                if exc.code != errno.EEXIST:
+                    raise
+            stale = [f for f in _filters(ipr, index, INGRESS_PARENT) if _ours_at_our_place(f)]
+            if stale and _filter_name(stale[0]) != FILTER_NAME:
+                raise CollectorError(
+                    f"{ifname}: ingress prio {PRIO} handle {HANDLE:#x} holds a foreign filter "
+                    f"{_filter_name(stale[0])!r}; remove it or move it (tc filter show dev {ifname} ingress)"
+                )
+            ipr.tc("replace-filter", "bpf", index, handle=HANDLE, fd=prog_fd, name=FILTER_NAME,
+                   parent=INGRESS, prio=PRIO, protocol=ETH_P_ALL, direct_action=True)
+        except BaseException as exc:
+            if created:  # undo what this call did, and only that
+                ipr.tc("del", "clsact", index)
+            if isinstance(exc, NetlinkError):
+                raise CollectorError(f"{ifname}: cannot attach at clsact ingress: {os.strerror(exc.code)}") from None
+            raise
+    return Attachment(ifname, netns, index, created, bool(stale))

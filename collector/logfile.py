@@ -128,7 +128,7 @@ class LogWriter:
         self._closed = False
         self._lock = threading.Lock()
         try:
-            os.mkdir(self.log_dir, DIR_MODE)
+            os.makedirs(self.log_dir, DIR_MODE)
             os.chmod(self.log_dir, DIR_MODE)  # mkdir's mode is filtered by the umask
         except FileExistsError:
             pass

@@ -25,6 +25,7 @@ from collector.logfile import DamageHandler, read_records
 from collector.render import iso_time
 
 FAMILIES = ("ipv4", "ipv6")
+COLLECTOR_KINDS = frozenset({"stats", "lost"})
 GLOBAL = "global"
 # Study order for class dicts at equal counts; a class missing from the vocabulary sorts after them.
 _CLASS_RANK = {name: rank for rank, name in enumerate(ADDRESS_CLASSES)}
@@ -181,11 +182,15 @@ class Report:
                 continue
             if not since <= time < until:
                 continue
-            if time < first:
-                first = time
-            if time > last:
-                last = time
-            handler = handlers.get(record["kind"])
+            kind = record["kind"]
+            # The collector's own records carry its wall clock, which in a replay is not the
+            # capture's: first and last seen span the traffic.
+            if kind not in COLLECTOR_KINDS:
+                if time < first:
+                    first = time
+                if time > last:
+                    last = time
+            handler = handlers.get(kind)
             if handler is not None:
                 handler(record)
         self.first_seen, self.last_seen = first, last

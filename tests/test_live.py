@@ -8,17 +8,16 @@ import os
 import re
 import subprocess
 import sys
-import threading
-import time
 from collections import Counter
 from pathlib import Path
 
 import ipaddress
 
 import pytest
+from tcpdump import Tcpdump
 
 from collector.classify import classify
-from collector.live import RunOptions, run
+from collector.live import BackgroundRun, RunOptions
 from collector.testbed import Testbed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="live tests need root (namespaces, BPF)")
@@ -29,24 +28,6 @@ CONNECTIONS = 12  # per client and family
 SEGMENT = re.compile(r" IP6? (\S+)\.(\d+) > (\S+)\.(\d+):")
 TCPDUMP_ADD_ADDR = re.compile(r"mptcp \d+ add-addr (v\d)(-echo)? id (\d+) (\S+?)(?: hmac 0x([0-9a-f]+))?(?=[,\]])")
 MONITOR_ANNOUNCED = re.compile(r"ANNOUNCED\] token=([0-9a-f]+) remid=(\d+) daddr[46]=(\S+)")
-
-
-class Witness:
-    """A process watching the server namespace, started before the traffic and stopped after."""
-
-    def __init__(self, netns: str, *command: str, ready: str | None = None, stdout=None):
-        self.proc = subprocess.Popen(["ip", "netns", "exec", netns, *command], stdout=stdout or subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        if ready:  # tcpdump says when its capture is open
-            lines = []
-            while ready not in (line := self.proc.stderr.readline()):
-                lines.append(line)
-                assert line, f"got {lines!r} and the end of stderr; want a line with {ready!r}"
-
-    def stop(self) -> str:
-        self.proc.terminate()
-        out, _ = self.proc.communicate(timeout=10)
-        return out or ""
 
 
 def tcpdump_announcements(pcap: Path) -> Counter:
@@ -66,36 +47,18 @@ def live_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("live")
     log_dir, pcap = tmp / "logs", tmp / "server-ingress.pcap"
     with Testbed() as bed:
-        stop = threading.Event()
+        # Started before the collector, whose loading gives it time to subscribe.
+        monitor = subprocess.Popen(["ip", "netns", "exec", bed.server, "ip", "mptcp", "monitor"],
+                                   stdout=subprocess.PIPE, text=True)
         options = RunOptions(tuple(bed.server_interfaces), bed.server, str(log_dir), stats_interval=1.0)
-        outcome = {}
-        collector = threading.Thread(target=lambda: outcome.setdefault("session", run(options, stop)))
-        tcpdump = Witness(bed.server, "tcpdump", "-i", "any", "-Q", "in", "-nn", "-U", "-w", str(pcap), "tcp",
-                          ready="listening on")
-        monitor = Witness(bed.server, "ip", "mptcp", "monitor")
-        collector.start()
         try:
-            _wait_attached(bed)
-            traffic = bed.drive(CONNECTIONS)
-            time.sleep(1.0)  # the last segments reach tcpdump and the perf buffer
+            with Tcpdump(bed.server, pcap, "-i", "any", "-Q", "in", "tcp"), BackgroundRun(options) as run:
+                traffic = bed.drive(CONNECTIONS)
         finally:
-            stop.set()
-            collector.join(timeout=30)
-            tcpdump.stop()
-            monitor_text = monitor.stop()
+            monitor.terminate()
+            monitor_text = monitor.communicate(timeout=10)[0]
         yield {"bed": bed, "traffic": traffic, "log_dir": log_dir, "pcap": pcap, "monitor": monitor_text,
-               "session": outcome.get("session")}
-
-
-def _wait_attached(bed: Testbed, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        shown = subprocess.run(["ip", "netns", "exec", bed.server, "tc", "filter", "show", "dev",
-                                bed.server_interfaces[-1], "ingress"], capture_output=True, text=True).stdout
-        if "addaddr" in shown:
-            return
-        time.sleep(0.1)
-    pytest.fail("the collector did not attach within 30 s")
+               "session": run.session}
 
 
 def tail_json(log_dir: Path) -> list[dict]:

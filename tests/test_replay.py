@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from capture_writer import LINKTYPE_IEEE802_11, PcapngWriter, PcapWriter
 from collector.classify import classify
 from collector.live import BackgroundRun, RunOptions
 from collector.render import iso_time
+from tcpdump import Tcpdump
 from collector.testbed import Testbed
 from replay_fixtures import ADDRESS_A, ADDRESS_B, STEP_NS, T0_NS, Capture, add_addr_hmac, oversized, scenario
 
@@ -165,12 +165,6 @@ def assert_report_matches_tshark(got: dict, want: dict) -> None:
 
 # --- 1. real kernel MPTCP: live collector, replay and tshark agree ------------------------------------
 
-def _dropped(tcpdump_stderr: str) -> int:
-    found = re.search(r"(\d+) packets? dropped by kernel", tcpdump_stderr)
-    assert found, f"got tcpdump stderr {tcpdump_stderr!r}; want its drop count"
-    return int(found.group(1))
-
-
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     """One testbed: the live collector on the server's ingress while tcpdump captures both directions
@@ -178,26 +172,11 @@ def generated(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("generated")
     pcap, live_logs = tmp / "server.pcap", tmp / "live"
     live_logs.mkdir()
-    with Testbed() as bed:
-        # Without immediate mode, tcpdump stopped by SIGTERM here had written none of the packets its
-        # filter took (libpcap's TPACKET_V3 blocks); in immediate mode each ring slot takes the snap
-        # length, so a small one (the testbed's segments are a few hundred bytes) and a large buffer
-        # keep the ring from overflowing: with the defaults it dropped a third of the packets.
-        tcpdump = subprocess.Popen(["ip", "netns", "exec", bed.server, "tcpdump", "-i", "any", "-nn", "-U",
-                                    "--immediate-mode", "-s", "2048", "-B", "8192", "-w", str(pcap), "tcp"],
-                                   stderr=subprocess.PIPE, text=True)
-        try:
-            lines = []
-            while "listening on" not in (line := tcpdump.stderr.readline()):
-                lines.append(line)
-                assert line, f"got tcpdump stderr {lines!r} and its end; want 'listening on'"
-            with BackgroundRun(RunOptions(tuple(bed.server_interfaces), bed.server, str(live_logs))) as run:
-                traffic = bed.drive(CONNECTIONS)
-        finally:
-            tcpdump.terminate()
-            _, tcpdump_stderr = tcpdump.communicate(timeout=10)
+    with Testbed() as bed, Tcpdump(bed.server, pcap, "-i", "any", "tcp") as tcpdump:
+        with BackgroundRun(RunOptions(tuple(bed.server_interfaces), bed.server, str(live_logs))) as run:
+            traffic = bed.drive(CONNECTIONS)
     replayed = replay([pcap], tmp / "replay")
-    return {"pcap": pcap, "traffic": traffic, "session": run.session, "tcpdump": tcpdump_stderr,
+    return {"pcap": pcap, "traffic": traffic, "session": run.session, "tcpdump": tcpdump,
             "live": tmp / "live", "replay": tmp / "replay", "result": replayed}
 
 
@@ -206,10 +185,10 @@ def test_generated_capture_is_whole(generated):
     assert not traffic.failures, f"got testbed failures {traffic.failures}; want none"
     announced = Counter(c.announced for c in traffic.connections)
     assert announced == {7: 4 * CONNECTIONS}, f"got connections by announcements {announced}; want 7 each"
-    assert _dropped(generated["tcpdump"]) == 0, f"got tcpdump {generated['tcpdump']!r}; want 0 dropped"
+    assert generated["tcpdump"].dropped == 0, f"got tcpdump {generated['tcpdump'].stderr!r}; want 0 dropped"
     assert generated["session"].lost_samples == 0, f"got live {generated['session'].lost_samples} lost; want 0"
     assert_succeeded(generated["result"])
-    captured = int(re.search(r"(\d+) packets? captured", generated["tcpdump"]).group(1))
+    captured = generated["tcpdump"].captured
     packets = replay_stats(tail(generated["replay"]))["replay"]["packets"]
     assert packets == captured, f"got {packets} packets replayed; want {captured}, all tcpdump captured"
 
@@ -390,8 +369,6 @@ def test_frame_longer_than_a_test_run_takes_is_replayed(offline):
     assert logged == [("connection", token), ("add_addr", token)], f"got {logged}; want its connection, then A"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the replay's closing stats record is stamped with the wall "
-                                       "clock, so the report of a replayed capture ends in the present")
 def test_report_of_a_replay_spans_the_capture(crafted):
     got = report(crafted["logs"])
     made = crafted["scenario"].capture

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tcpdump import Tcpdump
+
 from collector.live import BackgroundRun, RunOptions
 from collector.testbed import Testbed
 
@@ -25,15 +27,9 @@ CLOCK_KEYS = ("first_seen", "last_seen")
 def capture(tmp_path_factory) -> Path:
     """Both directions of real MPTCP traffic, as tcpdump saw it on the server."""
     pcap = tmp_path_factory.mktemp("traffic") / "server.pcap"
-    with Testbed() as bed:
-        tcpdump = subprocess.Popen(["ip", "netns", "exec", bed.server, "tcpdump", "-i", "any", "-nn", "-U",
-                                    "-w", str(pcap), "tcp"], stderr=subprocess.PIPE, text=True)
-        while "listening on" not in (line := tcpdump.stderr.readline()):
-            assert line, "tcpdump ended before listening"
+    with Testbed() as bed, Tcpdump(bed.server, pcap, "-i", "any", "tcp"):
         with BackgroundRun(RunOptions(tuple(bed.server_interfaces), bed.server, str(pcap.parent / "live"))):
             bed.drive(4)
-        tcpdump.terminate()
-        tcpdump.wait(timeout=10)
     return pcap
 
 
