@@ -22,6 +22,9 @@ from .records import Recorder
 from .session import Session
 
 POLL_MS = 100
+# How long an event may take from its kernel timestamp to its perf buffer: a longer delay (a vCPU
+# descheduled) could let a later event from another CPU be processed first.
+REORDER_WINDOW_NS = 100_000_000
 # A sample wakes the reader only once this many are waiting; the poll timeout bounds the delay.
 WAKEUP_EVENTS = 64
 
@@ -118,8 +121,10 @@ def _collect(program, session, clock, options, stop, status) -> None:
     next_status += options.status_interval
     while not stop.is_set() and session.write_error is None:
         program.poll(POLL_MS)
+        # Taken before the drain: whatever was stamped before it has been written by now.
+        cutoff = time.monotonic_ns() - REORDER_WINDOW_NS
         program.drain()
-        session.process()
+        session.process(cutoff)
         now = time.monotonic()
         if now >= next_stats:
             session.write(session.recorder.expire(time.time()))

@@ -6,6 +6,7 @@ packet (kernel) -> OptionEvent (event.py) -> records (records.py) -> log (logfil
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from operator import attrgetter
 from typing import Callable
 
@@ -17,13 +18,10 @@ from .records import Recorder
 class Session:
     """Feeds every event through a Recorder into a LogWriter, counting what passes.
 
-    Each CPU has its own perf buffer, read one after another, so a batch arrives grouped by CPU:
-    events are held until `process()` and then taken in kernel-time order, or a SYN read from one
-    CPU after its connection's third ACK from another would open that connection a second time.
-
-    `time_of` gives an event's wall-clock time (UTC epoch seconds): the kernel's clock when live,
-    the packet's own timestamp in a replay. A write that fails (disk full) stops the session: the
-    error is kept for the caller, and every record not written from then on is counted as lost.
+    Each CPU has its own perf buffer, read one after another, and a CPU can be held up between
+    stamping an event and writing it (a vCPU descheduled for milliseconds was seen here): events are
+    held until `process()` takes those older than its cutoff, in kernel-time order. Otherwise a SYN
+    read after its connection's third ACK would open that connection a second time.
     """
 
     def __init__(self, writer: LogWriter, recorder: Recorder, time_of: Callable[[OptionEvent], float]):
@@ -38,14 +36,20 @@ class Session:
         self._pending: list[OptionEvent] = []
 
     def on_kernel_event(self, raw) -> None:
-        self._pending.append(from_kernel(raw))
+        self.take(from_kernel(raw))
 
-    def process(self) -> None:
-        """Records for the events read since the last call, in the order the kernel saw them."""
-        pending, self._pending = self._pending, []
+    def take(self, event: OptionEvent) -> None:
+        self._pending.append(event)
+
+    def process(self, cutoff_ns: int | None = None) -> None:
+        """Records for the events read so far with a kernel time up to `cutoff_ns` (all when None),
+        in the order the kernel saw them; later ones wait for the next call."""
+        pending = self._pending
         pending.sort(key=attrgetter("ktime_ns"))
-        self.events += len(pending)
-        for event in pending:
+        ready = len(pending) if cutoff_ns is None else bisect_right(pending, cutoff_ns, key=attrgetter("ktime_ns"))
+        self._pending = pending[ready:]
+        self.events += ready
+        for event in pending[:ready]:
             self.write(self.recorder.handle(event, self.time_of(event)))
 
     def on_lost(self, count: int) -> None:

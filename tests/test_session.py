@@ -1,0 +1,34 @@
+"""The session's ordering of events read from several CPUs' perf buffers."""
+
+from __future__ import annotations
+
+from mptcp_encoder import encode
+
+from collector.event import OptionEvent
+from collector.logfile import LogWriter, read_records
+from collector.mptcp_option import MpCapable
+from collector.records import Recorder
+from collector.session import Session
+
+SYN, ACK = 0x02, 0x10
+CLIENT_KEY, SERVER_KEY = 0x1111, 0x2222
+
+
+def segment(ktime_ns: int, flags: int, seq: int, option) -> OptionEvent:
+    return OptionEvent(ktime_ns, 2, 0, 4, "10.0.0.2", "10.0.0.1", 40000, 443, seq, 1, flags, encode(option))
+
+
+def test_events_are_processed_in_kernel_order_up_to_the_cutoff(tmp_path):
+    with LogWriter(tmp_path, {"host": "test"}) as writer:
+        session = Session(writer, Recorder(), lambda event: event.ktime_ns / 1e9)
+        third_ack = segment(2_000, ACK, 101, MpCapable(1, 0x81, CLIENT_KEY, SERVER_KEY, None, None))
+        syn = segment(1_000, SYN, 100, MpCapable(1, 0x81, None, None, None, None))
+        late = segment(9_000, ACK, 101, MpCapable(1, 0x81, CLIENT_KEY, SERVER_KEY, None, None))
+        for event in (third_ack, late, syn):  # as two CPUs' buffers might hand them over
+            session.take(event)
+        session.process(cutoff_ns=5_000)
+        assert session.events == 2, f"got {session.events} events processed; want the 2 before the cutoff"
+        session.process()
+        assert session.events == 3, f"got {session.events}; want the held one processed at the end"
+    connections = [r for r in read_records(tmp_path) if r["kind"] == "connection"]
+    assert len(connections) == 1, f"got {len(connections)} connection records; want 1 (SYN first, then ACK)"
