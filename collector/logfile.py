@@ -31,8 +31,6 @@ READ_SIZE = 1 << 20
 _NAME_FORMAT = "addaddr-%Y%m%dT%H%M%S.%fZ.msgpack"
 _NAME_RE = re.compile(r"addaddr-\d{8}T\d{6}\.\d{6}Z\.msgpack")
 _TICK = timedelta(microseconds=1)
-# Write buffered records out early once this much is pending, to bound memory.
-_BUFFER_LIMIT = 1 << 20
 
 # (path, offset of the first byte not read as a record, reason)
 DamageHandler = Callable[[Path, int, str], None]
@@ -93,7 +91,8 @@ def repair_newest(log_dir: str | os.PathLike) -> Repair | None:
 class LogWriter:
     """Appends records to rotating log files in `log_dir`.
 
-    Records are buffered and written out, then fsynced, every `sync_records`
+    Each record is written to the file as it comes, so a crash of the process
+    loses none already handed over; the file is fsynced every `sync_records`
     records or `sync_interval` seconds (checked on write; call flush() from a
     timer to bound the delay when writes pause), on rotation and on close().
     A write or flush that fails raises the OSError unchanged after cutting the
@@ -125,6 +124,7 @@ class LogWriter:
         self._buf = bytearray()  # packed records not yet in the file
         self._ends: list[int] = []  # end offset in _buf of each buffered record
         self._started = self._synced_at = 0.0
+        self._unsynced = 0  # records in the file since the last fsync
         self._closed = False
         self._lock = threading.Lock()
         try:
@@ -151,9 +151,12 @@ class LogWriter:
                 raise
             self._buf += data
             self._ends.append(len(self._buf))
-            if (len(self._ends) >= self.sync_records or len(self._buf) >= _BUFFER_LIMIT
-                    or now - self._synced_at >= self.sync_interval):
-                self._flush()
+            # Into the file (the page cache) at once: a crash of this process then loses no record
+            # already handed over; only a crash of the machine waits for the fsync.
+            self._write_out()
+            self._unsynced += 1
+            if self._unsynced >= self.sync_records or now - self._synced_at >= self.sync_interval:
+                self._sync()
 
     def flush(self) -> None:
         """Write out buffered records and fsync the file."""
@@ -197,7 +200,7 @@ class LogWriter:
         self._fd, self.path, self._size = fd, path, len(header)
         self._started = self._synced_at = now
 
-    def _flush(self) -> None:
+    def _write_out(self) -> None:
         if not self._ends:
             return
         try:
@@ -206,10 +209,18 @@ class LogWriter:
             self._keep_complete_records()
             raise
         self._commit(len(self._ends))
+
+    def _sync(self) -> None:
         # An fsync error is raised as is: the records are whole in the file, only
         # their durability is in doubt.
-        os.fsync(self._fd)
+        if self._fd is not None and self._unsynced:
+            os.fsync(self._fd)
+        self._unsynced = 0
         self._synced_at = self._clock()
+
+    def _flush(self) -> None:
+        self._write_out()
+        self._sync()
 
     def _close_file(self) -> None:
         if self._fd is None:

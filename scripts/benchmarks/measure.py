@@ -1,0 +1,181 @@
+"""What every benchmark shares: repeated figures with their median and spread, rows of the table,
+and the cost of a process (wall time, CPU seconds, peak RSS) read from the kernel.
+
+The machines are shared and noisy, so a figure is never one measurement: each is repeated, and the
+table prints its median with the lowest and highest value. A ratio against a reference is taken
+round by round, ours and the reference measured back to back, and its median is the ratio shown.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Values of one figure over the repeats."""
+
+    values: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    def text(self, digits: int) -> str:
+        median = f"{self.median:,.{digits}f}"
+        if len(self.values) < 2:
+            return median
+        return f"{median} ({min(self.values):,.{digits}f}–{max(self.values):,.{digits}f})"
+
+    def as_json(self) -> dict:
+        return {"median": self.median, "min": min(self.values), "max": max(self.values), "values": list(self.values)}
+
+
+def sample(values: Sequence[float]) -> Sample:
+    return Sample(tuple(values))
+
+
+def alternate(rounds: int, ours: Callable[[], float], reference: Callable[[], float]) -> tuple[Sample, Sample, Sample]:
+    """`rounds` rounds of ours then the reference, back to back: (ours, reference, ours / reference).
+
+    Back to back, so that a noisy spell of the machine hits both sides of a ratio alike.
+    """
+    pairs = [(ours(), reference()) for _ in range(rounds)]
+    return (sample([o for o, _ in pairs]), sample([r for _, r in pairs]),
+            sample([o / r if r else float("inf") for o, r in pairs]))
+
+
+@dataclass
+class Row:
+    """One line of the table. `better` says which way the ratio must go to meet `limit`."""
+
+    figure: str
+    ours: Sample
+    reference: Sample | None = None
+    reference_name: str = ""
+    ratio: Sample | None = None
+    limit: float | None = None
+    better: str = "lower"  # "lower": ratio <= limit; "higher": ratio >= limit
+    digits: int = 0
+
+    @property
+    def met(self) -> bool | None:
+        if self.limit is None or self.ratio is None:
+            return None
+        return self.ratio.median <= self.limit if self.better == "lower" else self.ratio.median >= self.limit
+
+    @property
+    def target(self) -> str:
+        if self.limit is None:
+            return ""
+        return f"{'≤' if self.better == 'lower' else '≥'} {self.limit:g}"
+
+    def cells(self) -> list[str]:
+        met = {True: "yes", False: "NO", None: ""}[self.met]
+        reference = "" if self.reference is None else f"{self.reference.text(self.digits)} {self.reference_name}".strip()
+        ratio = "" if self.ratio is None else self.ratio.text(3 if self.ratio.median < 1 else 2)
+        return [self.figure, self.ours.text(self.digits), reference, ratio, self.target, met]
+
+    def as_json(self) -> dict:
+        return {
+            "figure": self.figure,
+            "ours": self.ours.as_json(),
+            "reference": None if self.reference is None else self.reference.as_json(),
+            "reference_name": self.reference_name or None,
+            "ratio": None if self.ratio is None else self.ratio.as_json(),
+            "target": self.target or None,
+            "met": self.met,
+        }
+
+
+@dataclass
+class Result:
+    """One benchmark's rows, and notes on how it was measured (printed under the table)."""
+
+    name: str
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {"figures": [row.as_json() for row in self.rows], "notes": self.notes}
+
+
+HEADER = ("benchmark", "figure", "ours median (min–max)", "reference", "ratio", "target", "met")
+
+
+def markdown_table(results: Sequence[Result]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for result in results:
+        for row in result.rows:
+            lines.append("| " + " | ".join([result.name, *row.cells()]) + " |")
+    return "\n".join(lines)
+
+
+# --- the cost of a process -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cost:
+    wall: float  # seconds
+    cpu: float  # user + system seconds, of the process and the children it waited for
+    max_rss_mib: float
+    returncode: int
+
+
+def run(command: Sequence[str], **popen) -> Cost:
+    """Runs `command` to its end, as a child of its own, so that its rusage is its alone."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, **popen)
+    return finish(process, start)
+
+
+def finish(process: subprocess.Popen, start: float) -> Cost:
+    """Waits for `process`; wall time from `start` (a perf_counter reading)."""
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return Cost(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, process.returncode)
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds so far of `pid` and of every descendant still running (tshark's dumpcap).
+
+    Read before a measured spell and subtracted from the rusage at the end, to leave out start-up
+    (bcc compiling the program, tshark loading its dissectors).
+    """
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        # utime, stime, cutime, cstime: fields 14-17 of proc(5), 12-15 after the name.
+        total = sum(int(v) for v in fields[11:15]) / CLOCK_TICKS
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += tree_cpu(int(child))
+    except FileNotFoundError:
+        pass  # gone meanwhile
+    return total
+
+
+def interrupt(process: subprocess.Popen) -> None:
+    """SIGINT, as Ctrl-C: the watchers then drain, report and exit."""
+    process.send_signal(signal.SIGINT)
+
+
+def wait_for_text(path: Path, text: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Until `text` appears in the file a process writes its stderr to (its 'ready' line)."""
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text(errors="replace"):
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited early: {path.read_text(errors='replace').strip()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{process.args[0]} did not say {text!r} within {timeout:.0f} s")
+        time.sleep(0.05)

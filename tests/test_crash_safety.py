@@ -1,0 +1,146 @@
+"""The collector killed, stopped and starved of disk under load: logs stay readable, nothing is lost
+silently, the next run starts clean."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from collector.logfile import log_files, read_records
+from collector.testbed import ClientPlan, Testbed
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, BPF, tmpfs)")
+
+ADDAADDR = str(Path(sys.executable).with_name("addaddr"))
+PLAN = (ClientPlan(("10.1.2.3", "192.168.7.9", "2002:c000:201::1")),)
+KILLS = 3
+
+
+class Load:
+    """MPTCP connections in a loop until stopped: the collector is always busy when hit."""
+
+    def __init__(self, bed: Testbed):
+        self._bed, self._stop = bed, threading.Event()
+        self._thread = threading.Thread(target=self._drive)
+        self.connections = 0
+
+    def _drive(self) -> None:
+        while not self._stop.is_set():
+            self.connections += len(self._bed.drive(2).connections)
+
+    def __enter__(self) -> "Load":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def start_run(bed: Testbed, log_dir: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([ADDAADDR, "run", "--netns", bed.server, "--iface", bed.server_interfaces[0],
+                             "--log-dir", str(log_dir)], stderr=subprocess.PIPE, text=True)
+    while "collecting on" not in (line := proc.stderr.readline()):
+        assert line, f"got the collector ending before it attached (exit {proc.wait()})"
+    return proc
+
+
+def our_filters(bed: Testbed) -> int:
+    shown = subprocess.run(["tc", "-n", bed.server, "filter", "show", "dev", bed.server_interfaces[0], "ingress"],
+                           capture_output=True, text=True, check=True).stdout
+    return shown.count(" addaddr ")
+
+
+def read_with_damage(log_dir: Path) -> tuple[list[dict], list[tuple]]:
+    damage = []
+    records = list(read_records(log_dir, on_damage=lambda *where: damage.append(where)))
+    return records, damage
+
+
+def test_kill_9_under_load_then_clean_restarts(tmp_path):
+    with Testbed(PLAN) as bed, Load(bed) as load:
+        for _ in range(KILLS):
+            proc = start_run(bed, tmp_path)
+            assert our_filters(bed) == 1, f"got {our_filters(bed)} filters of ours; want 1"
+            while load.connections < 4:  # records are flowing
+                time.sleep(0.05)
+            load.connections = 0
+            proc.kill()
+            proc.wait()
+            records, damage = read_with_damage(tmp_path)
+            # Only the file being written when killed may end in a partial record.
+            assert all(where[0] == log_files(tmp_path)[-1] for where in damage), f"got damage {damage}"
+            assert len(damage) <= 1, f"got damage {damage}; want at most the record being written"
+        final = start_run(bed, tmp_path)
+        assert our_filters(bed) == 1, f"got {our_filters(bed)} filters after {KILLS} kills; want 1"
+        assert final.send_signal(signal.SIGTERM) or final.wait(timeout=30) == 0, "got a failed clean stop"
+    records, damage = read_with_damage(tmp_path)
+    assert damage == [], f"got damage {damage} after the clean run repaired and closed; want none"
+    files = log_files(tmp_path)
+    assert len(files) == KILLS + 1, f"got {len(files)} log files; want one per run"
+    headers = [r for r in records if r["kind"] == "header"]
+    assert len(headers) == len(files), f"got {len(headers)} headers for {len(files)} files"
+    assert any(r["kind"] == "add_addr" for r in records), "got no announcement logged under load"
+
+
+def test_sigterm_under_load_drains_everything(tmp_path):
+    with Testbed(PLAN) as bed, Load(bed):
+        proc = start_run(bed, tmp_path)
+        while not any(r["kind"] == "add_addr" for r in read_records(tmp_path)):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, f"got exit {proc.returncode}: {stderr}"
+    records = list(read_records(tmp_path))
+    stats = [r for r in records if r["kind"] == "stats"][-1]
+    assert stats["lost"] == 0, f"got {stats['lost']} lost; want 0"
+    assert stats["events"] == stats["kernel"]["events"], \
+        f"got {stats['events']} events read; want all {stats['kernel']['events']} the kernel emitted"
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)])
+
+
+@pytest.fixture(scope="module")
+def busy_capture(tmp_path_factory) -> Path:
+    """Real MPTCP traffic with many announcements: more records than 64 KiB holds."""
+    from tcpdump import Tcpdump
+
+    pcap = tmp_path_factory.mktemp("busy") / "busy.pcap"
+    with Testbed() as bed, Tcpdump(bed.server, pcap, "-i", "any", "tcp"):
+        bed.drive(20)
+    return pcap
+
+
+def test_disk_full_is_one_error_and_readable_logs(tiny_disk, busy_capture):
+    result = subprocess.run([ADDAADDR, "replay", str(busy_capture), "--log-dir", str(tiny_disk / "logs")],
+                            capture_output=True, text=True, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1, f"got exit {result.returncode}: {result.stderr}"
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "records not written" in lines[0], \
+        f"got {lines}; want one line saying the disk is full and how many records were not written"
+    unwritten = int(lines[0].split("; ")[1].split()[0])
+    assert unwritten > 0, f"got {unwritten} records counted as not written"
+    records, damage = read_with_damage(tiny_disk / "logs")
+    assert damage == [], f"got damage {damage}; want every file readable to its end"
+    assert records[0]["kind"] == "header" and len(records) > 1, "got no records before the disk filled"
+    tail = subprocess.run([ADDAADDR, "tail", "--json", "--log-dir", str(tiny_disk / "logs")],
+                          capture_output=True, text=True)
+    assert tail.returncode == 0 and all(json.loads(line) for line in tail.stdout.splitlines())
