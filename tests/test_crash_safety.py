@@ -30,11 +30,10 @@ class Load:
     def __init__(self, bed: Testbed):
         self._bed, self._stop = bed, threading.Event()
         self._thread = threading.Thread(target=self._drive)
-        self.connections = 0
 
     def _drive(self) -> None:
         while not self._stop.is_set():
-            self.connections += len(self._bed.drive(2).connections)
+            self._bed.drive(2)
 
     def __enter__(self) -> "Load":
         self._thread.start()
@@ -59,6 +58,10 @@ def our_filters(bed: Testbed) -> int:
     return shown.count(" addaddr ")
 
 
+def announcements(log_dir: Path) -> int:
+    return sum(r["kind"] == "add_addr" for r in read_records(log_dir, on_damage=lambda *_: None))
+
+
 def read_with_damage(log_dir: Path) -> tuple[list[dict], list[tuple]]:
     damage = []
     records = list(read_records(log_dir, on_damage=lambda *where: damage.append(where)))
@@ -70,9 +73,9 @@ def test_kill_9_under_load_then_clean_restarts(tmp_path):
         for _ in range(KILLS):
             proc = start_run(bed, tmp_path)
             assert our_filters(bed) == 1, f"got {our_filters(bed)} filters of ours; want 1"
-            while load.connections < 4:  # records are flowing
+            announced = announcements(tmp_path)
+            while announcements(tmp_path) <= announced:  # records are flowing into the log
                 time.sleep(0.05)
-            load.connections = 0
             proc.kill()
             proc.wait()
             records, damage = read_with_damage(tmp_path)
@@ -88,13 +91,12 @@ def test_kill_9_under_load_then_clean_restarts(tmp_path):
     assert len(files) == KILLS + 1, f"got {len(files)} log files; want one per run"
     headers = [r for r in records if r["kind"] == "header"]
     assert len(headers) == len(files), f"got {len(headers)} headers for {len(files)} files"
-    assert any(r["kind"] == "add_addr" for r in records), "got no announcement logged under load"
 
 
 def test_sigterm_under_load_drains_everything(tmp_path):
     with Testbed(PLAN) as bed, Load(bed):
         proc = start_run(bed, tmp_path)
-        while not any(r["kind"] == "add_addr" for r in read_records(tmp_path)):
+        while not announcements(tmp_path):
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
