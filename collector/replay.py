@@ -27,6 +27,8 @@ from .testrun import MIN_FRAME, TestRunner
 # yields at most ~13,000 events (~1.7 MiB), inside REPLAY_PAGES per CPU: nothing is lost to speed.
 CHUNK = 1024
 REPLAY_PAGES = 1024
+# The buffers are drained after every chunk, never waited on: a wakeup per event would only cost.
+NO_WAKEUPS = 1 << 30
 # The kernel test-runs a frame of at most a page less its skb overhead (3,712 bytes on x86-64 with
 # 4 KiB pages) and refuses a longer one with EINVAL. The program reads only headers, so a longer frame
 # (a TSO super-segment captured on its sender) runs cut to this, as a snap length would have cut it.
@@ -63,7 +65,7 @@ def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None]
         writer.close()
         raise
     try:
-        program.open_events(session.on_kernel_event, session.on_lost, pages=REPLAY_PAGES)
+        program.open_events(session.on_kernel_event, session.on_lost, pages=REPLAY_PAGES, wakeup_events=NO_WAKEUPS)
         runner = TestRunner(program.fd)
         last_time = 0.0
         done_bytes = 0

@@ -1,0 +1,358 @@
+"""Differential fuzzing of the kernel program against tests/reference_parser.py.
+
+Frames come from hypothesis strategies (structured: VLAN tags, IPv4 with options and fragment
+fields, IPv6 extension chains, TCP option areas mixing MPTCP options of every subtype and length
+with common options and garbage), each followed by byte mutants of it made with a seeded `random`,
+far cheaper than a hypothesis example. Frames run through BPF_PROG_TEST_RUN in batches, each tagged
+with its index in skb->mark, which its events carry back.
+
+tests/test_fuzz.py runs a short form; `scripts/fuzz --cases N [--seed S]` runs main() for millions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import random
+import struct
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+
+import frames
+from collector.event import OptionEvent, from_kernel
+from collector.program import CaptureProgram
+from collector.testrun import MIN_FRAME, TestRunner
+from reference_parser import TCPOPT_MPTCP, ExpectedEvent, Verdict, expect
+
+TC_ACT_UNSPEC = -1
+# Frames between two reads of the perf buffer and the counters. A frame makes at most 13 events
+# (3-byte options filling 40 bytes) of ~150 bytes: a batch's events fit in PAGES (4 MiB) per CPU.
+BATCH = 1024
+PAGES = 1024
+# Byte mutants run after each structured frame.
+MUTANTS = 31
+
+# --- structured frames (hypothesis) ------------------------------------------------------------
+
+
+def usually(value, otherwise: st.SearchStrategy) -> st.SearchStrategy:
+    """`value` seven times in eight, else a draw from `otherwise`; shrinks towards `value`."""
+    return st.integers(0, 7).flatmap(lambda n: otherwise if n == 7 else st.just(value))
+
+
+def _mptcp(subtype: int, nibble: int, body: bytes) -> bytes:
+    return bytes([TCPOPT_MPTCP, 3 + len(body), subtype << 4 | nibble]) + body
+
+
+def _sack(blocks: bytes) -> bytes:
+    return bytes([5, 2 + len(blocks)]) + blocks
+
+
+TCP_OPTIONS = st.one_of(
+    # Every subtype, every length from 3 to 40, any flag nibble: the kernel reads only the subtype.
+    st.builds(_mptcp, st.integers(0, 15), st.integers(0, 15), st.binary(max_size=37)),
+    st.sampled_from([
+        b"\x01",  # NOP
+        b"\x00",  # EOL
+        bytes.fromhex("020405b4"),  # MSS
+        bytes.fromhex("030307"),  # window scale
+        bytes.fromhex("0402"),  # SACK permitted
+        bytes.fromhex("080a0000123400005678"),  # timestamps
+        bytes([TCPOPT_MPTCP]), bytes([TCPOPT_MPTCP, 0]), bytes([TCPOPT_MPTCP, 1]),
+        bytes([TCPOPT_MPTCP, 2]),  # MPTCP options too short for a subtype
+    ]),
+    st.integers(1, 4).flatmap(lambda n: st.binary(min_size=8 * n, max_size=8 * n)).map(_sack),
+    st.binary(min_size=1, max_size=6),  # garbage: any kind, any length byte
+)
+# Options cut to the 40 bytes of option space, which may leave a malformed last one.
+OPTION_AREAS = st.lists(TCP_OPTIONS, max_size=12).map(lambda options: b"".join(options)[:40])
+TCP_FLAGS = st.one_of(
+    st.sampled_from([frames.ACK, frames.SYN, frames.SYN | frames.ACK, frames.FIN | frames.ACK,
+                     frames.RST, frames.RST | frames.ACK]),
+    st.integers(0, 255),
+)
+SEGMENTS = st.builds(
+    frames.tcp,
+    st.integers(0, 65535),
+    st.integers(0, 65535),
+    seq=st.integers(0, 2**32 - 1),
+    ack=st.integers(0, 2**32 - 1),
+    flags=TCP_FLAGS,
+    options=OPTION_AREAS,
+    payload=st.binary(max_size=16),
+    doff=usually(None, st.integers(0, 15)),
+)
+UPPER_PROTOCOLS = usually(frames.IPPROTO_TCP, st.sampled_from([frames.IPPROTO_UDP, frames.IPPROTO_ICMP,
+                                                               frames.IPPROTO_NONE, 255]))
+EXT_LENGTHS = st.sampled_from([8, 16, 24, 2048])
+EXT_HEADERS = st.one_of(
+    EXT_LENGTHS.map(frames.hop_by_hop),
+    EXT_LENGTHS.map(frames.dest_options),
+    EXT_LENGTHS.map(frames.routing),
+    st.builds(frames.fragment, usually(0, st.integers(0, 8191)), st.booleans(), st.integers(0, 2**32 - 1)),
+)
+
+
+def _overwrite(packet: bytes, at: int, fmt: str, value: int | None) -> bytes:
+    """`packet` with a header field forced to `value` (None: left as built)."""
+    if value is None:
+        return packet
+    out = bytearray(packet)
+    struct.pack_into(fmt, out, at, value)
+    return bytes(out)
+
+
+def _with_version(packet: bytes, version: int | None) -> bytes:
+    if version is None:
+        return packet
+    return bytes([version << 4 | packet[0] & 0x0F]) + packet[1:]
+
+
+@st.composite
+def ipv4_packets(draw, segment: bytes) -> bytes:
+    packet = frames.ipv4(
+        str(draw(st.ip_addresses(v=4))),
+        str(draw(st.ip_addresses(v=4))),
+        draw(UPPER_PROTOCOLS),
+        segment,
+        options=draw(usually(b"", st.binary(max_size=40))),  # the program skips them by IHL
+        ihl=draw(usually(None, st.integers(0, 15))),
+        flags=draw(st.integers(0, 7)),
+        frag_offset=draw(usually(0, st.integers(0, 8191))),
+    )
+    packet = _overwrite(packet, 2, "!H", draw(usually(None, st.sampled_from([0, 20, 40, 65535]) | st.integers(0, 120))))
+    return _with_version(packet, draw(usually(None, st.integers(0, 15))))
+
+
+@st.composite
+def ipv6_packets(draw, segment: bytes) -> bytes:
+    packet = frames.ipv6(
+        str(draw(st.ip_addresses(v=6))),
+        str(draw(st.ip_addresses(v=6))),
+        draw(UPPER_PROTOCOLS),
+        segment,
+        ext=draw(st.lists(EXT_HEADERS, max_size=8)),
+    )
+    packet = _overwrite(packet, 4, "!H", draw(usually(None, st.sampled_from([0, 20, 65535]) | st.integers(0, 120))))
+    return _with_version(packet, draw(usually(None, st.integers(0, 15))))
+
+
+VLAN_TAGS = st.lists(
+    st.tuples(st.sampled_from([frames.ETH_P_8021Q, frames.ETH_P_8021AD, 0x9100]), st.integers(0, 4095)),
+    max_size=3,
+)
+
+
+@st.composite
+def structured_frames(draw) -> bytes:
+    """An Ethernet frame, usually of a TCP segment over IPv4 or IPv6, often malformed somewhere."""
+    segment = draw(SEGMENTS)
+    ethertype = draw(st.sampled_from([frames.ETH_P_IP, frames.ETH_P_IPV6]) | st.integers(0, 0xFFFF))
+    # Either IP version under either EtherType: a version nibble must match its EtherType.
+    packet = draw(ipv4_packets(segment) | ipv6_packets(segment) | st.binary(max_size=64))
+    return frames.ether(ethertype, packet, tags=draw(VLAN_TAGS))
+
+
+# --- byte mutants (random) ---------------------------------------------------------------------
+
+# Bytes that mean something to some parser: EOL, NOP, lengths, TCP, IPv6 extension headers, MPTCP,
+# version/IHL, TPID halves, all ones.
+INTERESTING = bytes([0, 1, 2, 3, 5, 6, 8, 0x1E, 0x2B, 0x2C, 0x3C, 0x45, 0x60, 0x81, 0x88, 0x7F, 0x80, 0xFF])
+
+
+def mutate(frame: bytes, rng: random.Random) -> bytes:
+    """`frame` after 1 to 8 bit flips, byte sets, truncations or insertions at random places."""
+    data = bytearray(frame)
+    for _ in range(rng.choice((1, 1, 1, 2, 2, 3, 4, 8))):
+        op = rng.randrange(8)
+        if not data or op == 7:
+            del data[rng.randrange(MIN_FRAME, max(MIN_FRAME, len(data)) + 1) :]  # truncation
+        elif op < 3:
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        elif op < 6:
+            data[rng.randrange(len(data))] = rng.choice(INTERESTING) if rng.random() < 0.5 else rng.randrange(256)
+        else:
+            at = rng.randrange(len(data) + 1)
+            data[at:at] = rng.randbytes(rng.choice((1, 1, 2, 4, 8)))
+    return bytes(data)
+
+
+def cases(frame: bytes, rng: random.Random, mutants: int = MUTANTS) -> Iterator[bytes]:
+    """`frame`, then `mutants` byte mutants of it."""
+    yield frame
+    for _ in range(mutants):
+        yield mutate(frame, rng)
+
+
+# --- running and checking ----------------------------------------------------------------------
+
+
+class Got(NamedTuple):
+    retval: int
+    events: list[ExpectedEvent]
+    counters: dict[str, int] | None  # None: not measured alone (its batch's sum agreed)
+
+
+class Mismatch(NamedTuple):
+    frame: bytes
+    want: Verdict
+    got: Got
+
+    def __str__(self) -> str:
+        counters = "agreed in its batch's sum" if self.got.counters is None else self.got.counters
+        return "\n".join([
+            f"frame   {self.frame.hex()}",
+            f"want    retval {TC_ACT_UNSPEC}, counters {self.want.counters}",
+            *(f"  event {_show(event)}" for event in self.want.events),
+            f"got     retval {self.got.retval}, counters {counters}",
+            *(f"  event {_show(event)}" for event in self.got.events),
+        ])
+
+
+def _show(event: ExpectedEvent) -> str:
+    return repr(event._replace(option=event.option.hex(" ")))
+
+
+def _project(event: OptionEvent) -> ExpectedEvent:
+    return ExpectedEvent(*(getattr(event, name) for name in ExpectedEvent._fields))
+
+
+def _moved(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {name: after[name] - before[name] for name in after if after[name] != before[name]}
+
+
+class Fuzzer:
+    """Runs frames through a program of its own and checks each against the reference.
+
+    `add` runs a frame now and checks it with its batch; a refused run (the kernel will not
+    test-run some frames shorter than their IP header, or longer than a page) has no verdict and is
+    only counted. Counters are read per batch; when their sum disagrees with the reference's, each
+    frame of the batch runs again alone to find which.
+    """
+
+    def __init__(self, program: CaptureProgram, batch: int = BATCH) -> None:
+        self.program = program
+        self.batch = batch
+        self.runner = TestRunner(program.fd)
+        self.cases = 0
+        self.refused = 0
+        self.mismatches: list[Mismatch] = []
+        self._pending: list[tuple[int, bytes, int]] = []  # (mark, frame, retval), not yet checked
+        self._events: defaultdict[int, list[OptionEvent]] = defaultdict(list)
+        self._lost = 0
+        program.open_events(self._on_event, self._on_lost, pages=PAGES)
+        self._counters = program.counters()
+
+    def _on_event(self, raw) -> None:
+        event = from_kernel(raw)
+        self._events[event.mark].append(event)
+
+    def _on_lost(self, count: int) -> None:
+        self._lost += count
+
+    def _run(self, frame: bytes, mark: int) -> int | None:
+        if len(frame) < MIN_FRAME:
+            return None
+        try:
+            return self.runner.run(frame, mark)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            return None
+
+    def add(self, frame: bytes) -> None:
+        mark = self.cases & 0xFFFFFFFF
+        self.cases += 1
+        retval = self._run(frame, mark)
+        if retval is None:
+            self.refused += 1
+            return
+        self._pending.append((mark, frame, retval))
+        if len(self._pending) >= self.batch:
+            self.check()
+
+    def check(self) -> list[Mismatch]:
+        """Checks the frames run since the last check; returns their mismatches (also kept)."""
+        batch, self._pending = self._pending, []
+        wants = [expect(frame) for _, frame, _ in batch]
+        moved = self._settle()
+        got = [Got(retval, [_project(e) for e in self._events.pop(mark, [])], None)
+               for mark, _, retval in batch]
+        if moved != dict(sum((Counter(want.counters) for want in wants), Counter())):
+            got = [self._alone(frame) for _, frame, _ in batch]
+        mismatches = [
+            Mismatch(frame, want, result)
+            for (_, frame, _), want, result in zip(batch, wants, got)
+            if result.retval != TC_ACT_UNSPEC or result.events != want.events
+            or result.counters not in (None, want.counters)
+        ]
+        self.mismatches += mismatches
+        return mismatches
+
+    def _settle(self) -> dict[str, int]:
+        """Reads the perf buffer; the counters moved since the last settle."""
+        self.program.drain()
+        if self._lost:
+            raise RuntimeError(f"the perf buffer lost {self._lost} samples: events are incomplete")
+        before, self._counters = self._counters, self.program.counters()
+        return _moved(before, self._counters)
+
+    def _alone(self, frame: bytes) -> Got:
+        # It ran once already, so the kernel takes it again; mark 0 is as good as any.
+        retval = self.runner.run(frame, 0)
+        counters = self._settle()
+        return Got(retval, [_project(event) for event in self._events.pop(0, [])], counters)
+
+
+# --- the long run: scripts/fuzz ----------------------------------------------------------------
+
+
+def fuzz(fuzzer: Fuzzer, count: int, seed: int) -> None:
+    """Runs `count` cases: structured frames from hypothesis, each followed by its mutants."""
+    rng = random.Random(seed)
+
+    @settings(max_examples=1000, database=None, deadline=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(structured_frames())
+    def some_bases(frame: bytes) -> None:
+        for case in cases(frame, rng, min(MUTANTS, count - fuzzer.cases - 1)):
+            fuzzer.add(case)
+
+    while fuzzer.cases < count:
+        # Each round is a hypothesis run of its own, seeded from `seed`: the whole run replays.
+        hypothesis_seed(rng.getrandbits(64))(some_bases)()
+    fuzzer.check()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/fuzz", description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=1_000_000, help="frames to run (default 1000000)")
+    parser.add_argument("--seed", type=int, help="makes the run repeatable (default: random, printed)")
+    parser.add_argument("--show", type=int, default=10, help="reproducers printed at most (default 10)")
+    args = parser.parse_args(argv)
+    seed = random.randrange(2**32) if args.seed is None else args.seed
+    print(f"seed {seed}", flush=True)
+    program = CaptureProgram()
+    try:
+        fuzzer = Fuzzer(program)
+        start = time.monotonic()
+        fuzz(fuzzer, args.cases, seed)
+        elapsed = time.monotonic() - start
+    finally:
+        program.close()
+    for mismatch in fuzzer.mismatches[: args.show]:
+        print(f"\nMISMATCH\n{mismatch}")
+    print(f"\ncases {fuzzer.cases}  mismatches {len(fuzzer.mismatches)}  refused {fuzzer.refused}  "
+          f"time {elapsed:.1f} s  cases/s {fuzzer.cases / elapsed:.0f}")
+    return 1 if fuzzer.mismatches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
