@@ -98,17 +98,40 @@ def classify_command(addresses: tuple[str, ...], as_json: bool) -> None:
         click.get_current_context().exit(EXIT_BAD_INPUT)
 
 
+anonymize_option = click.option(
+    "--anonymize-key", type=click.Path(dir_okay=False), metavar="FILE",
+    help="Log prefix-preserving anonymized addresses, keyed by FILE (32 bytes; made, mode 0600, if absent). "
+         "Classes are computed from the real addresses, so reports are unchanged.")
+
+
+def _listen(ctx, param, value):
+    if value is None:
+        return None
+    from collector.metrics import parse_listen
+
+    try:
+        return parse_listen(value, allow_remote=ctx.params.get("metrics_allow_remote", False))
+    except CollectorError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 @main.command("run")
 @click.option("--iface", "interfaces", multiple=True, required=True, metavar="IFACE",
               help="Interface whose ingress to watch; repeat for several.")
 @click.option("--netns", default=None, metavar="NAME", help="Network namespace of the interfaces (ip netns).")
 @log_dir_option
+@anonymize_option
+@click.option("--metrics-allow-remote", is_flag=True, is_eager=True,
+              help="Let --metrics listen on an address other than loopback.")
+@click.option("--metrics", callback=_listen, metavar="ADDR:PORT",
+              help="Serve Prometheus metrics at http://ADDR:PORT/metrics (loopback only by default).")
 @fails_cleanly
-def run_command(interfaces: tuple[str, ...], netns: str | None, log_dir: str) -> None:
+def run_command(interfaces: tuple[str, ...], netns: str | None, log_dir: str, anonymize_key: str | None,
+                metrics_allow_remote: bool, metrics: tuple[str, int] | None) -> None:
     """Collect MPTCP announcements at the ingress of IFACE until SIGINT or SIGTERM."""
     from collector.live import RunOptions, run
 
-    session = run(RunOptions(interfaces, netns, log_dir))
+    session = run(RunOptions(interfaces, netns, log_dir, anonymize_key=anonymize_key, metrics=metrics))
     click.echo(f"{PROG}: stopped: {session.events} events, {session.announcements} announcements, "
                f"{session.lost_samples} lost", err=True)
 
@@ -206,8 +229,9 @@ def report_command(log_dirs: tuple[str, ...], since: str | None, until: str | No
 @click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...", type=click.Path(dir_okay=False))
 @click.option("--log-dir", default="addaddr-replay", show_default=True, type=click.Path(file_okay=False),
               help="Directory for the logs, as `run` writes them.")
+@anonymize_option
 @fails_cleanly
-def replay_command(captures: tuple[str, ...], log_dir: str) -> None:
+def replay_command(captures: tuple[str, ...], log_dir: str, anonymize_key: str | None) -> None:
     """Run the packets of pcap/pcapng CAPTUREs through the kernel program into logs.
 
     The same program and logs as `run`, with the packets' own timestamps; read them with `addaddr
@@ -219,9 +243,9 @@ def replay_command(captures: tuple[str, ...], log_dir: str) -> None:
     total = sum(Path(c).stat().st_size for c in captures if Path(c).is_file())
     if sys.stderr.isatty():
         with click.progressbar(length=total, label="replaying", file=sys.stderr) as bar:
-            result = replay(list(captures), log_dir, lambda done: bar.update(done - bar.pos))
+            result = replay(list(captures), log_dir, lambda done: bar.update(done - bar.pos), anonymize_key)
     else:
-        result = replay(list(captures), log_dir)
+        result = replay(list(captures), log_dir, anonymize_key=anonymize_key)
     session = result.session
     click.echo(f"{PROG}: {result.packets} packets, {session.events} events, {session.announcements} "
                f"announcements, {session.lost_samples} lost, {result.refused} refused; logs in {log_dir}", err=True)

@@ -13,15 +13,18 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from . import __version__
+from .anonymize import Anonymizer
 from .attach import Attachment, attach
 from .errors import CollectorError
 from .event import OptionEvent
 from .logfile import LogWriter
+from .metrics import MetricsServer
 from .program import CaptureProgram
 from .records import Recorder
 from .session import Session
 
 POLL_MS = 100
+METRICS_INTERVAL = 1.0
 # How long an event may take from its kernel timestamp to its perf buffer: a longer delay (a vCPU
 # descheduled) could let a later event from another CPU be processed first.
 REORDER_WINDOW_NS = 100_000_000
@@ -36,6 +39,8 @@ class RunOptions:
     log_dir: str
     stats_interval: float = 10.0
     status_interval: float = 5.0
+    anonymize_key: str | None = None
+    metrics: tuple[str, int] | None = None  # (host, port) to serve Prometheus metrics on
 
 
 class KernelClock:
@@ -76,9 +81,11 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
     if os.geteuid() != 0:
         raise CollectorError("addaddr run needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON): try sudo")
     stop = stop or threading.Event()
+    anonymizer = Anonymizer.from_key_file(options.anonymize_key) if options.anonymize_key else None
     writer = _open_log(options)
     clock = KernelClock()
-    session = Session(writer, Recorder(), clock.wall)
+    session = Session(writer, Recorder(), clock.wall, anonymizer)
+    metrics = None
     attachments: list[Attachment] = []
     program = None
     try:
@@ -90,13 +97,20 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
             attachments.append(attachment)
             if attachment.replaced_stale:
                 print(f"addaddr: {ifname}: replaced the filter a previous run left behind", file=status)
+        metrics, publish = _serve_metrics(session, program, options.metrics) if options.metrics else (None, None)
         _handle_signals(stop)
         if ready is not None:
             ready.set()
+        if metrics is not None:
+            host, port = metrics.address[:2]
+            print(f"addaddr: metrics at http://{'[' + host + ']' if ':' in host else host}:{port}/metrics",
+                  file=status)
         print(f"addaddr: collecting on {', '.join(options.interfaces)}"
               f"{' in ' + options.netns if options.netns else ''} into {options.log_dir}", file=status)
-        _collect(program, session, clock, options, stop, status)
+        _collect(program, session, clock, options, stop, status, publish)
     finally:
+        if metrics is not None:
+            metrics.stop()
         for attachment in attachments:
             attachment.detach()
         if program is not None:
@@ -115,8 +129,31 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
     return session
 
 
-def _collect(program, session, clock, options, stop, status) -> None:
-    next_stats = next_status = time.monotonic()
+class _Published:
+    """Figures the collector thread replaces and the metrics thread reads: the maps and the session
+    are only ever touched by the collector thread."""
+
+    def __init__(self, figures: dict) -> None:
+        self.figures = figures
+
+    def __call__(self) -> dict:
+        return self.figures
+
+
+def _serve_metrics(session: Session, program: CaptureProgram, listen: tuple[str, int]):
+    """The metrics server, and the call that refreshes what it serves."""
+    published = _Published(session.metrics(program.counters()))
+    server = MetricsServer(published, *listen)
+    server.start()
+
+    def publish() -> None:
+        published.figures = session.metrics(program.counters())
+
+    return server, publish
+
+
+def _collect(program, session, clock, options, stop, status, publish) -> None:
+    next_stats = next_status = next_metrics = time.monotonic()
     next_stats += options.stats_interval
     next_status += options.status_interval
     while not stop.is_set() and session.write_error is None:
@@ -132,6 +169,9 @@ def _collect(program, session, clock, options, stop, status) -> None:
             session.writer.flush()
             clock.anchor()
             next_stats = now + options.stats_interval
+        if publish is not None and now >= next_metrics:
+            publish()
+            next_metrics = now + METRICS_INTERVAL
         if now >= next_status:
             print(f"addaddr: {session.events} events, {session.announcements} announcements, "
                   f"{session.lost_samples} lost", file=status, flush=True)

@@ -128,8 +128,9 @@ def parse_listen(text: str, *, allow_remote: bool = False) -> tuple[str, int]:
     loopback addresses only) is refused unless `allow_remote`.
     """
     match = _LISTEN.fullmatch(text)
-    if match is None or not 0 < int(match.group(3)) < 65536:
-        raise CollectorError(f"--metrics {text}: give ADDRESS:PORT with a port from 1 to 65535, as in "
+    # Port 0 asks for any free port; `run` prints the one it got.
+    if match is None or not 0 <= int(match.group(3)) < 65536:
+        raise CollectorError(f"--metrics {text}: give ADDRESS:PORT with a port from 0 (any free) to 65535, as in "
                              f"127.0.0.1:9464, [::1]:9464 or localhost:9464")
     host, port = match.group(1) or match.group(2), int(match.group(3))
     if not allow_remote and not _is_loopback(host, port):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import __version__
+from .anonymize import Anonymizer
 from .capture import CaptureError, read_capture
 from .errors import CollectorError
 from .logfile import LogWriter
@@ -43,13 +44,15 @@ class ReplayResult:
     session: Session | None = field(default=None, repr=False)
 
 
-def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None] | None = None) -> ReplayResult:
+def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None] | None = None,
+           anonymize_key: str | None = None) -> ReplayResult:
     """Replays `captures` in order into new logs in `log_dir`; `on_progress(bytes)` as they are read,
     counting bytes over all the captures.
 
     A capture that cannot be read to its end keeps what was read from it; its error is in
     `.errors` and the next capture is replayed all the same.
     """
+    anonymizer = Anonymizer.from_key_file(anonymize_key) if anonymize_key else None
     header = {"host": socket.gethostname(), "interfaces": list(captures), "netns": None,
               "collector_version": __version__, "started": time.time(), "source": "replay"}
     try:
@@ -57,7 +60,7 @@ def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None]
     except OSError as exc:
         raise CollectorError(f"log dir {log_dir}: {exc.strerror}; choose one with --log-dir") from None
     packet_times: dict[int, float] = {}
-    session = Session(writer, Recorder(), lambda event: packet_times[event.mark])
+    session = Session(writer, Recorder(), lambda event: packet_times[event.mark], anonymizer)
     result = ReplayResult(session=session)
     try:
         program = CaptureProgram()

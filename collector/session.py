@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_right
+from collections import Counter
 from operator import attrgetter
 from typing import Callable
 
+from .anonymize import Anonymizer
 from .event import OptionEvent, from_kernel
 from .logfile import LogWriter
 from .records import Recorder
@@ -24,12 +26,15 @@ class Session:
     read after its connection's third ACK would open that connection a second time.
     """
 
-    def __init__(self, writer: LogWriter, recorder: Recorder, time_of: Callable[[OptionEvent], float]):
+    def __init__(self, writer: LogWriter, recorder: Recorder, time_of: Callable[[OptionEvent], float],
+                 anonymizer: Anonymizer | None = None):
         self.writer = writer
         self.recorder = recorder
         self.time_of = time_of
+        # After the recorder has classified the real addresses: anonymized logs report the same.
+        self._anonymize = anonymizer.anonymize_record if anonymizer else None
         self.events = 0
-        self.announcements = 0
+        self.announced: Counter[tuple[str, str]] = Counter()  # client and server, by (family, class)
         self.lost_samples = 0
         self.unwritten = 0
         self.write_error: OSError | None = None
@@ -63,7 +68,9 @@ class Session:
             return
         for i, record in enumerate(records):
             if record["kind"] == "add_addr" and not record["echo"]:
-                self.announcements += 1
+                self.announced[record["family"], record["class"]] += 1
+            if self._anonymize is not None:
+                record = self._anonymize(record)
             try:
                 self.writer.write(record)
             except OSError as exc:
@@ -71,14 +78,22 @@ class Session:
                 self.unwritten += len(records) - i
                 return
 
-    def stats_record(self, kernel: dict[str, int]) -> dict:
+    @property
+    def announcements(self) -> int:
+        return sum(self.announced.values())
+
+    def _totals(self, kernel: dict[str, int]) -> dict:
         return {
-            "kind": "stats",
-            "time": time.time(),
             "kernel": kernel,
             "tracker": self.recorder.counters(),
             "events": self.events,
-            "announcements": self.announcements,
             "lost": self.lost_samples,
             "unwritten": self.unwritten,
         }
+
+    def stats_record(self, kernel: dict[str, int]) -> dict:
+        return {"kind": "stats", "time": time.time(), **self._totals(kernel), "announcements": self.announcements}
+
+    def metrics(self, kernel: dict[str, int]) -> dict:
+        """The figures collector.metrics serves."""
+        return {**self._totals(kernel), "announcements": dict(self.announced)}

@@ -142,8 +142,9 @@ def umask():
     os.umask(old)
 
 
-@pytest.mark.parametrize("mask", [0o000, 0o077])
+@pytest.mark.parametrize("mask", [0o000, 0o077, 0o277])
 def test_a_missing_key_file_is_made_with_mode_0600_and_kept(tmp_path, umask, mask):
+    # 0o277 would leave os.open's mode 0400: the explicit fchmod makes it 0600 whatever the umask.
     umask(mask)
     path = tmp_path / "key"
     first = Anonymizer.from_key_file(path)

@@ -9,9 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import time
+import urllib.request
+
 import pytest
 
 from collector.attach import ETH_P_ALL, FILTER_NAME, INGRESS
+from collector.logfile import read_records
 from collector.testbed import ClientPlan, Testbed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="attaching filters needs root")
@@ -63,9 +67,9 @@ class ForeignFilter:
 class Collector:
     """`addaddr run` in the background; returns once its filter is attached."""
 
-    def __init__(self, bed: Testbed, log_dir: Path):
+    def __init__(self, bed: Testbed, log_dir: Path, *options: str):
         self.proc = subprocess.Popen([ADDAADDR, "run", "--netns", bed.server, "--iface", bed.server_interfaces[0],
-                                      "--log-dir", str(log_dir)], stderr=subprocess.PIPE, text=True)
+                                      "--log-dir", str(log_dir), *options], stderr=subprocess.PIPE, text=True)
         self.started = []
         while "collecting on" not in (line := self.proc.stderr.readline()):
             assert line, f"got {self.started} then exit {self.proc.wait()}; want 'collecting on'"
@@ -130,3 +134,22 @@ def test_run_refuses_without_root(tmp_path):
     result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ADDAADDR, "run",
                              "--iface", "lo", "--log-dir", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 1 and "needs root" in result.stderr, f"got {result.returncode}: {result.stderr}"
+
+
+def test_metrics_served_and_logs_anonymized(bed, tmp_path):
+    key, logs = tmp_path / "key", tmp_path / "logs"
+    collector = Collector(bed, logs, "--anonymize-key", str(key), "--metrics", "127.0.0.1:0")
+    url = next(re.search(r"metrics at (\S+)", line).group(1) for line in collector.started if "metrics at" in line)
+    traffic = bed.drive(2)
+    time.sleep(1.5)  # past the watermark and the next refresh of the published figures
+    scraped = urllib.request.urlopen(url, timeout=5).read().decode()
+    assert collector.stop() == 0, f"got exit {collector.proc.returncode}: {collector.stderr}"
+    want = len(traffic.connections)  # each connection announced 10.1.2.3 once: private
+    line = re.search(r'^addaddr_announcements_total\{family="ipv4",class="private"\} (\S+)$', scraped, re.M)
+    assert line and float(line.group(1)) == want, f"got {line and line.group(0)}; want {want} private announcements"
+    assert oct(key.stat().st_mode & 0o777) == "0o600", f"got key mode {oct(key.stat().st_mode)}"
+    records = [r for r in read_records(logs) if r["kind"] == "add_addr"]
+    real = {"10.1.2.3", "2001:db8::5"}
+    assert records and not {r["address"] for r in records} & real, "got a real announced address in the logs"
+    assert {r["class"] for r in records} == {"private", "documentation"}, "got classes of the anonymized addresses"
+    assert not {r["src"] for r in records} & {link.client4 for link in bed.links}, "got a real subflow address"
