@@ -15,7 +15,8 @@ static __always_inline int parse_iphdr(struct cursor *c, void *data_end, struct 
 	if ((void *)(iph + 1) > data_end)
 		return PARSE_TRUNCATED;
 	hdrsize = iph->ihl * 4;
-	if (hdrsize < sizeof(*iph) || c->pos + hdrsize > data_end)
+	/* A version other than 4 is not IPv4 (RFC 791), whatever the EtherType: the stack drops it. */
+	if (iph->version != 4 || hdrsize < sizeof(*iph) || c->pos + hdrsize > data_end)
 		return PARSE_TRUNCATED;
 	/* Only the first fragment carries the TCP header. */
 	if (iph->frag_off & bpf_htons(IP_OFFSET))

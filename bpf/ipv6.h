@@ -32,7 +32,8 @@ static __always_inline int parse_ipv6hdr(struct cursor *c, void *data_end, struc
 	__u8 nexthdr;
 	int i;
 
-	if ((void *)(ip6h + 1) > data_end)
+	/* A version other than 6 is not IPv6 (RFC 8200), whatever the EtherType: the stack drops it. */
+	if ((void *)(ip6h + 1) > data_end || ip6h->version != 6)
 		return PARSE_TRUNCATED;
 	nexthdr = ip6h->nexthdr;
 	c->pos = ip6h + 1;
@@ -48,6 +49,9 @@ static __always_inline int parse_ipv6hdr(struct cursor *c, void *data_end, struc
 				return PARSE_TRUNCATED;
 			nexthdr = ext->nexthdr;
 			c->pos += (ext->hdrlen + 1) * 8;
+			/* The next parser would catch a header past the end, but not before UDP, say. */
+			if (c->pos > data_end)
+				return PARSE_TRUNCATED;
 			break;
 		case IPPROTO_FRAGMENT:
 			frag = c->pos;

@@ -26,6 +26,7 @@ class LoadedProgram:
         self.received: list[OptionEvent] = []
         self.lost = 0
         self.program.open_events(self._on_event, self._on_lost, pages=8)
+        self.runner = TestRunner(self.program.fd)
 
     def _on_event(self, raw) -> None:
         self.received.append(from_kernel(raw))
@@ -39,10 +40,7 @@ class LoadedProgram:
         # Drained first, so that samples of runs made outside this method are not taken for ours.
         self.program.drain()
         self.received.clear()
-        # A runner per run: TestRunner reuses its libbpf opts, whose data_size_out the kernel then
-        # takes as a limit, failing a longer frame with ENOSPC
-        # (test_runner_longer_frame_after_shorter). One runner will do once that is fixed.
-        retval = TestRunner(self.program.fd).run(frame, mark)
+        retval = self.runner.run(frame, mark)
         # The test run has returned, so its samples are already in the buffer.
         self.program.drain()
         if self.lost:

@@ -90,7 +90,8 @@ def expect(frame: bytes) -> Verdict:
         events, counters = _tcp(frame, net)
     except _Skipped as skipped:
         return Verdict([], {"packets": 1, skipped.counter: 1})
-    return Verdict(events, {"packets": 1, "tcp": 1, "events": len(events), **counters})
+    counters.update(packets=1, tcp=1, events=len(events))
+    return Verdict(events, dict(+counters))  # unary plus drops the zeros
 
 
 def _need(frame: bytes, off: int, size: int) -> None:
@@ -180,7 +181,7 @@ def _tcp(frame: bytes, net: _Network) -> tuple[list[ExpectedEvent], Counter]:
     counters["malformed_options"] = int(malformed) + len(mptcp) - len(whole)
     segment = (net.version, net.src, net.dst, sport, dport, seq, ack, flags)
     events = [ExpectedEvent(*segment, option) for option in emitted]
-    return events, +counters  # unary plus drops the zeros
+    return events, counters
 
 
 def walk_options(area: bytes) -> tuple[list[bytes], bool]:

@@ -69,7 +69,7 @@ def read_with_damage(log_dir: Path) -> tuple[list[dict], list[tuple]]:
 
 
 def test_kill_9_under_load_then_clean_restarts(tmp_path):
-    with Testbed(PLAN) as bed, Load(bed) as load:
+    with Testbed(PLAN) as bed, Load(bed):
         for _ in range(KILLS):
             proc = start_run(bed, tmp_path)
             assert our_filters(bed) == 1, f"got {our_filters(bed)} filters of ours; want 1"

@@ -8,8 +8,6 @@ from collections import Counter
 from ipaddress import IPv4Address, IPv6Address
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from collector.mptcp_option import (
     AddAddr,
@@ -67,7 +65,6 @@ SEQ, ACK_SEQ = 0x89ABCDEF, 0xF0E0D0C0
 MARK = 0xDEADBEEF
 
 TCPOPT_EOL, TCPOPT_NOP, TCPOPT_MPTCP = 0, 1, 30
-EVENT_SUBTYPES = {0, 1, 3, 4, 7, 8}  # MP_CAPABLE, MP_JOIN, ADD_ADDR, RM_ADDR, FASTCLOSE, TCPRST
 
 
 # --- frames and checks -------------------------------------------------------------------------
@@ -379,86 +376,6 @@ SKIPPED = [
 @pytest.mark.parametrize("frame, moved", SKIPPED)
 def test_skipped(kernel, frame, moved):
     check(kernel.run(frame), [], **moved)
-
-
-# --- random option areas against a reference walk ----------------------------------------------
-
-
-def reference_walk(area: bytes) -> tuple[list[bytes], bool]:
-    """The options in `area` by RFC 9293 section 3.1, and whether a malformed one ended the walk.
-
-    EOL ends the list; NOP is one byte; any other option is kind, length (>= 2, counting both)
-    and data, and must lie within the area.
-    """
-    options, off = [], 0
-    while off < len(area) and area[off] != TCPOPT_EOL:
-        if area[off] == TCPOPT_NOP:
-            off += 1
-            continue
-        if off + 2 > len(area) or area[off + 1] < 2 or off + area[off + 1] > len(area):
-            return options, True
-        options.append(area[off : off + area[off + 1]])
-        off += area[off + 1]
-    return options, False
-
-
-def expected(area: bytes, flags: int) -> tuple[list[bytes], dict[str, int]]:
-    """The options the program should emit for this area, and the counters it should move."""
-    options, malformed = reference_walk(area)
-    mptcp = [option for option in options if option[0] == TCPOPT_MPTCP]
-    whole = [option for option in mptcp if len(option) >= 3]  # room for the subtype
-    # On FIN or RST the first MPTCP option goes up whatever its subtype, to show the subflow ending.
-    emitted = [
-        option
-        for i, option in enumerate(whole)
-        if option[2] >> 4 in EVENT_SUBTYPES or (i == 0 and flags & (FIN | RST))
-    ]
-    moved = {
-        "tcp": 1,
-        "mptcp": int(bool(mptcp)),
-        "malformed_options": int(malformed) + len(mptcp) - len(whole),
-        **Counter(f"subtype_{option[2] >> 4}" for option in whole),
-    }
-    return emitted, moved
-
-
-def _mptcp(subtype: int, nibble: int, body: bytes) -> bytes:
-    return bytes([TCPOPT_MPTCP, 3 + len(body), subtype << 4 | nibble]) + body
-
-
-def _other(kind: int, body: bytes) -> bytes:
-    return bytes([kind, 2 + len(body)]) + body
-
-
-OPTIONS = st.one_of(
-    st.sampled_from([NOP, EOL, MPTCP_LEN_2]),
-    st.builds(_mptcp, st.integers(0, 15), st.integers(0, 15), st.binary(max_size=37)),
-    st.builds(_other, st.integers(2, 255).filter(lambda kind: kind != TCPOPT_MPTCP),
-              st.binary(max_size=10)),
-)
-# Random bytes, and runs of well-formed options cut to the 40 bytes of option space (which may
-# leave a malformed last option).
-AREAS = st.one_of(
-    st.binary(max_size=40),
-    st.lists(OPTIONS, max_size=12).map(lambda options: b"".join(options)[:40]),
-)
-
-
-@settings(
-    max_examples=300,
-    deadline=None,  # a round trip through the kernel varies with the machine's load
-    # `kernel` keeps no state between examples: each run measures its own counter deltas.
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-@given(
-    area=AREAS,
-    flags=st.sampled_from([ACK, ACK | PSH, SYN, FIN | ACK, RST, RST | ACK]),
-    ip_version=st.sampled_from([4, 6]),
-)
-def test_random_option_area_matches_reference_walk(kernel, area, flags, ip_version):
-    area += bytes(-len(area) % 4)  # as the data offset rounds it: EOL padding
-    emitted, moved = expected(area, flags)
-    check(kernel.run(OVER[ip_version](segment(area, flags))), emitted, **moved)
 
 
 # --- the test-run harness ----------------------------------------------------------------------
