@@ -63,6 +63,7 @@ class Attachment:
     replaced_stale: bool
 
     def detach(self) -> None:
+        """Removes our filter; PermissionError when this process no longer may (after --user)."""
         # A netlink socket of its own: one kept open from attach time was seen to wait forever for
         # this reply (pyroute2 0.9, namespace sockets).
         with _open(self.netns) as ipr:
@@ -72,6 +73,8 @@ class Attachment:
                 if self.created_clsact and not _others_attached(ipr, self.ifindex):
                     ipr.tc("del", "clsact", self.ifindex)
             except NetlinkError as exc:
+                if exc.code == errno.EPERM:
+                    raise PermissionError(exc.code, f"{self.ifname}: not permitted to remove the filter") from None
                 # Gone already: the interface or namespace was removed, or someone removed the filter.
                 if exc.code not in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
                     raise

@@ -125,13 +125,17 @@ def _listen(ctx, param, value):
               help="Let --metrics listen on an address other than loopback.")
 @click.option("--metrics", callback=_listen, metavar="ADDR:PORT",
               help="Serve Prometheus metrics at http://ADDR:PORT/metrics (loopback only by default).")
+@click.option("--user", metavar="NAME",
+              help="Once attached, drop to user NAME with no capability left (like tcpdump -Z); the logs "
+                   "are handed to NAME.")
 @fails_cleanly
 def run_command(interfaces: tuple[str, ...], netns: str | None, log_dir: str, anonymize_key: str | None,
-                metrics_allow_remote: bool, metrics: tuple[str, int] | None) -> None:
+                metrics_allow_remote: bool, metrics: tuple[str, int] | None, user: str | None) -> None:
     """Collect MPTCP announcements at the ingress of IFACE until SIGINT or SIGTERM."""
     from collector.live import RunOptions, run
 
-    session = run(RunOptions(interfaces, netns, log_dir, anonymize_key=anonymize_key, metrics=metrics))
+    session = run(RunOptions(interfaces, netns, log_dir, anonymize_key=anonymize_key, metrics=metrics,
+                             user=user))
     click.echo(f"{PROG}: stopped: {session.events} events, {session.announcements} announcements, "
                f"{session.lost_samples} lost", err=True)
 

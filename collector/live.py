@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import signal
 import socket
 import sys
@@ -19,6 +18,7 @@ from .errors import CollectorError
 from .event import OptionEvent
 from .logfile import LogWriter
 from .metrics import MetricsServer
+from .privileges import check_user, drop_to, missing_capabilities
 from .program import CaptureProgram
 from .records import Recorder
 from .session import Session
@@ -41,6 +41,7 @@ class RunOptions:
     status_interval: float = 5.0
     anonymize_key: str | None = None
     metrics: tuple[str, int] | None = None  # (host, port) to serve Prometheus metrics on
+    user: str | None = None  # drop to this user once attached, like tcpdump -Z
 
 
 class KernelClock:
@@ -78,8 +79,11 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
 
     `ready` is set once the filters are attached, for callers that start traffic then.
     """
-    if os.geteuid() != 0:
-        raise CollectorError("addaddr run needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON): try sudo")
+    missing = missing_capabilities(netns=options.netns is not None, drop=options.user is not None)
+    if missing:
+        raise CollectorError(f"addaddr run needs root, or {', '.join(missing)}: try sudo")
+    if options.user is not None:
+        check_user(options.user)  # now, not after seconds of compiling and attaching
     stop = stop or threading.Event()
     anonymizer = Anonymizer.from_key_file(options.anonymize_key) if options.anonymize_key else None
     writer = _open_log(options)
@@ -98,6 +102,9 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
             if attachment.replaced_stale:
                 print(f"addaddr: {ifname}: replaced the filter a previous run left behind", file=status)
         metrics, publish = _serve_metrics(session, program, options.metrics) if options.metrics else (None, None)
+        if options.user is not None:
+            # Everything that needs privilege is open: the fds stay valid, the capabilities go.
+            drop_to(options.user, options.log_dir)
         _handle_signals(stop)
         if ready is not None:
             ready.set()
@@ -111,8 +118,16 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
     finally:
         if metrics is not None:
             metrics.stop()
+        left = []
         for attachment in attachments:
-            attachment.detach()
+            try:
+                attachment.detach()
+            except PermissionError:
+                left.append(attachment.ifname)
+        if left:
+            # After --user there is no CAP_NET_ADMIN to remove a filter: the next run replaces it,
+            # and scripts/addaddr.service removes it as root once we exit.
+            print(f"addaddr: the filter stays on {', '.join(left)} (no privilege left to remove it)", file=status)
         if program is not None:
             # Detached: nothing new arrives, so one drain empties the buffers.
             program.drain()

@@ -73,21 +73,31 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
 
 
-def required_capabilities(netns: bool = False) -> list[str]:
+def required_capabilities(netns: bool = False, drop: bool = False) -> list[str]:
     """The capabilities `run` needs without full root (see RUN_CAPABILITIES for why): CAP_SYS_ADMIN
-    only with a named namespace, CAP_IPC_LOCK only while RLIMIT_MEMLOCK is finite."""
+    only with a named namespace, CAP_IPC_LOCK only while RLIMIT_MEMLOCK is finite, and
+    DROP_CAPABILITIES to drop to a --user."""
     needed = ["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON"]
     if netns:
         needed.append("CAP_SYS_ADMIN")
     if resource.getrlimit(resource.RLIMIT_MEMLOCK)[0] != resource.RLIM_INFINITY:
         needed.append("CAP_IPC_LOCK")
+    if drop:
+        needed.extend(DROP_CAPABILITIES)
     return needed
 
 
-def missing_capabilities(netns: bool = False) -> list[str]:
+def missing_capabilities(netns: bool = False, drop: bool = False) -> list[str]:
     """Those of required_capabilities() not in this thread's effective set; empty: `run` can go on."""
     effective = int(_status("/proc/thread-self/status")["CapEff"], 16)
-    return [name for name in required_capabilities(netns) if not effective >> CAP_NUMBERS[name] & 1]
+    return [name for name in required_capabilities(netns, drop) if not effective >> CAP_NUMBERS[name] & 1]
+
+
+def check_user(user: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(user)
+    except KeyError:
+        raise CollectorError(f"no user {user!r} (see: getent passwd)") from None
 
 
 def drop_to(user: str, log_dir: str) -> None:
@@ -96,10 +106,7 @@ def drop_to(user: str, log_dir: str) -> None:
     Call it once the program is loaded, its perf buffer open, its filters attached and the log
     open in `log_dir`, which is handed to the user so that rotation goes on working.
     """
-    try:
-        account = pwd.getpwnam(user)
-    except KeyError:
-        raise CollectorError(f"no user {user!r} (see: getent passwd)") from None
+    account = check_user(user)
     try:
         _hand_over(Path(log_dir), account.pw_uid, account.pw_gid)
         # glibc runs these three in every thread of the process (SIGSETXID), not only in this one.
@@ -166,7 +173,6 @@ def _set_no_new_privs_everywhere() -> None:
                              "drop before starting threads")
     allow = _SockFilter(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW)
     program = _SockFprog(1, ctypes.pointer(allow))
-    return
     _check(_libc.syscall(number, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, ctypes.byref(program)),
            "seccomp(SECCOMP_FILTER_FLAG_TSYNC)")
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import shutil
+import tempfile
 import time
 import urllib.request
 
@@ -153,3 +155,28 @@ def test_metrics_served_and_logs_anonymized(bed, tmp_path):
     assert records and not {r["address"] for r in records} & real, "got a real announced address in the logs"
     assert {r["class"] for r in records} == {"private", "documentation"}, "got classes of the anonymized addresses"
     assert not {r["src"] for r in records} & {link.client4 for link in bed.links}, "got a real subflow address"
+
+
+def test_run_as_user_keeps_collecting_without_privilege(bed):
+    # Under /tmp itself: pytest's own directories are root's alone, and nobody must reach the logs.
+    logs = Path(tempfile.mkdtemp(prefix="addaddr-user-", dir="/tmp"))
+    logs.chmod(0o755)
+    collector = Collector(bed, logs, "--user", "nobody")
+    pid = collector.proc.pid
+    status = Path(f"/proc/{pid}/status").read_text()
+    traffic = bed.drive(2)
+    time.sleep(0.5)
+    assert collector.stop() == 0, f"got exit {collector.proc.returncode}: {collector.stderr}"
+    assert "Uid:\t65534" in status and "CapEff:\t0000000000000000" in status, f"got {status}"
+    assert "filter stays" in collector.stderr, f"got {collector.stderr}; want the left filter named"
+    announced = [r for r in read_records(logs) if r["kind"] == "add_addr"]
+    assert len(announced) == 2 * len(traffic.connections), \
+        f"got {len(announced)} announcements logged after the drop; want {2 * len(traffic.connections)}"
+    assert {p.stat().st_uid for p in logs.iterdir()} == {65534}, "got log files not handed to nobody"
+    shutil.rmtree(logs)
+
+
+def test_run_as_unknown_user_fails_at_once(tmp_path):
+    result = subprocess.run([ADDAADDR, "run", "--iface", "lo", "--log-dir", str(tmp_path), "--user", "nosuchuser"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "no user 'nosuchuser'" in result.stderr, f"got {result.stderr}"

@@ -1,0 +1,279 @@
+"""The drop to an unprivileged user (collector/privileges.py) done for real, in a child process that
+loads, attaches and opens what `run` does first; and the systemd unit scripts/addaddr.service.
+
+The child runs twice: as plain root (`sudo addaddr run --user`), and as the unit starts it: root
+with only the unit's bounding set and no_new_privs (setpriv does what systemd would), which also
+proves that set is enough. Network rule: the frames go from one end of a veth to the other, both in
+a namespace made here and removed afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import resource
+import secrets
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+from frames import ETH_P_IP, IPPROTO_TCP, ether, ipv4, tcp
+from mptcp_encoder import encode
+
+from collector import privileges
+from collector.errors import CollectorError
+from collector.logfile import log_files, read_records
+from collector.mptcp_option import AddAddr
+from collector.netns import socket_in
+from collector.privileges import (
+    CAP_NUMBERS,
+    DROP_CAPABILITIES,
+    RUN_CAPABILITIES,
+    drop_to,
+    missing_capabilities,
+    required_capabilities,
+)
+
+UNIT = Path(__file__).resolve().parent.parent / "scripts" / "addaddr.service"
+USER = "nobody"
+IFACE, PEER = "pv0", "pv1"
+OPTION = encode(AddAddr(0, 7, IPv4Address("203.0.113.7"), None, False, None))
+FRAME = ether(ETH_P_IP, ipv4("10.9.0.2", "10.9.0.1", IPPROTO_TCP, tcp(40000, 5201, options=OPTION)))
+ZERO = "0000000000000000"
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="dropping privilege needs root (and BPF, netns)")
+
+# Run in the child as `python -c CHILD NETNS LOG_DIR USER`: what `run` does up to the drop, the drop,
+# then what it does after it; says "dropped" for a frame to be sent, then prints what it saw as JSON.
+CHILD = r"""
+import errno, json, os, socket, sys, threading
+from pyroute2.netlink.exceptions import NetlinkError
+from collector.attach import attach
+from collector.event import from_kernel
+from collector.logfile import LogWriter
+from collector.privileges import drop_to
+from collector.program import CaptureProgram
+
+netns, log_dir, user = sys.argv[1:]
+now = [1_000_000.0]  # the log's clock: moved an hour on to make it rotate
+writer = LogWriter(log_dir, {"source": "test"}, max_age=60, clock=lambda: now[0])
+writer.write({"kind": "before"})
+options = []
+program = CaptureProgram()
+program.open_events(lambda raw: options.append(from_kernel(raw).option.hex()), lambda lost: None, pages=8)
+attachment = attach(program.fd, "pv0", netns)
+stop = threading.Event()
+waiter = threading.Thread(target=stop.wait, daemon=True)  # so that a failed drop ends the child
+waiter.start()
+
+drop_to(user, log_dir)
+
+print("dropped", flush=True)
+for _ in range(50):
+    program.poll(100)
+    if options:
+        break
+counted = program.counters()["events"]
+now[0] += 3600
+writer.write({"kind": "after"})
+writer.close()
+
+def refused(action):
+    try:
+        action()
+    except PermissionError:
+        return "EPERM"
+    except NetlinkError as exc:
+        return errno.errorcode[exc.code]
+    return "allowed"
+
+threads = {}
+for tid in os.listdir("/proc/self/task"):
+    with open(f"/proc/self/task/{tid}/status") as f:
+        threads[tid] = {k: v.strip() for k, _, v in (line.partition(":") for line in f)}
+result = {
+    "resuid": os.getresuid(), "resgid": os.getresgid(), "groups": os.getgroups(),
+    "dropper": str(threading.get_native_id()), "waiter": str(waiter.native_id), "threads": threads,
+    "options": options, "counted": counted,
+    "setuid(0)": refused(lambda: os.setuid(0)),
+    "new packet socket": refused(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW)),
+    "detach": refused(attachment.detach),
+}
+program.close()  # as `run` does at the end: the maps are still ours
+stop.set()
+waiter.join()
+print(json.dumps(result))
+"""
+
+
+def unit_value(key: str) -> str:
+    (value,) = re.findall(rf"^{key}=(.*)$", UNIT.read_text(), re.MULTILINE)
+    return value
+
+
+def unit_capabilities() -> set[str]:
+    return set(unit_value("CapabilityBoundingSet").split())
+
+
+def as_the_unit_starts_it() -> list[str]:
+    """setpriv doing what systemd does for the unit: root with only its bounding set, no_new_privs."""
+    caps = ",".join(f"+{name.removeprefix('CAP_').lower()}" for name in sorted(unit_capabilities()))
+    return ["setpriv", f"--bounding-set=-all,{caps}", "--inh-caps=-all", "--no-new-privs", "--"]
+
+
+def tc_filters(netns: str) -> str:
+    return subprocess.run(["tc", "-n", netns, "filter", "show", "dev", IFACE, "ingress"],
+                          capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture(scope="module", params=["root", "unit"])
+def dropped(request):
+    """The child's report, the log dir it wrote and the namespace it attached in, for one way of
+    starting it."""
+    netns = f"aapriv{secrets.token_hex(3)}"
+    # Under a directory nobody can enter (pytest's tmp_path is root's, 0700).
+    top = tempfile.mkdtemp(prefix="addaddr-privileges-")
+    try:
+        os.chmod(top, 0o755)
+        log_dir = Path(top, "logs")
+        subprocess.run(["ip", "netns", "add", netns], check=True)
+        subprocess.run(["ip", "-n", netns, "link", "add", IFACE, "type", "veth", "peer", "name", PEER], check=True)
+        for ifname in (IFACE, PEER):
+            subprocess.run(["ip", "-n", netns, "link", "set", ifname, "up"], check=True)
+        prefix = as_the_unit_starts_it() if request.param == "unit" else []
+        # `timeout`: a child stuck before saying "dropped" must not hang the tests.
+        with subprocess.Popen(["timeout", "120", *prefix, sys.executable, "-c", CHILD, netns, str(log_dir), USER],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
+            if child.stdout.readline() == "dropped\n":
+                # From here: the unit does not grant the child CAP_NET_RAW for a packet socket.
+                with socket_in(netns, socket.AF_PACKET, socket.SOCK_RAW) as sender:
+                    sender.bind((PEER, 0))
+                    sender.send(FRAME)
+            out, err = child.communicate()
+        assert child.returncode == 0, f"child failed ({child.returncode}):\n{err}"
+        yield {"mode": request.param, "report": json.loads(out), "log_dir": log_dir, "netns": netns}
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        shutil.rmtree(top)
+
+
+def nobody() -> pwd.struct_passwd:
+    return pwd.getpwnam(USER)
+
+
+@needs_root
+def test_every_thread_is_the_user_with_no_capability(dropped):
+    report, user = dropped["report"], nobody()
+    assert report["resuid"] == [user.pw_uid] * 3, f"got uids {report['resuid']}"
+    assert report["resgid"] == [user.pw_gid] * 3, f"got gids {report['resgid']}"
+    assert sorted(report["groups"]) == sorted(os.getgrouplist(USER, user.pw_gid)), f"got groups {report['groups']}"
+    threads = report["threads"]
+    assert set(threads) == {report["dropper"], report["waiter"]}, f"got threads {sorted(threads)}"
+    want = {"Uid": f"{user.pw_uid}\t" * 3 + str(user.pw_uid), "Gid": f"{user.pw_gid}\t" * 3 + str(user.pw_gid),
+            "CapEff": ZERO, "CapPrm": ZERO, "CapInh": ZERO, "CapAmb": ZERO, "NoNewPrivs": "1"}
+    for tid, status in threads.items():
+        got = {field: status[field] for field in want}
+        assert got == want, f"thread {tid} ({'dropper' if tid == report['dropper'] else 'started before'}): got {got}"
+
+
+@needs_root
+def test_bounding_set_of_the_dropping_thread(dropped):
+    # Emptied by plain root; under the unit, without CAP_SETPCAP, what systemd left stays (inert
+    # under no_new_privs).
+    got = int(dropped["report"]["threads"][dropped["report"]["dropper"]]["CapBnd"], 16)
+    want = 0 if dropped["mode"] == "root" else sum(1 << CAP_NUMBERS[name] for name in unit_capabilities())
+    assert got == want, f"got CapBnd {got:#x}; want {want:#x}"
+
+
+@needs_root
+def test_perf_buffer_and_maps_work_after_the_drop(dropped):
+    report = dropped["report"]
+    assert report["options"] == [OPTION.hex()], f"got options {report['options']}; want the frame's ADD_ADDR"
+    assert report["counted"] >= 1, f"got events counter {report['counted']} read after the drop"
+
+
+@needs_root
+def test_log_rotates_after_the_drop_into_files_of_the_user(dropped):
+    log_dir, user = dropped["log_dir"], nobody()
+    files = log_files(log_dir)
+    assert len(files) == 2, f"got log files {[f.name for f in files]}; want the first and the rotated one"
+    for path, mode in [(log_dir, 0o750), *((f, 0o640) for f in files)]:
+        st = path.stat()
+        got = (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+        assert got == (user.pw_uid, user.pw_gid, mode), f"{path}: got owner, group, mode {got}"
+    kinds = [r["kind"] for r in read_records(files[-1])]
+    assert kinds == ["header", "after"], f"got records {kinds} in the file opened after the drop"
+
+
+@needs_root
+def test_privileged_operations_fail_after_the_drop(dropped):
+    report = dropped["report"]
+    got = {action: report[action] for action in ("setuid(0)", "new packet socket", "detach")}
+    assert got == {"setuid(0)": "EPERM", "new packet socket": "EPERM", "detach": "EPERM"}, f"got {got}"
+
+
+@needs_root
+def test_exec_stop_post_removes_the_filter_the_dropped_collector_left(dropped):
+    netns = dropped["netns"]
+    assert "handle 0xadd addaddr" in tc_filters(netns), "the dropped collector could not remove its filter"
+    command = unit_value("ExecStopPost").removeprefix("-").replace("${IFACE}", IFACE).split()
+    subprocess.run(["ip", "netns", "exec", netns, *command], check=True)
+    assert "0xadd" not in tc_filters(netns), f"filter still there:\n{tc_filters(netns)}"
+
+
+def test_unknown_user():
+    with pytest.raises(CollectorError) as raised:
+        drop_to("no-such-user-for-addaddr", "/nonexistent")
+    assert str(raised.value) == "no user 'no-such-user-for-addaddr' (see: getent passwd)"
+
+
+def test_required_capabilities(monkeypatch):
+    monkeypatch.setattr(privileges.resource, "getrlimit", lambda _: (resource.RLIM_INFINITY,) * 2)
+    assert required_capabilities() == ["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON"]
+    assert required_capabilities(netns=True) == ["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON", "CAP_SYS_ADMIN"]
+    monkeypatch.setattr(privileges.resource, "getrlimit", lambda _: (8 << 20,) * 2)
+    assert required_capabilities() == ["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON", "CAP_IPC_LOCK"]
+    assert required_capabilities(drop=True) == ["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON", "CAP_IPC_LOCK",
+                                                "CAP_SETGID", "CAP_SETUID", "CAP_CHOWN"]
+
+
+MISSING = """
+import json
+from collector.privileges import missing_capabilities
+print(json.dumps([missing_capabilities(), missing_capabilities(netns=True, drop=True)]))
+"""
+
+
+@needs_root
+def test_missing_capabilities():
+    assert missing_capabilities(netns=True, drop=True) == [], "root has every capability"
+    only_bpf = ["setpriv", "--bounding-set=-all,+bpf", "--inh-caps=-all", "--"]
+    out = subprocess.run([*only_bpf, sys.executable, "-c", MISSING], capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout)
+    # The child has this process's RLIMIT_MEMLOCK, so the same need for CAP_IPC_LOCK.
+    want = [[name for name in required_capabilities(flag, flag) if name != "CAP_BPF"] for flag in (False, True)]
+    assert got == want, f"with CAP_BPF only: got {got}; want {want}"
+
+
+def test_unit_bounds_what_the_collector_needs():
+    want = set(RUN_CAPABILITIES) | set(DROP_CAPABILITIES)
+    assert unit_capabilities() == want, f"got {sorted(unit_capabilities())}; want {sorted(want)}"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_unit_verifies(tmp_path):
+    # A copy whose ExecStart is this checkout's addaddr: verify checks that the program exists.
+    unit = tmp_path / UNIT.name
+    unit.write_text(UNIT.read_text().replace("/opt/addaddr/.venv/bin/addaddr",
+                                             str(Path(sys.executable).with_name("addaddr"))))
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert (result.returncode, result.stdout + result.stderr) == (0, ""), \
+        f"systemd-analyze verify: {result.returncode}\n{result.stdout}{result.stderr}"
