@@ -1,0 +1,43 @@
+"""A flood of distinct MP_CAPABLE SYNs and joins with bogus tokens cannot grow the collector's memory
+past its documented cap (README, Security and reliability)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+FLOOD = 1_000_000
+RSS_CAP_MIB = 256  # the README's promise for the default state cap of 262,144 entries (166 MiB measured)
+
+# Run apart so that the RSS measured is the flood's, not the test session's.
+FLOOD_SCRIPT = r"""
+import json, resource, sys
+sys.path.insert(0, sys.argv[2])
+from mptcp_encoder import encode
+from collector.event import OptionEvent
+from collector.mptcp_option import MpCapable, MpJoin
+from collector.records import Recorder
+
+n = int(sys.argv[1])
+recorder = Recorder()
+syn = encode(MpCapable(1, 0x81, None, None, None, None))
+for i in range(n):
+    client = f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+    recorder.handle(OptionEvent(i, 2, 0, 4, client, "192.0.2.1", 1024 + i % 60000, 443, i, 0, 0x02, syn), i * 1e-6)
+    join = encode(MpJoin("syn", 1, False, 0xDEAD0000 | i & 0xFFFF, i, None))
+    recorder.handle(OptionEvent(i, 2, 0, 4, client, "192.0.2.1", 2048 + i % 60000, 443, i, 0, 0x02, join), i * 1e-6)
+print(json.dumps({"rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **recorder.counters()}))
+"""
+
+
+def test_syn_and_bogus_join_flood_stays_under_the_cap():
+    tests = Path(__file__).resolve().parent
+    out = subprocess.run([sys.executable, "-c", FLOOD_SCRIPT, str(FLOOD), str(tests)], capture_output=True,
+                         text=True, timeout=600, check=True, cwd=tests.parent).stdout
+    figures = json.loads(out)
+    assert figures["rss_mib"] < RSS_CAP_MIB, f"got RSS {figures['rss_mib']:.0f} MiB; want under {RSS_CAP_MIB}"
+    assert figures["subflows_tracked"] <= 262_144, f"got {figures['subflows_tracked']} subflows tracked"
+    assert figures["bogus_joins"] == FLOOD, f"got {figures['bogus_joins']} bogus joins; want {FLOOD}"
+    assert figures["evictions"] >= 2 * FLOOD - 262_144, f"got {figures['evictions']} evictions"
