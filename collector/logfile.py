@@ -334,14 +334,18 @@ def read_records(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
     skipped and reported once through on_damage(path, offset, reason); by default
     as a LogDamageWarning (the CLI passes a handler printing to stderr).
     """
+    on_damage = on_damage or warn_damage
+    for file in expand(paths):
+        with _Cursor(file, on_damage) as cursor:
+            yield from cursor.records()
+            cursor.finish()
+
+
+def expand(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """The log files of directories and/or files, in the order given, each directory's oldest first."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    on_damage = on_damage or warn_damage
-    for path in paths:
-        for file in log_files(path) if os.path.isdir(path) else [Path(path)]:
-            with _Cursor(file, on_damage) as cursor:
-                yield from cursor.records()
-                cursor.finish()
+    return [file for path in paths for file in (log_files(path) if os.path.isdir(path) else [Path(path)])]
 
 
 def follow(log_dir: str | os.PathLike, *, poll_interval: float = 0.2,

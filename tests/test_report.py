@@ -361,3 +361,24 @@ def test_memory_does_not_grow_with_the_records(tmp_path):
     assert got["connections"] == CONNECTIONS and got["announcements"] + got["server_announced"]["announcements"] \
         == LARGE_RECORDS - CONNECTIONS, f"got {got}"
     assert peak < PEAK_LIMIT, f"peak {peak / 2**20:.1f} MiB over {LARGE_RECORDS} records; want < 6 MiB"
+
+
+def test_files_read_in_parallel_give_the_same_report(tmp_path, monkeypatch):
+    """Big logs are read one file per process and merged: the figures and damage must not change."""
+    import collector.report as report_module
+
+    records = []
+    for i in range(400):
+        token = 1000 + i // 4
+        records += [connection(float(i), token, i % 2),
+                    add_addr(float(i), token, f"10.0.{i % 7}.1" if i % 3 else f"2002:c000:2{i % 5}::1")]
+    write_log(tmp_path, records, max_bytes=4096)
+    files = sorted(tmp_path.iterdir())
+    assert len(files) > 3, f"got {len(files)} files; want several, one per worker"
+    files[1].write_bytes(files[1].read_bytes()[:-3])  # a damaged file in the middle
+    serial_damage, parallel_damage = [], []
+    serial = report(tmp_path, on_damage=lambda *where: serial_damage.append(where))
+    monkeypatch.setattr(report_module, "PARALLEL_BYTES", 0)
+    parallel = report(tmp_path, on_damage=lambda *where: parallel_damage.append(where))
+    assert parallel == serial, f"got {parallel}; want {serial}"
+    assert parallel_damage == serial_damage and len(serial_damage) == 1, f"got {parallel_damage}; want {serial_damage}"
