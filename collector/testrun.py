@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-import struct
 
 from .errors import CollectorError
 
@@ -19,7 +18,7 @@ class _TestRunOpts(ctypes.Structure):
     # struct bpf_test_run_opts, libbpf >= 1.0 (bpf/bpf.h)
     _fields_ = [
         ("sz", ctypes.c_size_t),
-        ("data_in", ctypes.c_void_p),
+        ("data_in", ctypes.c_char_p),  # takes a bytes object as it is: no copy, no cast
         ("data_out", ctypes.c_void_p),
         ("data_size_in", ctypes.c_uint32),
         ("data_size_out", ctypes.c_uint32),
@@ -36,9 +35,12 @@ class _TestRunOpts(ctypes.Structure):
     ]
 
 
-# The head of struct __sk_buff up to `mark` (len, pkt_type, mark): the kernel zero-fills the rest and
-# requires len and pkt_type to be zero.
-_SKB_CTX = struct.Struct("=III")
+class _SkbHead(ctypes.Structure):
+    """struct __sk_buff up to `mark`: the kernel zero-fills the rest and wants len and pkt_type zero."""
+
+    _fields_ = [("len", ctypes.c_uint32), ("pkt_type", ctypes.c_uint32), ("mark", ctypes.c_uint32)]
+
+
 # The kernel refuses a SCHED_CLS test run shorter than an Ethernet header.
 MIN_FRAME = 14
 
@@ -63,27 +65,28 @@ class TestRunner:
     def __init__(self, prog_fd: int) -> None:
         self._run = _libbpf()
         self._fd = prog_fd
-        self._ctx = ctypes.create_string_buffer(_SKB_CTX.size)
+        self._ctx = _SkbHead()
         self._opts = _TestRunOpts(sz=ctypes.sizeof(_TestRunOpts))
-        self._opts.ctx_in = ctypes.cast(self._ctx, ctypes.c_void_p)
-        self._opts.ctx_size_in = _SKB_CTX.size
+        self._opts.ctx_in = ctypes.addressof(self._ctx)
+        self._opts.ctx_size_in = ctypes.sizeof(_SkbHead)
         self._opts.repeat = 1
         self._opts_ref = ctypes.byref(self._opts)
 
     def run(self, frame: bytes, mark: int = 0) -> int:
-        """The program's return value for this frame."""
+        """The program's return value for this frame (bytes)."""
         if len(frame) < MIN_FRAME:
             raise ValueError(f"frame of {len(frame)} bytes is shorter than an Ethernet header")
-        _SKB_CTX.pack_into(self._ctx, 0, 0, 0, mark)
+        # Per packet in `addaddr replay`: plain attribute stores, nothing allocated.
+        self._ctx.mark = mark
         opts = self._opts
-        opts.data_in = ctypes.cast(ctypes.c_char_p(frame), ctypes.c_void_p)
+        opts.data_in = frame
         opts.data_size_in = len(frame)
         # libbpf writes the last run's output size here, and the kernel would take it as a limit.
         opts.data_size_out = 0
         if self._run(self._fd, self._opts_ref) != 0:
             err = ctypes.get_errno()
             raise OSError(err, f"BPF_PROG_TEST_RUN failed: {os.strerror(err)}")
-        return ctypes.c_int32(opts.retval).value
+        return opts.retval - (1 << 32) if opts.retval >= 1 << 31 else opts.retval
 
     def time(self, frame: bytes, repeat: int) -> int:
         """Average nanoseconds per run over `repeat` runs inside the kernel (for scripts/bench)."""
