@@ -77,9 +77,15 @@ static __always_inline int copy_option(struct __sk_buff *skb, struct mptcp_event
 	return bpf_skb_load_bytes(skb, offset, ev->option, len);
 }
 
-/* Reads the headers up to TCP: returns IPPROTO_TCP with *seg and the walk's size set, another
- * protocol, or a parse_error. */
-static __always_inline int parse_segment(struct __sk_buff *skb, struct segment *seg, __u32 *opt_size)
+/* What Linux, and most stacks, put on every established segment: NOP, NOP, timestamps (RFC 7323
+ * appendix A). An option area of exactly that carries no MPTCP option, and is told by one read. */
+#define TCPOLEN_TSTAMP_ALIGNED 12
+#define TCPOPT_NOP_NOP_TSTAMP 0x0101080a
+
+/* Reads the headers up to TCP: returns IPPROTO_TCP with *seg, the option area's size and its first
+ * four bytes (0 when shorter) set, another protocol, or a parse_error. */
+static __always_inline int parse_segment(struct __sk_buff *skb, struct segment *seg, __u32 *opt_size,
+					 __u32 *opt_head)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -119,6 +125,9 @@ static __always_inline int parse_segment(struct __sk_buff *skb, struct segment *
 		return PARSE_TRUNCATED;
 	seg->tcp_flags = ((__u8 *)th)[TCP_FLAGS_OFF];
 	*opt_size = hdrsize - sizeof(*th);
+	/* Within the header, which lies within the packet; the check is for the verifier. */
+	if (*opt_size >= sizeof(*opt_head) && (void *)(th + 1) + sizeof(*opt_head) <= data_end)
+		*opt_head = bpf_ntohl(*(__be32 *)(th + 1));
 	return IPPROTO_TCP;
 }
 
@@ -130,7 +139,7 @@ int addaddr_ingress(struct __sk_buff *skb)
 	struct mptcp_event ev;
 	int ev_ready = 0, mptcp_seen = 0;
 	int proto, i, zero = 0;
-	__u32 opt_off = 0, opts_off, opt_size = 0;
+	__u32 opt_off = 0, opts_off, opt_size = 0, opt_head = 0;
 	__u64 size;
 	__u8 len = 0, subtype;
 
@@ -139,7 +148,7 @@ int addaddr_ingress(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	count->packets++;
 
-	proto = parse_segment(skb, &seg, &opt_size);
+	proto = parse_segment(skb, &seg, &opt_size, &opt_head);
 	if (proto == PARSE_TRUNCATED) {
 		count->unparsed++;
 		return TC_ACT_UNSPEC;
@@ -153,7 +162,7 @@ int addaddr_ingress(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	}
 	count->tcp++;
-	if (opt_size == 0)
+	if (opt_size == 0 || (opt_size == TCPOLEN_TSTAMP_ALIGNED && opt_head == TCPOPT_NOP_NOP_TSTAMP))
 		return TC_ACT_UNSPEC;
 
 	opts_off = seg.tcp_off + sizeof(struct tcphdr);
