@@ -125,17 +125,22 @@ def _listen(ctx, param, value):
               help="Let --metrics listen on an address other than loopback.")
 @click.option("--metrics", callback=_listen, metavar="ADDR:PORT",
               help="Serve Prometheus metrics at http://ADDR:PORT/metrics (loopback only by default).")
+@click.option("--perf-pages", type=click.IntRange(1), default=None, metavar="N",
+              help="Perf buffer pages per CPU, a power of two (default 4096: 16 MiB per CPU).")
 @click.option("--user", metavar="NAME",
               help="Once attached, drop to user NAME with no capability left (like tcpdump -Z); the logs "
                    "are handed to NAME.")
 @fails_cleanly
 def run_command(interfaces: tuple[str, ...], netns: str | None, log_dir: str, anonymize_key: str | None,
-                metrics_allow_remote: bool, metrics: tuple[str, int] | None, user: str | None) -> None:
+                metrics_allow_remote: bool, metrics: tuple[str, int] | None, perf_pages: int | None,
+                user: str | None) -> None:
     """Collect MPTCP announcements at the ingress of IFACE until SIGINT or SIGTERM."""
-    from collector.live import RunOptions, run
+    from collector.live import PERF_PAGES, RunOptions, run
 
+    if perf_pages is not None and perf_pages & (perf_pages - 1):
+        raise click.BadParameter(f"{perf_pages} is not a power of two", param_hint="--perf-pages")
     session = run(RunOptions(interfaces, netns, log_dir, anonymize_key=anonymize_key, metrics=metrics,
-                             user=user))
+                             user=user, perf_pages=perf_pages or PERF_PAGES))
     click.echo(f"{PROG}: stopped: {session.events} events, {session.announcements} announcements, "
                f"{session.lost_samples} lost", err=True)
 

@@ -24,6 +24,9 @@ from .records import Recorder
 from .session import Session
 
 POLL_MS = 100
+# Per CPU, a power of two: 4096 pages (16 MiB) hold ~130,000 events, some seconds of a burst faster
+# than the collector decodes. The memory is locked (LimitMEMLOCK / CAP_IPC_LOCK).
+PERF_PAGES = 4096
 METRICS_INTERVAL = 1.0
 # How long an event may take from its kernel timestamp to its perf buffer: a longer delay (a vCPU
 # descheduled) could let a later event from another CPU be processed first.
@@ -42,6 +45,7 @@ class RunOptions:
     anonymize_key: str | None = None
     metrics: tuple[str, int] | None = None  # (host, port) to serve Prometheus metrics on
     user: str | None = None  # drop to this user once attached, like tcpdump -Z
+    perf_pages: int = PERF_PAGES
 
 
 class KernelClock:
@@ -95,7 +99,8 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
     try:
         program = CaptureProgram()
         # Before attaching: samples written before the buffer is open vanish uncounted.
-        program.open_events(session.on_kernel_event, session.on_lost, wakeup_events=WAKEUP_EVENTS)
+        program.open_events(session.on_kernel_event, session.on_lost, pages=options.perf_pages,
+                            wakeup_events=WAKEUP_EVENTS)
         for ifname in options.interfaces:
             attachment = attach(program.fd, ifname, options.netns)
             attachments.append(attachment)
