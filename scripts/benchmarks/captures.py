@@ -6,16 +6,15 @@ as it is made, so a capture of millions of packets never sits in memory.
 from __future__ import annotations
 
 import struct
-import sys
+import tempfile
+from functools import cache
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+from capture_writer import PcapWriter
+from frames import ACK, PSH
+from replay_fixtures import SERVER, SERVER_PORT, T0_NS, Capture, Connection, Subflow, dss_ack
 
-from capture_writer import PcapWriter  # noqa: E402
-from frames import ACK, PSH  # noqa: E402
-from replay_fixtures import SERVER, SERVER_PORT, T0_NS, Capture, Connection, Subflow, dss_ack  # noqa: E402
-
-from collector.testbed import DEFAULT_PLANS  # noqa: E402
+from collector.testbed import DEFAULT_PLANS
 
 # The IPv4 classes the study tabulates, as the testbed's first client announces them. IPv6 ones are
 # left out: a 28-byte ADD_ADDR for IPv6 with its HMAC does not fit beside the timestamps and the DSS
@@ -23,9 +22,16 @@ from collector.testbed import DEFAULT_PLANS  # noqa: E402
 ANNOUNCED = DEFAULT_PLANS[0].announce
 # Linux's data segments: full-sized, the DSS with a data ACK and a mapping, no DSS checksum.
 PAYLOAD = 1400
+# Per connection: 4 announcements each echoed, 4 data segments each acked; with the handshake, a
+# join and the close, 25 packets of which 8 carry ADD_ADDR.
+ANNOUNCEMENTS = 4
+DATA_SEGMENTS = 4
+PACKETS_PER_SESSION = 25
 # 100,000 packets a second of capture time: a million connections open within the idle timeout.
 STEP_NS = 10_000
 _FLUSH_EVERY = 4096
+# Captures live as long as the run: several benchmarks replay the same one.
+_SCRATCH = tempfile.TemporaryDirectory(prefix="addaddr-bench-")
 _KEY_STEP = 0x9E37_79B9_7F4A_7C15  # odd, so i -> i * step mod 2**64 never repeats a key
 
 
@@ -35,7 +41,7 @@ def dss_data(data_ack: int, dsn: int, subflow_seq: int, length: int) -> bytes:
                                                      subflow_seq, length) + b"\x01\x01"
 
 
-def _client(i: int, join: bool = False) -> tuple[str, int]:
+def client_of(i: int, join: bool = False) -> tuple[str, int]:
     """Client i's address (10.64/10, or 10.128/10 for its join subflow) and port: one per connection."""
     base = 128 if join else 64
     return f"10.{base + (i >> 16) % 64}.{(i >> 8) & 0xFF}.{i & 0xFF}", 32768 + i % 28000
@@ -46,7 +52,7 @@ class MptcpTraffic(Capture):
 
     def connect(self, i: int) -> Connection:
         client_key = (i + 1) * _KEY_STEP & 0xFFFF_FFFF_FFFF_FFFF
-        return self.handshake(f"c{i}", _client(i), (SERVER, SERVER_PORT), client_key,
+        return self.handshake(f"c{i}", client_of(i), (SERVER, SERVER_PORT), client_key,
                               client_key ^ 0x5A5A_5A5A_5A5A_5A5A, (i * 7919 & 0xFFFFFF, i * 104729 & 0xFFFFFF))
 
     def data(self, label: str, conn: Connection, flow: Subflow, n: int) -> None:
@@ -56,16 +62,16 @@ class MptcpTraffic(Capture):
         self.add(label, flow.segment("client", ACK | PSH, option, bytes(PAYLOAD)))
         self.add(f"{label} ACK", flow.segment("server", ACK, dss_ack(dsn + PAYLOAD)))
 
-    def session(self, i: int, announcements: int, data_segments: int) -> None:
-        """Connection i: handshake, the client announces `announcements` addresses and the server
-        echoes each, a join, `data_segments` data segments each acked, then the close."""
+    def session(self, i: int) -> None:
+        """Connection i: handshake, the client announces ANNOUNCEMENTS addresses and the server
+        echoes each, a join, DATA_SEGMENTS data segments each acked, then the close."""
         conn = self.connect(i)
-        for n in range(announcements):
+        for n in range(ANNOUNCEMENTS):
             address = ANNOUNCED[(i + n) % len(ANNOUNCED)]
             self.add_addr(f"c{i} announce {n}", conn, conn.initial, "client", address, n + 1)
             self.add_addr(f"c{i} echo {n}", conn, conn.initial, "server", address, n + 1, echo=True)
-        self.join(f"c{i} join", conn, _client(i, join=True), (i * 31 & 0xFFFFFF, i * 37 & 0xFFFFFF), address_id=9)
-        for n in range(data_segments):
+        self.join(f"c{i} join", conn, client_of(i, join=True), (i * 31 & 0xFFFFFF, i * 37 & 0xFFFFFF), address_id=9)
+        for n in range(DATA_SEGMENTS):
             self.data(f"c{i} data {n}", conn, conn.initial, n)
         self.close(f"c{i}", conn, conn.initial)
 
@@ -91,8 +97,7 @@ class _Streamed(MptcpTraffic):
         self._pcap.packet_offsets.clear()
 
 
-def write(path: Path, connections: int, announcements: int = 4, data_segments: int = 4,
-          handshakes_only: bool = False) -> int:
+def write(path: Path, connections: int, handshakes_only: bool = False) -> int:
     """Writes a capture of `connections` connections; returns its packet count. With
     `handshakes_only` each is just SYN, SYN/ACK and third ACK: connections opened and never closed."""
     with open(path, "wb") as file:
@@ -101,6 +106,13 @@ def write(path: Path, connections: int, announcements: int = 4, data_segments: i
             if handshakes_only:
                 traffic.connect(i)
             else:
-                traffic.session(i, announcements, data_segments)
+                traffic.session(i)
         traffic.flush()
     return traffic.count
+
+
+@cache
+def made(connections: int, handshakes_only: bool = False) -> tuple[Path, int]:
+    """A capture written once per run of the benchmarks, and its packet count."""
+    path = Path(_SCRATCH.name) / f"{'handshakes' if handshakes_only else 'sessions'}-{connections}.pcap"
+    return path, write(path, connections, handshakes_only=handshakes_only)

@@ -9,6 +9,7 @@ round by round, ours and the reference measured back to back, and its median is 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -16,8 +17,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -44,19 +47,30 @@ def sample(values: Sequence[float]) -> Sample:
     return Sample(tuple(values))
 
 
-def alternate(rounds: int, ours: Callable[[], float], reference: Callable[[], float]) -> tuple[Sample, Sample, Sample]:
-    """`rounds` rounds of ours then the reference, back to back: (ours, reference, ours / reference).
+def rounds(count: int, *measures: Callable[[], T]) -> list[list[T]]:
+    """`count` rounds of each measure in turn: for each measure, its values round by round.
 
-    Back to back, so that a noisy spell of the machine hits both sides of a ratio alike.
+    Back to back, so that a noisy spell of the machine hits both sides of a ratio alike; in an order
+    shuffled each round (seeded: the same every run), so that no measure always runs first, on a
+    warm cache say, and no periodic swing of the machine lines up with one of them.
     """
-    pairs = [(ours(), reference()) for _ in range(rounds)]
-    return (sample([o for o, _ in pairs]), sample([r for _, r in pairs]),
-            sample([o / r if r else float("inf") for o, r in pairs]))
+    order = random.Random(len(measures))
+    values: list[list[T]] = [[] for _ in measures]
+    for _ in range(count):
+        for turn in order.sample(range(len(measures)), len(measures)):
+            values[turn].append(measures[turn]())
+    return values
+
+
+def ratio(ours: Sequence[float], reference: Sequence[float]) -> Sample:
+    """Ours over the reference, round by round."""
+    return sample([o / r if r else float("inf") for o, r in zip(ours, reference)])
 
 
 @dataclass
 class Row:
-    """One line of the table. `better` says which way the ratio must go to meet `limit`."""
+    """One line of the table. `better` says which way the ratio (ours, without one) must go to meet
+    `limit`."""
 
     figure: str
     ours: Sample
@@ -69,9 +83,10 @@ class Row:
 
     @property
     def met(self) -> bool | None:
-        if self.limit is None or self.ratio is None:
+        if self.limit is None:
             return None
-        return self.ratio.median <= self.limit if self.better == "lower" else self.ratio.median >= self.limit
+        value = (self.ours if self.ratio is None else self.ratio).median
+        return value <= self.limit if self.better == "lower" else value >= self.limit
 
     @property
     def target(self) -> str:
@@ -123,27 +138,52 @@ def markdown_table(results: Sequence[Result]) -> str:
 # --- the cost of a process -------------------------------------------------------------------
 
 
+# For run(): what the measured commands print is not looked at.
+QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+
+
 @dataclass(frozen=True)
 class Cost:
     wall: float  # seconds
     cpu: float  # user + system seconds, of the process and the children it waited for
-    max_rss_mib: float
-    returncode: int
+    max_rss_mib: float  # ru_maxrss: anonymous memory and mapped files alike
+    max_anon_mib: float | None  # the highest RssAnon seen, when asked for (run(..., anon=True))
 
 
-def run(command: Sequence[str], **popen) -> Cost:
-    """Runs `command` to its end, as a child of its own, so that its rusage is its alone."""
+def run(command: Sequence[str], anon: bool = False, **popen) -> Cost:
+    """Runs `command` to its end, as a child of its own, so that its rusage is its alone. With
+    `anon`, its anonymous RSS is also sampled every ANON_SAMPLE seconds for its peak."""
     start = time.perf_counter()
     process = subprocess.Popen(command, **popen)
-    return finish(process, start)
+    return finish(process, start, anon)
 
 
-def finish(process: subprocess.Popen, start: float) -> Cost:
-    """Waits for `process`; wall time from `start` (a perf_counter reading)."""
-    _, status, usage = os.wait4(process.pid, 0)
+# Short, so that a sampled run's wall time ends at most this late.
+ANON_SAMPLE = 0.01
+
+
+def finish(process: subprocess.Popen, start: float, anon: bool = False) -> Cost:
+    """Waits for `process`, which must succeed; wall time from `start` (a perf_counter reading)."""
+    max_anon = 0.0
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG if anon else 0)
+        if pid:
+            break
+        max_anon = max(max_anon, _anon_mib(process.pid))
+        time.sleep(ANON_SAMPLE)
     wall = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
-    return Cost(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, process.returncode)
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, process.args))} exited with {process.returncode}")
+    return Cost(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, max_anon if anon else None)
+
+
+def _anon_mib(pid: int) -> float:
+    """RssAnon of `pid`: its heap and stacks, not the files it maps (a capture read through mmap)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def tree_cpu(pid: int) -> float:

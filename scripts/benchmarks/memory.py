@@ -1,0 +1,65 @@
+"""memory: peak memory of `addaddr replay` while a capture opens 1,000,000 distinct MPTCP connections
+(SYN, SYN/ACK and third ACK each, none closed, all within the idle timeout), against a capture that
+opens just as many as the connection state holds. The same anonymous memory shows the state bounded
+by its cap; the final `stats` record counts the evictions that kept it there, and the connections
+ended at shutdown are those it held at the end.
+
+Both the peak RSS (ru_maxrss) and the peak anonymous RSS (sampled) are shown: replay maps the capture,
+and the pages of the mapping it has read count in its RSS until it exits.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+
+from collector.connections import DEFAULT_MAX_ENTRIES
+from collector.logfile import read_records
+
+from . import ADDADDR, captures
+from .measure import QUIET, Cost, Result, Row, ratio, run as cost_of, sample
+
+# A connection takes two entries of the state: itself and its initial subflow.
+FILLS_CAP = DEFAULT_MAX_ENTRIES // 2
+RSS_LIMIT = 1.1
+
+
+def replayed(connections: int) -> tuple[Cost, dict, int]:
+    """The cost of one replay, the tracker counters of its last `stats` record, and the connections
+    it still held at the end (ended with reason "shutdown")."""
+    capture, _ = captures.made(connections, handshakes_only=True)
+    logs = tempfile.mkdtemp(prefix="addaddr-memory-")
+    try:
+        cost = cost_of([ADDADDR, "replay", str(capture), "--log-dir", logs], anon=True, **QUIET)
+        stats, held = None, 0
+        for record in read_records(logs):
+            if record["kind"] == "stats":
+                stats = record
+            elif record["kind"] == "connection_end" and record["reason"] == "shutdown":
+                held += 1
+    finally:
+        shutil.rmtree(logs)
+    return cost, stats["tracker"], held
+
+
+def run(quick: bool) -> Result:
+    connections = 200_000 if quick else 1_000_000
+    result = Result("memory")
+    cost, tracker, held = replayed(connections)
+    at_cap, _, _ = replayed(FILLS_CAP)
+    versus = f"{connections:,} vs {FILLS_CAP:,} connections"
+    result.rows += [
+        Row(f"peak anonymous RSS (MiB), {versus}", sample([cost.max_anon_mib]), sample([at_cap.max_anon_mib]),
+            "at the cap", ratio([cost.max_anon_mib], [at_cap.max_anon_mib]), RSS_LIMIT, digits=1),
+        Row(f"peak RSS, mapped capture included (MiB), {versus}", sample([cost.max_rss_mib]),
+            sample([at_cap.max_rss_mib]), "at the cap", ratio([cost.max_rss_mib], [at_cap.max_rss_mib]), RSS_LIMIT,
+            digits=1),
+        Row(f"connections held at the end (cap {FILLS_CAP:,})", sample([held]), limit=FILLS_CAP),
+        Row("evictions counted (≥ connections past the cap)", sample([tracker["evictions"]]),
+            limit=connections - FILLS_CAP, better="higher"),
+    ]
+    result.notes.append(
+        f"{'--quick: ' if quick else ''}{connections:,} connections ({3 * connections:,} packets) against "
+        f"{FILLS_CAP:,}, which fill the {DEFAULT_MAX_ENTRIES:,} entries exactly; one replay each (memory barely "
+        "varies); tokens are 32 bits, so a few of a million share one.")
+    return result

@@ -1,0 +1,53 @@
+"""replay: packets/s of `addaddr replay` against tshark (MPTCP fields) and tcpdump (verbose) reading the
+same capture, each a whole command timed from start to exit, start-up included (bcc compiles the
+kernel program in ~3 s; tshark loads its dissectors in ~0.3 s)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+
+from . import ADDADDR, captures
+from .measure import QUIET, Result, Row, ratio, rounds, run as cost_of, sample
+
+# What the study needs from each packet: the option's subtype, the announced address and its id, the
+# echo flag, the keys and token that tie subflows to connections.
+TSHARK_FIELDS = ["frame.time_epoch", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "tcp.options.mptcp.subtype",
+                 "tcp.options.mptcp.addrid", "tcp.options.mptcp.ipv4", "tcp.options.mptcp.ipv6",
+                 "tcp.options.mptcp.echo", "tcp.options.mptcp.sendkey", "tcp.options.mptcp.recvkey",
+                 "tcp.options.mptcp.recvtok"]
+TSHARK_LIMIT = 5.0
+TCPDUMP_LIMIT = 1.0
+
+
+def run(quick: bool) -> Result:
+    count, connections = (1, 2_000) if quick else (3, 20_000)
+    capture, packets = captures.made(connections)
+    result = Result("replay")
+
+    def ours() -> float:
+        logs = tempfile.mkdtemp(prefix="addaddr-replay-")
+        try:
+            return packets / cost_of([ADDADDR, "replay", str(capture), "--log-dir", logs], **QUIET).wall
+        finally:
+            shutil.rmtree(logs)
+
+    def tshark() -> float:
+        fields = [arg for field in TSHARK_FIELDS for arg in ("-e", field)]
+        return packets / cost_of(["tshark", "-r", str(capture), "-T", "fields", *fields], **QUIET).wall
+
+    def tcpdump() -> float:
+        return packets / cost_of(["tcpdump", "-nn", "-v", "-r", str(capture)], **QUIET).wall
+
+    mine, theirs, dumped = rounds(count, ours, tshark, tcpdump)
+    result.rows += [
+        Row("packets/s vs tshark -r -T fields", sample(mine), sample(theirs), "tshark", ratio(mine, theirs),
+            TSHARK_LIMIT, better="higher"),
+        Row("packets/s vs tcpdump -nn -v -r", sample(mine), sample(dumped), "tcpdump", ratio(mine, dumped),
+            TCPDUMP_LIMIT, better="higher"),
+    ]
+    result.notes.append(
+        f"{'--quick, a smaller capture: ' if quick else ''}{packets:,} packets, {connections:,} MPTCP connections "
+        f"(8 ADD_ADDR in each 25 packets, 1,400-byte data segments), {count} round(s) of the three in turn; "
+        f"tshark -e {' '.join(TSHARK_FIELDS)}; output to /dev/null.")
+    return result

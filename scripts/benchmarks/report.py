@@ -1,0 +1,104 @@
+"""report: records/s and peak RSS of `addaddr report --format json` over two logs of the same
+connections, one with five times the records of the other (each connection announcing its
+addresses again and again, as retransmissions do): the same peak RSS shows that memory follows the
+connections, not the records.
+
+The logs are written with the collector's LogWriter, records as docs/records.md has them: per
+connection a `connection`, three announcements by the client each echoed by the server (repeated
+seven times in the larger log), one `mp_join`, one `connection_end`, and a `stats` record every
+10,000 records, as a live collector writes them.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+from replay_fixtures import SERVER, SERVER_PORT
+
+from collector.classify import classify
+from collector.logfile import LogWriter
+
+from . import ADDADDR
+from .captures import ANNOUNCED, client_of
+from .measure import Result, Row, ratio, rounds, run as cost_of, sample
+
+RECORDS_LIMIT = 500_000
+RSS_LIMIT = 1.1  # "the same peak RSS", give or take the noise of the allocator
+ANNOUNCED_PER_CONNECTION = 3
+# Announcement rounds per connection in the two logs: 9 and 45 records a connection.
+REPEATS = (1, 7)
+STATS_EVERY = 10_000
+T0 = 1_700_000_000.0
+
+
+def _classes(address: str) -> dict:
+    c = classify(address)
+    return {"family": c.family, "class": c.address_class, "global": c.is_global,
+            "embedded_ipv4": None if c.embedded_ipv4 is None else c.embedded_ipv4.as_json()}
+
+
+def write_log(log_dir: Path, connections: int, repeats: int) -> int:
+    """Writes the log; returns its record count (headers left out)."""
+    classes = {address: _classes(address) for address in ANNOUNCED}
+    header = {"host": socket.gethostname(), "interfaces": ["bench0"], "netns": None, "collector_version": "bench",
+              "started": T0, "source": "live"}
+    written = 0
+    # fsync once per file, not per 1,000 records: writing the log is not what is measured.
+    with LogWriter(log_dir, header, sync_records=1 << 30, sync_interval=3600.0) as writer:
+        for i in range(connections):
+            time = T0 + i * 0.001
+            token = (i * 2_654_435_761) & 0xFFFF_FFFF
+            client, port = client_of(i)
+            key = {"src": client, "sport": port, "dst": SERVER, "dport": SERVER_PORT, "ifindex": 2,
+                   "connection": token}
+            back = key | {"src": SERVER, "sport": SERVER_PORT, "dst": client, "dport": port}
+            records = [{"kind": "connection", "time": time, "connection": token, "version": 1, "client": client,
+                        "client_port": port, "server": SERVER, "server_port": SERVER_PORT,
+                        "client_key": i, "server_key": i ^ 0x5A5A_5A5A_5A5A_5A5A}]
+            for _ in range(repeats):
+                for n in range(ANNOUNCED_PER_CONNECTION):
+                    address = ANNOUNCED[(i + n) % len(ANNOUNCED)]
+                    add_addr = {"kind": "add_addr", "time": time, "subflow": "initial", "version": 1,
+                                "address_id": n + 1, "address": address, "port": None, **classes[address]}
+                    records.append(key | add_addr | {"announcer": "client", "echo": False, "hmac": bytes(8)})
+                    records.append(back | add_addr | {"announcer": "server", "echo": True, "hmac": None})
+            records.append(key | {"kind": "mp_join", "time": time, "token": token, "address_id": 2,
+                                  "backup": False, "form": "syn"})
+            records.append({"kind": "connection_end", "time": time, "connection": token, "reason": "closed"})
+            for record in records:
+                writer.write(record)
+                written += 1
+                if written % STATS_EVERY == 0:
+                    writer.write({"kind": "stats", "time": time, "kernel": {"packets": written}, "tracker": {},
+                                  "events": written, "announcements": written, "lost": 0, "unwritten": 0})
+                    written += 1
+    return written
+
+
+def run(quick: bool) -> Result:
+    count, connections = (1, 20_000) if quick else (3, 120_000)
+    result = Result("report")
+    with tempfile.TemporaryDirectory(prefix="addaddr-report-") as scratch:
+        logs = [Path(scratch, f"x{repeats}") for repeats in REPEATS]
+        sizes = [write_log(log, connections, repeats) for log, repeats in zip(logs, REPEATS)]
+
+        def report(log: Path):
+            return lambda: cost_of([ADDADDR, "report", "--log-dir", str(log), "--format", "json"],
+                                   stdout=subprocess.DEVNULL)
+
+        small, large = rounds(count, report(logs[0]), report(logs[1]))
+    rss_small, rss_large = [c.max_rss_mib for c in small], [c.max_rss_mib for c in large]
+    result.rows += [
+        Row(f"records/s over {sizes[1]:,} records", sample([sizes[1] / c.wall for c in large]),
+            limit=RECORDS_LIMIT, better="higher"),
+        Row(f"peak RSS (MiB), {sizes[1]:,} vs {sizes[0]:,} records", sample(rss_large), sample(rss_small),
+            f"{sizes[0]:,} records", ratio(rss_large, rss_small), RSS_LIMIT, digits=1),
+    ]
+    result.notes.append(
+        f"{'--quick, smaller logs: ' if quick else ''}both logs hold the same {connections:,} connections "
+        f"({connections * ANNOUNCED_PER_CONNECTION:,} distinct (connection, address) pairs); {count} round(s), "
+        "each command timed whole, start-up included; RSS is the command's ru_maxrss.")
+    return result
