@@ -17,6 +17,7 @@ from .classify import classify
 from .errors import CollectorError
 from .live import BackgroundRun, RunOptions
 from .report import report
+from .signals import on_signals, restore
 from .testbed import DEFAULT_PLANS, Testbed, Traffic
 
 
@@ -47,7 +48,7 @@ def expected_figures(traffic: Traffic) -> dict:
 def demo(connections: int, log_dir: str | None, progress: Callable[[str], None]) -> DemoResult:
     """Testbed up, collector attached, `connections` per client and family, report; all torn down."""
     # SIGTERM unwinds like Ctrl-C, so the testbed is removed either way.
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous = on_signals(_interrupt, (signal.SIGTERM,))
     try:
         with tempfile.TemporaryDirectory(prefix="addaddr-demo-") as scratch, Testbed() as bed:
             logs = log_dir or scratch
@@ -56,7 +57,11 @@ def demo(connections: int, log_dir: str | None, progress: Callable[[str], None])
             progress(f"report of {logs}")
             return DemoResult(report([logs]), traffic, expected_figures(traffic))
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        restore(previous)
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt
 
 
 def _collect_while(bed: Testbed, log_dir: str, connections: int, progress) -> Traffic:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import signal
 import socket
 import sys
 import threading
@@ -22,6 +21,7 @@ from .privileges import check_user, drop_to, missing_capabilities
 from .program import CaptureProgram
 from .records import Recorder
 from .session import Session
+from .signals import on_signals
 
 POLL_MS = 100
 # Per CPU, a power of two: 4096 pages (16 MiB) hold ~130,000 events, some seconds of a burst faster
@@ -201,8 +201,7 @@ def _collect(program, session, clock, options, stop, status, publish) -> None:
 def _handle_signals(stop: threading.Event) -> None:
     if threading.current_thread() is not threading.main_thread():
         return  # tests run the collector in a thread and stop it through the event
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    on_signals(stop.set)
 
 
 class BackgroundRun:

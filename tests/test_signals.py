@@ -1,0 +1,28 @@
+"""Our SIGTERM handlers must not act in processes forked from ours (pyroute2's namespace helpers)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from collector.signals import on_signals, restore
+
+
+def test_forked_child_dies_on_sigterm_and_the_action_stays_ours():
+    acted = []
+    previous = on_signals(lambda: acted.append(os.getpid()), (signal.SIGTERM,))
+    try:
+        child = os.fork()
+        if child == 0:  # a helper as pyroute2 forks one: stopped with SIGTERM
+            time.sleep(10)
+            os._exit(0)
+        time.sleep(0.2)
+        os.kill(child, signal.SIGTERM)
+        _, status = os.waitpid(child, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, \
+            f"got child status {status:#x}; want it killed by SIGTERM, not running our handler"
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert acted == [os.getpid()], f"got the action run in {acted}; want once, in this process"
+    finally:
+        restore(previous)
