@@ -146,8 +146,8 @@ QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 class Cost:
     wall: float  # seconds
     cpu: float  # user + system seconds, of the process and the children it waited for
-    max_rss_mib: float  # ru_maxrss: anonymous memory and mapped files alike
-    max_anon_mib: float | None  # the highest RssAnon seen, when asked for (run(..., anon=True))
+    max_rss_mib: float  # ru_maxrss: anonymous memory and mapped files alike, of its largest process
+    max_anon_mib: float | None  # the highest RssAnon of its processes together, when asked for
 
 
 def run(command: Sequence[str], anon: bool = False, **popen) -> Cost:
@@ -179,11 +179,33 @@ def finish(process: subprocess.Popen, start: float, anon: bool = False) -> Cost:
 
 
 def _anon_mib(pid: int) -> float:
-    """RssAnon of `pid`: its heap and stacks, not the files it maps (a capture read through mmap)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """RssAnon of `pid` and its descendants (report's worker processes): heap and stacks, not the
+    files they map (a capture read through mmap)."""
+    total = 0
+    for each in _tree(pid):
+        for line in _proc(each, "status").splitlines():
+            if line.startswith("RssAnon:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and every descendant of it still running."""
+    pids = [pid]
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                pids += _tree(int(child))
+    except FileNotFoundError:
+        pass  # gone meanwhile
+    return pids
+
+
+def _proc(pid: int, name: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/{name}").read_text()
+    except FileNotFoundError:
+        return ""  # gone meanwhile
 
 
 def tree_cpu(pid: int) -> float:
@@ -192,17 +214,13 @@ def tree_cpu(pid: int) -> float:
     Read before a measured spell and subtracted from the rusage at the end, to leave out start-up
     (bcc compiling the program, tshark loading its dissectors).
     """
-    total = 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        # utime, stime, cutime, cstime: fields 14-17 of proc(5), 12-15 after the name.
-        total = sum(int(v) for v in fields[11:15]) / CLOCK_TICKS
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                total += tree_cpu(int(child))
-    except FileNotFoundError:
-        pass  # gone meanwhile
-    return total
+    total = 0
+    for each in _tree(pid):
+        stat = _proc(each, "stat")
+        if stat:
+            # utime, stime, cutime, cstime: fields 14-17 of proc(5), 12-15 after the name.
+            total += sum(int(v) for v in stat.rsplit(")", 1)[1].split()[11:15])
+    return total / CLOCK_TICKS
 
 
 def interrupt(process: subprocess.Popen) -> None:
