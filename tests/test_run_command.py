@@ -157,10 +157,17 @@ def test_metrics_served_and_logs_anonymized(bed, tmp_path):
     assert not {r["src"] for r in records} & {link.client4 for link in bed.links}, "got a real subflow address"
 
 
-def test_run_as_user_keeps_collecting_without_privilege(bed):
-    # Under /tmp itself: pytest's own directories are root's alone, and nobody must reach the logs.
-    logs = Path(tempfile.mkdtemp(prefix="addaddr-user-", dir="/tmp"))
-    logs.chmod(0o755)
+@pytest.fixture
+def reachable_dir():
+    """Under /tmp itself: pytest's own directories are root's alone, and nobody must reach the logs."""
+    path = Path(tempfile.mkdtemp(prefix="addaddr-user-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_run_as_user_keeps_collecting_without_privilege(bed, reachable_dir):
+    logs = reachable_dir
     collector = Collector(bed, logs, "--user", "nobody")
     pid = collector.proc.pid
     status = Path(f"/proc/{pid}/status").read_text()
@@ -173,7 +180,6 @@ def test_run_as_user_keeps_collecting_without_privilege(bed):
     assert len(announced) == 2 * len(traffic.connections), \
         f"got {len(announced)} announcements logged after the drop; want {2 * len(traffic.connections)}"
     assert {p.stat().st_uid for p in logs.iterdir()} == {65534}, "got log files not handed to nobody"
-    shutil.rmtree(logs)
 
 
 def test_run_as_unknown_user_fails_at_once(tmp_path):
