@@ -71,7 +71,8 @@ static __always_inline int copy_option(struct __sk_buff *skb, struct mptcp_event
 {
 	/* Keeps clang from checking one copy of len and passing another to the helper. */
 	asm volatile("" : "+r"(len));
-	if (len > MAX_TCP_OPTION_SPACE)
+	/* len == 0 cannot happen, but 6.1's verifier refuses a size whose minimum may be 0. */
+	if (len == 0 || len > MAX_TCP_OPTION_SPACE)
 		return -1;
 	ev->option_len = len;
 	return bpf_skb_load_bytes(skb, offset, ev->option, len);
@@ -170,7 +171,8 @@ int addaddr_ingress(struct __sk_buff *skb)
 	__builtin_memset(walk.area, 0, sizeof(walk.area));
 	size = opt_size;
 	asm volatile("" : "+r"(size));	/* check and pass the same register, as in copy_option */
-	if (size > MAX_TCP_OPTION_SPACE ||
+	/* size == 0 returned above; 6.1's verifier still needs the minimum proved ("zero-sized read"). */
+	if (size == 0 || size > MAX_TCP_OPTION_SPACE ||
 	    bpf_skb_load_bytes(skb, opts_off, walk.area, size) < 0) {
 		count->unparsed++;
 		return TC_ACT_UNSPEC;
