@@ -5,6 +5,7 @@ well, 1 when some input could not be used (the rest is still printed), 2 for usa
 """
 
 import json
+import mmap
 import os
 import sys
 from collections.abc import Sequence
@@ -135,10 +136,11 @@ def run_command(interfaces: tuple[str, ...], netns: str | None, log_dir: str, an
                 metrics_allow_remote: bool, metrics: tuple[str, int] | None, perf_pages: int | None,
                 user: str | None) -> None:
     """Collect MPTCP announcements at the ingress of IFACE until SIGINT or SIGTERM."""
-    from collector.live import PERF_PAGES, RunOptions, run
+    from collector.live import MAX_PERF_PAGES, PERF_PAGES, RunOptions, run
 
-    if perf_pages is not None and perf_pages & (perf_pages - 1):
-        raise click.BadParameter(f"{perf_pages} is not a power of two", param_hint="--perf-pages")
+    if perf_pages is not None and (perf_pages & (perf_pages - 1) or perf_pages > MAX_PERF_PAGES):
+        raise click.BadParameter(f"{perf_pages} is not a power of two up to {MAX_PERF_PAGES} "
+                                 f"({MAX_PERF_PAGES * mmap.PAGESIZE >> 20} MiB per CPU)", param_hint="--perf-pages")
     session = run(RunOptions(interfaces, netns, log_dir, anonymize_key=anonymize_key, metrics=metrics,
                              user=user, perf_pages=perf_pages or PERF_PAGES))
     click.echo(f"{PROG}: stopped: {session.events} events, {session.announcements} announcements, "

@@ -27,6 +27,9 @@ POLL_MS = 100
 # Per CPU, a power of two: 4096 pages (16 MiB) hold ~130,000 events, some seconds of a burst faster
 # than the collector decodes. The memory is locked (LimitMEMLOCK / CAP_IPC_LOCK).
 PERF_PAGES = 4096
+# 256 MiB of locked memory per CPU: beyond that the kernel refuses the mapping or the host runs short,
+# and no burst the collector can drain needs more.
+MAX_PERF_PAGES = 65536
 METRICS_INTERVAL = 1.0
 # How long an event may take from its kernel timestamp to its perf buffer: a longer delay (a vCPU
 # descheduled) could let a later event from another CPU be processed first.

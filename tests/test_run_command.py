@@ -186,3 +186,17 @@ def test_run_as_unknown_user_fails_at_once(tmp_path):
     result = subprocess.run([ADDAADDR, "run", "--iface", "lo", "--log-dir", str(tmp_path), "--user", "nosuchuser"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "no user 'nosuchuser'" in result.stderr, f"got {result.stderr}"
+
+
+@pytest.mark.parametrize("pages", ["3", "131072", "1073741824"])
+def test_perf_pages_must_be_a_bounded_power_of_two(pages, tmp_path):
+    """A huge --perf-pages once started collecting with no buffer: refused before anything is made."""
+    from click.testing import CliRunner
+
+    from collector.cli import main
+
+    logs = tmp_path / "logs"
+    result = CliRunner().invoke(main, ["run", "--iface", "lo", "--log-dir", str(logs), "--perf-pages", pages])
+    assert result.exit_code == 2
+    assert "is not a power of two up to 65536 (256 MiB per CPU)" in result.output
+    assert not logs.exists()
