@@ -64,6 +64,8 @@ class Attachment:
 
     def detach(self) -> None:
         """Removes our filter; PermissionError when this process no longer may (after --user)."""
+        if self.netns is not None and not os.path.exists(os.path.join(NETNS_DIR, self.netns)):
+            return  # the namespace was deleted: its interfaces, and our filters on them, went with it
         # A netlink socket of its own: one kept open from attach time was seen to wait forever for
         # this reply (pyroute2 0.9, namespace sockets).
         with _open(self.netns) as ipr:
@@ -77,7 +79,7 @@ class Attachment:
                     raise PermissionError(exc.code, f"{self.ifname}: not permitted to remove the filter") from None
                 # Gone already: the interface or namespace was removed, or someone removed the filter.
                 if exc.code not in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
-                    raise
+                    raise OSError(exc.code, f"{self.ifname}: {os.strerror(exc.code)}") from None
 
 
 def _others_attached(ipr: IPRoute, index: int) -> bool:

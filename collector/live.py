@@ -132,6 +132,10 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
                 attachment.detach()
             except PermissionError:
                 left.append(attachment.ifname)
+            except (CollectorError, OSError) as exc:
+                # Whatever stands in the way of the detach, the drain and the final records below
+                # still happen: they are what "SIGTERM loses nothing" rests on.
+                print(f"addaddr: {attachment.ifname}: could not remove the filter ({exc})", file=status)
         if left:
             # After --user there is no CAP_NET_ADMIN to remove a filter: the next run replaces it,
             # and scripts/addaddr.service removes it as root once we exit.

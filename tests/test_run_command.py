@@ -200,3 +200,20 @@ def test_perf_pages_must_be_a_bounded_power_of_two(pages, tmp_path):
     assert result.exit_code == 2
     assert "is not a power of two up to 65536 (256 MiB per CPU)" in result.output
     assert not logs.exists()
+
+
+def test_namespace_deleted_under_the_run_still_drains_and_writes_final_stats(tmp_path):
+    """`ip netns del` under a live collector: stopping it once raised from detach and skipped the
+    drain and the final records."""
+    from collector.live import BackgroundRun, RunOptions
+
+    logs = tmp_path / "logs"
+    with Testbed(ONE_CLIENT) as bed:
+        with BackgroundRun(RunOptions(tuple(bed.server_interfaces), bed.server, str(logs))) as run:
+            traffic = bed.drive(4)
+            subprocess.run(["ip", "netns", "del", bed.server], check=True, timeout=10)
+    records = list(read_records(logs))
+    assert not traffic.failures
+    assert records[-1]["kind"] == "stats", f"last record {records[-1]['kind']}; want the final stats"
+    assert run.session.announcements == sum(c.announced for c in traffic.connections) > 0
+    assert sum(r["kind"] == "add_addr" and not r["echo"] for r in records) == run.session.announcements
