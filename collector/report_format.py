@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from collector.cli import render_table
+from collector.text_table import render_table
 from collector.report import GLOBAL
 
 FAMILY_NAMES = {"ipv4": "IPv4", "ipv6": "IPv6"}

@@ -14,19 +14,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
-
 from .capture import read_capture
 from .errors import CollectorError
 from .live import BackgroundRun, RunOptions
-from .report import report
-from .report_format import FORMATS, render
 from .session import Session
 
 # veth takes frames up to its MTU; captures taken after GRO hold segments of up to 64 KiB.
 VETH_MTU = 65535
-# Well inside what one collector drains without loss here; --top-speed is for benchmarks.
-DEFAULT_PPS = 20_000
 _PCAP_HEADER = bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000")
 
 
@@ -88,29 +82,3 @@ def _collect_during_replay(sender, receiver, tx_if, rx_if, pcap, log_dir, pps) -
         if sent.returncode != 0:
             raise CollectorError(f"tcpreplay failed: {sent.stderr.strip() or sent.stdout.strip()}")
     return collector.session
-
-
-@click.command()
-@click.argument("capture", type=click.Path(exists=True, dir_okay=False))
-@click.option("--pps", type=click.IntRange(1), default=DEFAULT_PPS, show_default=True,
-              help="Packets per second tcpreplay sends.")
-@click.option("--top-speed", is_flag=True, help="As fast as tcpreplay can (overrides --pps).")
-@click.option("--log-dir", type=click.Path(file_okay=False), metavar="DIR",
-              help="Keep the collector's logs in DIR (default: a temporary directory, removed).")
-@click.option("--format", "form", type=click.Choice(FORMATS), default="table", show_default=True)
-def main(capture: str, pps: int, top_speed: bool, log_dir: str | None, form: str) -> None:
-    """Replay CAPTURE with tcpreplay into a veth watched by `addaddr run`, then print its report."""
-    with tempfile.TemporaryDirectory(prefix="addaddr-traffic-") as scratch:
-        logs = log_dir or scratch
-        try:
-            result = replay_traffic(capture, logs, None if top_speed else pps)
-        except CollectorError as error:
-            raise click.ClickException(str(error)) from None
-        click.echo(render(report([logs]), form))
-    session = result.session
-    click.echo(f"replay-traffic: {result.packets} packets sent, {session.events} events seen, "
-               f"{session.announcements} announcements, {session.lost_samples} lost", err=True)
-
-
-if __name__ == "__main__":
-    main()

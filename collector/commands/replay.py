@@ -1,0 +1,24 @@
+"""`addaddr replay`: captures through the kernel program into logs, as `run` writes them."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+from collector.commands import console
+from collector.replay import replay
+
+
+def capture_bytes(captures: tuple[str, ...]) -> int:
+    """The total a progress bar counts to: the regular files' sizes."""
+    return sum(Path(c).stat().st_size for c in captures if Path(c).is_file())
+
+
+def replay_captures(captures: tuple[str, ...], log_dir: str, anonymize_key: str | None,
+                    progress: Callable[[int], None] | None = None) -> int:
+    """A capture that cannot be read to its end keeps what was read and is named on stderr (exit 1)."""
+    result = replay(list(captures), log_dir, progress, anonymize_key)
+    session = result.session
+    console.message(f"{result.packets} packets, {session.events} events, {session.announcements} "
+                    f"announcements, {session.lost_samples} lost, {result.refused} refused; logs in {log_dir}")
+    for problem in result.errors:
+        console.error(str(problem))
+    return console.EXIT_BAD_INPUT if result.errors else console.EXIT_OK

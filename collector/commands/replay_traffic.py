@@ -1,0 +1,19 @@
+"""`addaddr replay-traffic` (scripts/replay-traffic): a capture sent as real traffic past a live run."""
+
+import tempfile
+
+from collector.commands import console
+from collector.report import report
+from collector.report_format import render
+from collector.traffic_replay import replay_traffic
+
+
+def replay_as_traffic(capture: str, pps: int | None, log_dir: str | None, form: str) -> int:
+    with tempfile.TemporaryDirectory(prefix="addaddr-traffic-") as scratch:
+        logs = log_dir or scratch
+        result = replay_traffic(capture, logs, pps)
+        console.data(render(report([logs]), form))
+    session = result.session
+    console.message(f"replay-traffic: {result.packets} packets sent, {session.events} events seen, "
+                    f"{session.announcements} announcements, {session.lost_samples} lost")
+    return console.EXIT_OK

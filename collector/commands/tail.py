@@ -1,0 +1,29 @@
+"""`addaddr tail`: the logged records, readable or as JSON lines, optionally following the log."""
+
+import json
+import sys
+
+from collector.commands import console
+from collector.commands.log_dirs import require_log_dirs
+from collector.logfile import follow as follow_log, read_records
+from collector.render import as_json as record_json, as_text
+
+
+def _damage_to_stderr(path, offset, reason) -> None:
+    console.error(f"{path}: damaged from byte {offset} ({reason}); the records before it are shown")
+
+
+def tail(log_dir: str, follow: bool, as_json: bool) -> int:
+    if follow:
+        records = follow_log(log_dir, on_damage=_damage_to_stderr)
+    else:
+        require_log_dirs((log_dir,))
+        records = read_records(log_dir, on_damage=_damage_to_stderr)
+    try:
+        for record in records:
+            console.data(json.dumps(record_json(record)) if as_json else as_text(record))
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:
+        sys.stderr.close()  # `addaddr tail | head`: stop quietly
+    return console.EXIT_OK
