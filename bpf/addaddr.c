@@ -64,15 +64,27 @@ static __always_inline int fill_segment(struct mptcp_event *ev, struct __sk_buff
 	return err;
 }
 
-/* len >= MPTCP_OPTION_MIN_LEN and the option lies inside the checked header: the bound below is only
+/* len in 1..MAX_TCP_OPTION_SPACE, in a register the verifier has bounded on both sides, or 0. Older
+ * verifiers (Debian 12's 6.1) learn a bound only on the register compared, not on copies of it (clang
+ * tested a copy: "R4 unbounded" / "invalid zero-sized read"), and learn no minimum from len != 0: so
+ * len - 1 is compared, in the register that is then passed on, and 1 added back after the check. */
+static __always_inline __u64 verified_size(__u64 len)
+{
+	len -= 1;
+	asm volatile("" : "+r"(len));
+	if (len >= MAX_TCP_OPTION_SPACE)
+		return 0;
+	asm volatile("" : "+r"(len));	/* keeps the + 1 after the check */
+	return len + 1;
+}
+
+/* len >= MPTCP_OPTION_MIN_LEN and the option lies inside the checked header: the bound is only
  * for the verifier. */
 static __always_inline int copy_option(struct __sk_buff *skb, struct mptcp_event *ev, __u32 offset,
 				       __u64 len)
 {
-	/* Keeps clang from checking one copy of len and passing another to the helper. */
-	asm volatile("" : "+r"(len));
-	/* len == 0 cannot happen, but 6.1's verifier refuses a size whose minimum may be 0. */
-	if (len == 0 || len > MAX_TCP_OPTION_SPACE)
+	len = verified_size(len);
+	if (!len)
 		return -1;
 	ev->option_len = len;
 	return bpf_skb_load_bytes(skb, offset, ev->option, len);
@@ -169,10 +181,8 @@ int addaddr_ingress(struct __sk_buff *skb)
 	opts_off = seg.tcp_off + sizeof(struct tcphdr);
 	/* The walk may read any byte of the area: a zeroed tail keeps the verifier content. */
 	__builtin_memset(walk.area, 0, sizeof(walk.area));
-	size = opt_size;
-	asm volatile("" : "+r"(size));	/* check and pass the same register, as in copy_option */
-	/* size == 0 returned above; 6.1's verifier still needs the minimum proved ("zero-sized read"). */
-	if (size == 0 || size > MAX_TCP_OPTION_SPACE ||
+	size = verified_size(opt_size);
+	if (!size ||
 	    bpf_skb_load_bytes(skb, opts_off, walk.area, size) < 0) {
 		count->unparsed++;
 		return TC_ACT_UNSPEC;

@@ -1,6 +1,6 @@
 #ifndef ADDADDR_ETH_H
 #define ADDADDR_ETH_H
-#include <linux/if_ether.h>
+#include <uapi/linux/if_ether.h>
 #include "cursor.h"
 
 /* 802.1ad outer tag then 802.1Q inner tag: the deepest stacking seen on servers. */

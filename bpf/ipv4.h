@@ -1,6 +1,6 @@
 #ifndef ADDADDR_IPV4_H
 #define ADDADDR_IPV4_H
-#include <linux/ip.h>
+#include <uapi/linux/ip.h>
 #include "cursor.h"
 
 #define IP_MF 0x2000

@@ -1,7 +1,7 @@
 #ifndef ADDADDR_IPV6_H
 #define ADDADDR_IPV6_H
-#include <linux/in.h>
-#include <linux/ipv6.h>
+#include <uapi/linux/in.h>
+#include <uapi/linux/ipv6.h>
 #include "cursor.h"
 
 /* RFC 8200 recommends each extension header at most once (destination options twice):

@@ -1,6 +1,6 @@
 #ifndef ADDADDR_TCP_H
 #define ADDADDR_TCP_H
-#include <linux/tcp.h>
+#include <uapi/linux/tcp.h>
 #include "cursor.h"
 
 /* Returns the header length in bytes (doff * 4, options included), checked to lie within the packet;
