@@ -118,7 +118,7 @@ _VALUES = {"add_addr": _add_addr, "remove_addr": _remove_addr, "header": _header
 def problem(record) -> str | None:
     """None when `record` has its kind's shape; else why not, in a few words."""
     try:
-        check = _CHECKS[record["kind"]]
+        check = CHECKS[record["kind"]]
         # The fast path, for the kinds the table knows: every field there, of a combination of
         # types seen good before, at a sane time, and the few values that are keys sane too.
         if tuple(map(type, check.get(record))) in check.good and TIME_MIN <= record[check.clock] < TIME_MAX:
@@ -136,7 +136,7 @@ def _slow_problem(record) -> str | None:
     kind = record.get("kind", _ABSENT)
     if type(kind) is not str:
         return "no 'kind'" if kind is _ABSENT else f"'kind' is {type(kind).__name__}, not str"
-    check = _CHECKS.get(kind)
+    check = CHECKS.get(kind)
     schema = _UNKNOWN_KIND if check is None else SCHEMA[kind]
     wrong = _type_problem(record, schema)
     if wrong is None:
@@ -169,4 +169,5 @@ class _Check:
 # A log of every valid combination of types and extra fields stays below this; a hostile one
 # cannot grow the set past it (records beyond it just take the slow path).
 _MAX_GOOD = 4096
-_CHECKS = {kind: _Check(kind, fields) for kind, fields in SCHEMA.items()}
+# Readers may inline problem()'s fast path with these (collector/log_format.py does).
+CHECKS = {kind: _Check(kind, fields) for kind, fields in SCHEMA.items()}
