@@ -108,8 +108,9 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
 
 
-def measure(quick: bool, before: Path | None) -> tuple[Result, list[str]]:
-    rounds = 1 if quick else 3
+def measure(quick: bool, before: Path | None, trials: int | None = None,
+            rounds: int | None = None) -> tuple[Result, list[str]]:
+    rounds = rounds or (1 if quick else 3)
     lines: list[str] = []
     result = Result("logs")
     old = _load_before(before) if before else None
@@ -118,7 +119,7 @@ def measure(quick: bool, before: Path | None) -> tuple[Result, list[str]]:
         records = [{**r, "time": r["time"] + i * 1e-6}
                    for i, r in enumerate(log_records(RECORDS // 9 + 1, 1)) if i < RECORDS]
         readers = {"format 2": (2, logfile.read_records), "format 1": (1, (old or logfile).read_records)}
-        trials = 6 if quick else 30
+        trials = trials or (4 if quick else 30)
         found = damage(records, trials, readers, scratch)
         for name, outcomes in found.items():
             got = [n for n, _ in outcomes]
@@ -130,7 +131,7 @@ def measure(quick: bool, before: Path | None) -> tuple[Result, list[str]]:
                                "format 1", ratio(two, one), digits=0, better="higher"))
 
         # Throughput: the same records, written and read by each side, round by round.
-        big = list(log_records((200_000 if quick else 1_000_000) // 9, 1))
+        big = list(log_records((50_000 if quick else 1_000_000) // 9, 1))
         sides = {"after": logfile, **({"before": old} if old else {})}
         rates: dict[str, dict[str, list[float]]] = {side: {"write": [], "read": [], "report": []} for side in sides}
         dirs = {side: Path(tempfile.mkdtemp(dir=scratch)) for side in sides}
@@ -154,6 +155,7 @@ def measure(quick: bool, before: Path | None) -> tuple[Result, list[str]]:
 
 
 def run(quick: bool) -> Result:
+    """For scripts/bench: format 2 against format 1 read by the same code."""
     return measure(quick, None)[0]
 
 
@@ -162,6 +164,8 @@ if __name__ == "__main__":
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--before", type=Path, metavar="DIR", help="a checkout of the code before format 2")
+    parser.add_argument("--trials", type=int, help="damaged bytes tried (default 30, --quick 6)")
+    parser.add_argument("--rounds", type=int, help="rounds of the throughput figures (default 3, --quick 1)")
     args = parser.parse_args()
-    for line in measure(args.quick, args.before)[1]:
+    for line in measure(args.quick, args.before, args.trials, args.rounds)[1]:
         print(line, flush=True)
