@@ -46,15 +46,20 @@ def stamp_of(path: Path) -> datetime | None:
         return None
 
 
-def written_files(log_dir: str | os.PathLike, now: float | None = None) -> list[tuple[Path, datetime]]:
-    """The log files a writer of this host could have made, oldest first, with their name's time.
+def writer_stamp(path: Path, now: float | None = None) -> datetime | None:
+    """The time in `path`'s name if a writer of this host could have named a file so, else None.
 
-    Names that are no time, or a time more than FUTURE_SLACK after `now`, are left out: they would
-    otherwise be taken for the newest file, and the next file could not be named after them.
+    Names that are no time, or a time more than FUTURE_SLACK after `now`, were not made by a writer
+    here: taken for the newest file, they would stop the next file from being named after it.
     """
+    stamp = stamp_of(path)
     latest = datetime.fromtimestamp(time.time() if now is None else now, timezone.utc) + FUTURE_SLACK
-    return [(path, stamp) for path in log_files(log_dir)
-            if (stamp := stamp_of(path)) is not None and stamp <= latest]
+    return stamp if stamp is not None and stamp <= latest else None
+
+
+def written_files(log_dir: str | os.PathLike, now: float | None = None) -> list[tuple[Path, datetime]]:
+    """The log files a writer of this host could have made (writer_stamp), oldest first, with their time."""
+    return [(path, stamp) for path in log_files(log_dir) if (stamp := writer_stamp(path, now)) is not None]
 
 
 def expand(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgpack
 
-from collector.log_dir import NAME_FORMAT, NotALog, expand, log_files, open_to_read, written_files
+from collector.log_dir import NAME_FORMAT, NotALog, expand, log_files, open_to_read, writer_stamp, written_files
 from collector.log_format import FORMAT, DamageHandler, FileCursor, frame
 from collector.log_repair import Repair, repair_newest
 
@@ -282,14 +282,11 @@ def follow(log_dir: str | os.PathLike, *, poll_interval: float = 0.2,
     else:
         stopped, wait = stop, time.sleep
 
-    def files() -> list[Path]:
-        return [path for path, _ in written_files(log_dir)] if log_dir.is_dir() else []
-
     present: list[Path] = []
     while not present:
         if stopped():
             return
-        present = files()
+        present = [path for path, _ in written_files(log_dir)] if log_dir.is_dir() else []
         if not present:
             from_start = True  # every file that appears from now on is new
             wait(poll_interval)
@@ -307,7 +304,7 @@ def follow(log_dir: str | os.PathLike, *, poll_interval: float = 0.2,
             if cursor is not None and _replaced(cursor):
                 target = path
             else:
-                target = next((p for p in files() if p.name > path.name), None)
+                target = next((p for p in log_files(log_dir) if p.name > path.name and writer_stamp(p)), None)
             if target is None:
                 wait(poll_interval)
                 continue
