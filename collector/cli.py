@@ -122,7 +122,11 @@ def run_command(interfaces: tuple[str, ...], netns: str | None, log_dir: str, an
 @json_option
 @exits_with_status
 def tail_command(log_dir: str, follow: bool, as_json: bool) -> int:
-    """Print the records of the logs in LOG_DIR, oldest first."""
+    """Print the records of the logs in LOG_DIR, oldest first.
+
+    What cannot be read (a damaged record, one of the wrong shape, an entry that is not a log file)
+    is skipped and named on stderr, the rest printed, and the exit status is then 1.
+    """
     from collector.commands.tail import tail
 
     return tail(log_dir, follow, as_json)
@@ -143,8 +147,8 @@ def report_command(log_dirs: tuple[str, ...], since: str | None, until: str | No
                    plot: str | None) -> int:
     """How many MPTCP connections announced addresses, and of which classes, over the logs of LOG_DIR.
 
-    Damaged log files are reported on stderr, the records before the damage counted, and the exit
-    status is then 1.
+    What cannot be read (a damaged record, one of the wrong shape, an entry that is not a log file)
+    is skipped and named on stderr, the rest counted, and the exit status is then 1.
     """
     from collector.commands.report import BadTime, report_logs, report_time
 

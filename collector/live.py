@@ -94,6 +94,8 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
     stop = stop or threading.Event()
     anonymizer = Anonymizer.from_key_file(options.anonymize_key) if options.anonymize_key else None
     writer = _open_log(options)
+    if writer.repaired is not None:
+        print(f"addaddr: {writer.repaired.describe()}", file=status)
     clock = KernelClock()
     session = Session(writer, Recorder(), clock.wall, anonymizer)
     metrics = None

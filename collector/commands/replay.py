@@ -17,6 +17,8 @@ def replay_captures(captures: tuple[str, ...], log_dir: str, anonymize_key: str 
     """A capture that cannot be read to its end keeps what was read and is named on stderr (exit 1)."""
     result = replay(list(captures), log_dir, progress, anonymize_key)
     session = result.session
+    if session.writer.repaired is not None:
+        console.message(session.writer.repaired.describe())
     console.message(f"{result.packets} packets, {session.events} events, {session.announcements} "
                     f"announcements, {session.lost_samples} lost, {result.refused} refused; logs in {log_dir}")
     for problem in result.errors:
