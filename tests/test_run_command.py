@@ -124,12 +124,15 @@ def test_kill_9_leaves_one_filter_that_the_next_run_replaces(bed, tmp_path):
     (["--iface", "lo", "--log-dir", "/proc/addaddr"], "log dir /proc/addaddr"),
 ], ids=["no-such-interface", "no-such-namespace", "log-dir-not-writable"])
 def test_run_fails_with_one_line(args, says, tmp_path):
+    """And before making anything: no log dir is left behind."""
+    logs = tmp_path / "logs"
     if "--log-dir" not in args:
-        args = [*args, "--log-dir", str(tmp_path)]
+        args = [*args, "--log-dir", str(logs)]
     result = subprocess.run([ADDAADDR, "run", *args], capture_output=True, text=True, timeout=60)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1, f"got exit {result.returncode}; want 1"
     assert len(lines) == 1 and says in lines[0], f"got {lines}; want one line with {says!r}"
+    assert not logs.exists(), "got a log dir made before the check failed"
 
 
 def test_run_refuses_without_root(tmp_path):
