@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import mmap
+import os
 import socket
 import sys
 import threading
@@ -30,6 +32,9 @@ PERF_PAGES = 4096
 # 256 MiB of locked memory per CPU: beyond that the kernel refuses the mapping or the host runs short,
 # and no burst the collector can drain needs more.
 MAX_PERF_PAGES = 65536
+# And over all CPUs at most this share of RAM: locked pages are never swapped out, and a host with
+# many CPUs would otherwise lock gigabytes.
+MAX_RAM_SHARE = 4
 METRICS_INTERVAL = 1.0
 # How soon a deleted interface or namespace is noticed: one ioctl per interface, and a stat.
 INTERFACE_CHECK_INTERVAL = 0.5
@@ -38,6 +43,27 @@ INTERFACE_CHECK_INTERVAL = 0.5
 REORDER_WINDOW_NS = 100_000_000
 # A sample wakes the reader only once this many are waiting; the poll timeout bounds the delay.
 WAKEUP_EVENTS = 64
+
+
+def perf_pages_problem(pages: int, cpus: int | None = None, ram: int | None = None) -> str | None:
+    """Why `run --perf-pages` cannot be `pages`, or None. `cpus` (online) and `ram` (bytes): this host's."""
+    cpus = cpus or os.cpu_count()
+    ram = ram or os.sysconf("SC_PHYS_PAGES") * mmap.PAGESIZE
+    if pages & (pages - 1) or pages > MAX_PERF_PAGES:
+        return (f"{pages} is not a power of two up to {MAX_PERF_PAGES} "
+                f"({MAX_PERF_PAGES * mmap.PAGESIZE >> 20} MiB per CPU)")
+    locked = pages * mmap.PAGESIZE * cpus
+    if locked > ram // MAX_RAM_SHARE:
+        return (f"{pages} pages on each of {cpus} CPUs lock {locked >> 20} MiB, more than a quarter of "
+                f"this host's {ram >> 20} MiB of RAM: choose at most {_largest_pages(ram // MAX_RAM_SHARE, cpus)}")
+    return None
+
+
+def _largest_pages(budget: int, cpus: int) -> int:
+    pages = 1
+    while pages * 2 * mmap.PAGESIZE * cpus <= budget and pages * 2 <= MAX_PERF_PAGES:
+        pages *= 2
+    return pages
 
 
 @dataclass

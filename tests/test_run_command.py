@@ -220,3 +220,17 @@ def test_namespace_deleted_under_the_run_still_drains_and_writes_final_stats(tmp
     assert records[-1]["kind"] == "stats", f"last record {records[-1]['kind']}; want the final stats"
     assert run.session.announcements == sum(c.announced for c in traffic.connections) > 0
     assert sum(r["kind"] == "add_addr" and not r["echo"] for r in records) == run.session.announcements
+
+
+@pytest.mark.parametrize("pages, cpus, ram_gib, want", [
+    (65536, 64, 8, "65536 pages on each of 64 CPUs lock 16384 MiB, more than a quarter of this host's 8192 MiB "
+                   "of RAM: choose at most 8192"),
+    (16384, 2, 0.25, "choose at most 8192"),
+    (4096, 2, 24, None),
+    (65536, 2, 24, None),
+])
+def test_perf_pages_bounded_by_a_quarter_of_ram_over_all_cpus(pages, cpus, ram_gib, want):
+    from collector.live import perf_pages_problem
+
+    got = perf_pages_problem(pages, cpus, int(ram_gib * (1 << 30)))
+    assert (got is None) if want is None else (got is not None and want in got), f"got {got!r}; want {want!r}"
