@@ -98,7 +98,7 @@ class Capture:
         # Kept in the source: a stream's first bytes cannot be read twice.
         self._source.data, _shift = self._source.refill(self._source.data, 0, 4)
         if not self._source.data:
-            self._source.close()
+            self.close()
             raise CaptureError(f"{path} is empty")
         magic = bytes(self._source.data[:4])
         if magic in _PCAP_FORMATS:
@@ -106,7 +106,7 @@ class Capture:
         elif magic == _SHB.to_bytes(4, "big"):
             self._read = lambda report: _read_pcapng(path, self._source, report)
         else:
-            self._source.close()
+            self.close()
             raise CaptureError(f"{path} is not a pcap or pcapng file (it starts with {magic.hex(' ')})")
 
     def packets(self, on_progress: Callable[[int], None] | None = None) -> Iterator[Packet]:
@@ -115,7 +115,10 @@ class Capture:
         try:
             yield from self._read(on_progress or _ignore)
         finally:
-            self._source.close()
+            self.close()
+
+    def close(self) -> None:
+        self._source.close()
 
 
 def read_capture(path: str | os.PathLike,
