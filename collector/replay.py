@@ -53,14 +53,15 @@ def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None]
     """Replays `captures` in order into new logs in `log_dir`; `on_progress(bytes)` as they are read,
     counting bytes over all the captures.
 
-    The program is loaded and every capture opened and checked before anything is made: one that
-    cannot be opened or is not a capture raises CaptureError. A capture that cannot be read to its
+    Every capture is opened and checked, and the program loaded, before anything is made: a capture
+    that cannot be opened or is not one raises CaptureError. A capture that cannot be read to its
     end keeps what was read from it; its error is in `.errors` and the next capture is replayed
     all the same.
     """
-    program = CaptureProgram()
+    opened = _open_all(captures)  # first: a capture that is not one is refused at once
+    program = None
     try:
-        opened = _open_all(captures)
+        program = CaptureProgram()
         anonymizer = Anonymizer.from_key_file(anonymize_key) if anonymize_key else None
         header = {"host": socket.gethostname(), "interfaces": list(captures), "netns": None,
                   "collector_version": __version__, "started": time.time(), "source": "replay"}
@@ -69,7 +70,9 @@ def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None]
         except OSError as exc:
             raise CollectorError(f"log dir {log_dir}: {exc.strerror}; choose one with --log-dir") from None
     except BaseException:
-        program.close()
+        _close_all(opened)
+        if program is not None:
+            program.close()
         raise
     packet_times: dict[int, float] = {}
     session = Session(writer, Recorder(), lambda event: packet_times[event.mark], anonymizer)
@@ -122,10 +125,14 @@ def _open_all(captures: list[str]) -> list[Capture]:
             except OSError as exc:
                 raise CaptureError(f"{path}: {exc.strerror}") from None
     except BaseException:
-        for capture in opened:
-            capture.close()
+        _close_all(opened)
         raise
     return opened
+
+
+def _close_all(opened: list[Capture]) -> None:
+    for capture in opened:
+        capture.close()
 
 
 def _size(path: str) -> int:
