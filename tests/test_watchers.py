@@ -31,22 +31,14 @@ def test_the_lock_file_is_named_for_the_namespace_inode(lock_dir):
     assert oct(os.stat(lock_dir).st_mode & 0o777) == "0o700"
 
 
-def test_a_planted_symlink_is_not_followed(lock_dir, tmp_path):
+@pytest.mark.parametrize("plant, says", [(os.symlink, "cannot lock eth7"), (os.link, "not a lock file addaddr made")],
+                         ids=["symlink", "hard link"])
+def test_a_planted_link_is_not_written_through(plant, says, lock_dir, tmp_path):
     os.mkdir(lock_dir, 0o700)
     target = tmp_path / "precious"
     target.write_text("keep me")
-    os.symlink(target, os.path.join(lock_dir, f"net{netns_inode(None)}-eth7.lock"))
-    with pytest.raises(CollectorError, match="cannot lock eth7"):
-        WatchLock("eth7", None, lock_dir)
-    assert target.read_text() == "keep me"
-
-
-def test_a_planted_hard_link_is_refused(lock_dir, tmp_path):
-    os.mkdir(lock_dir, 0o700)
-    target = tmp_path / "precious"
-    target.write_text("keep me")
-    os.link(target, os.path.join(lock_dir, f"net{netns_inode(None)}-eth7.lock"))
-    with pytest.raises(CollectorError, match="not a lock file addaddr made"):
+    plant(target, os.path.join(lock_dir, f"net{netns_inode(None)}-eth7.lock"))
+    with pytest.raises(CollectorError, match=says):
         WatchLock("eth7", None, lock_dir)
     assert target.read_text() == "keep me"
 

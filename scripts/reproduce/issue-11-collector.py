@@ -108,31 +108,13 @@ def perf_pages_unbounded(tmp: Path) -> tuple[bool, str]:
 
 
 def event_errors_not_lost(tmp: Path) -> tuple[bool, str]:
-    from test_lost_events import FRAME
+    from test_lost_events import flood
 
-    from collector.logfile import LogWriter
-    from collector.program import CaptureProgram
-    from collector.records import Recorder
-    from collector.session import Session
-    from collector.testrun import TestRunner
-
-    program = CaptureProgram()
-    try:
-        with LogWriter(tmp, {"host": "reproduce"}) as writer:
-            session = Session(writer, Recorder(), lambda event: 0.0)
-            program.open_events(lambda raw: None, session.on_lost, pages=1)
-            runner = TestRunner(program.fd)
-            for _ in range(2000):
-                runner.run(FRAME, 0)
-            program.drain()
-            kernel = program.counters()
-            stats = session.stats_record(kernel)
-    finally:
-        program.close()
+    kernel, session, stats = flood(tmp)
     logged = sum(r["count"] for r in read_records(tmp) if r["kind"] == "lost")
     errors = kernel["event_errors"]
     return errors > 0 and stats["lost"] == logged == errors, \
-        f"event_errors {errors}, stats.lost {stats['lost']}, lost records {logged}"
+        f"event_errors {errors}, perf lost {session.perf_lost}, stats.lost {stats['lost']}, lost records {logged}"
 
 
 def zero_device_read_whole(tmp: Path) -> tuple[bool, str]:
