@@ -40,6 +40,10 @@ class WatchedInterfaces:
     when one fails); then attaches, follows and detaches the filters. close() frees the locks."""
 
     def __init__(self, interfaces: tuple[str, ...], netns: str | None, status: TextIO) -> None:
+        twice = sorted({ifname for ifname in interfaces if interfaces.count(ifname) > 1})
+        if twice:
+            # Its second lock would be refused, naming this very run.
+            raise CollectorError(f"--iface {twice[0]} given twice: give each interface once")
         self.netns = netns
         self._status = status
         try:

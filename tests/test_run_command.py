@@ -122,7 +122,8 @@ def test_kill_9_leaves_one_filter_that_the_next_run_replaces(bed, tmp_path):
     (["--iface", "nosuch0"], "no interface 'nosuch0'"),
     (["--iface", "lo", "--netns", "addaddr-no-such-ns"], "no network namespace 'addaddr-no-such-ns'"),
     (["--iface", "lo", "--log-dir", "/proc/addaddr"], "log dir /proc/addaddr"),
-], ids=["no-such-interface", "no-such-namespace", "log-dir-not-writable"])
+    (["--iface", "lo", "--iface", "lo"], "--iface lo given twice"),
+], ids=["no-such-interface", "no-such-namespace", "log-dir-not-writable", "same-interface-twice"])
 def test_run_fails_with_one_line(args, says, tmp_path):
     """And before making anything: no log dir is left behind."""
     logs = tmp_path / "logs"
