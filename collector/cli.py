@@ -5,7 +5,6 @@ well, 1 when some input could not be used (the rest is still printed), 2 for usa
 Commands are imported when they run, so that `--help` and option errors answer at once.
 """
 
-import mmap
 import sys
 from functools import wraps
 
@@ -79,13 +78,13 @@ def _listen(ctx, param, value):
 
 
 def _perf_pages(ctx, param, value):
-    from collector.live import MAX_PERF_PAGES, PERF_PAGES
+    from collector.live import PERF_PAGES, perf_pages_problem
 
     if value is None:
         return PERF_PAGES
-    if value & (value - 1) or value > MAX_PERF_PAGES:
-        raise click.BadParameter(f"{value} is not a power of two up to {MAX_PERF_PAGES} "
-                                 f"({MAX_PERF_PAGES * mmap.PAGESIZE >> 20} MiB per CPU)")
+    problem = perf_pages_problem(value)
+    if problem is not None:
+        raise click.BadParameter(problem)
     return value
 
 

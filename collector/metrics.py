@@ -8,9 +8,10 @@ thread. It returns a dict of this shape, every value an int:
         "kernel": {"packets": 9, ..., "subtype_3": 2, ...},  # CaptureProgram.counters()
         "tracker": {"connections_tracked": 1, ...},           # Recorder.counters()
         "events": 12,                                         # events read from the perf buffer
-        "lost": 0,                                            # perf-buffer samples lost
+        "lost": 0,                                            # events lost: max(perf lost, event_errors)
         "unwritten": 0,                                       # records that could not be written
         "announcements": {("ipv4", "private"): 3, ...},       # non-echo add_addr records by (family, class)
+        "interface_changes": {"gone": 1, "back": 1},          # watched interfaces that went and came back
     }
 
 It runs outside the collector's thread, so it must hand back dicts that the collector does not change
@@ -107,14 +108,18 @@ def render(figures: Figures) -> str:
         else:
             _family(lines, f"{counter}_total", "counter", help_text, [({}, value)])
     _family(lines, "events_total", "counter", "Events read from the perf buffer.", [({}, figures["events"])])
-    _family(lines, "lost_events_total", "counter", "Perf-buffer samples lost because the collector fell behind.",
-            [({}, figures["lost"])])
+    _family(lines, "lost_events_total", "counter",
+            "Events lost because the collector fell behind: the larger of the perf buffer's lost count "
+            "and the kernel program's event_errors (each sees the same loss).", [({}, figures["lost"])])
     _family(lines, "unwritten_records_total", "counter", "Records that could not be written to the log.",
             [({}, figures["unwritten"])])
     _family(lines, "announcements_total", "counter",
             "ADD_ADDR announcements (echoes excluded) by family and class of the announced address.",
             [({"family": family, "class": address_class}, value)
              for (family, address_class), value in sorted(figures["announcements"].items())])
+    _family(lines, "interface_changes_total", "counter",
+            "Watched interfaces that disappeared (state gone) and came back, watched again (state back).",
+            [({"state": state}, figures["interface_changes"].get(state, 0)) for state in ("gone", "back")])
     return "\n".join(lines) + "\n"
 
 

@@ -19,7 +19,8 @@ KERNEL = {"packets": 1000, "not_tcp": 10, "fragments": 1, "unparsed": 2, "tcp": 
 TRACKER = {"connections_tracked": 5, "subflows_tracked": 9, "connections": 40, "attempts": 6, "evictions": 2,
            "bogus_joins": 1, "malformed": 7}
 FIGURES = {"kernel": KERNEL, "tracker": TRACKER, "events": 116, "lost": 4, "unwritten": 0,
-           "announcements": {("ipv4", "private"): 30, ("ipv4", "global"): 8, ("ipv6", "6to4"): 2}}
+           "announcements": {("ipv4", "private"): 30, ("ipv4", "global"): 8, ("ipv6", "6to4"): 2},
+           "interface_changes": {"gone": 2}}
 
 # What a scrape of FIGURES must say: (name, labels) -> value, written out by hand.
 WANT = {
@@ -48,6 +49,8 @@ WANT = {
     ("addaddr_announcements_total", (("class", "private"), ("family", "ipv4"))): 30,
     ("addaddr_announcements_total", (("class", "global"), ("family", "ipv4"))): 8,
     ("addaddr_announcements_total", (("class", "6to4"), ("family", "ipv6"))): 2,
+    ("addaddr_interface_changes_total", (("state", "gone"),)): 2,
+    ("addaddr_interface_changes_total", (("state", "back"),)): 0,
 }
 GAUGES = {"addaddr_connections_tracked", "addaddr_subflows_tracked"}
 

@@ -14,7 +14,8 @@ def capture_bytes(captures: tuple[str, ...]) -> int:
 
 def replay_captures(captures: tuple[str, ...], log_dir: str, anonymize_key: str | None,
                     progress: Callable[[int], None] | None = None) -> int:
-    """A capture that cannot be read to its end keeps what was read and is named on stderr (exit 1)."""
+    """A capture that cannot be read to its end keeps what was read and is named on stderr (exit 1);
+    so are packets whose time cannot be (before 1970, after 2200), refused one by one."""
     result = replay(list(captures), log_dir, progress, anonymize_key)
     session = result.session
     if session.writer.repaired is not None:
@@ -23,4 +24,7 @@ def replay_captures(captures: tuple[str, ...], log_dir: str, anonymize_key: str 
                     f"announcements, {session.lost_samples} lost, {result.refused} refused; logs in {log_dir}")
     for problem in result.errors:
         console.error(str(problem))
-    return console.EXIT_BAD_INPUT if result.errors else console.EXIT_OK
+    if result.bad_time:
+        console.error(f"{result.bad_time} packets timed before 1970 or after 2200 were not replayed "
+                      "(a damaged timestamp, if_tsoffset or if_tsresol); counted as bad_time in the stats")
+    return console.EXIT_BAD_INPUT if result.errors or result.bad_time else console.EXIT_OK
