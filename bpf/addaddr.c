@@ -2,9 +2,10 @@
  * that announce addresses or make and join connections to userspace, byte for byte. It never
  * interprets an option beyond its subtype (decoding lives in Python, in one place) and returns
  * TC_ACT_UNSPEC on every path, so the packet goes on to the next filter and to the stack untouched. */
-#include <uapi/linux/pkt_cls.h>
-#include <uapi/linux/if_ether.h>
 #include "event.h"
+#include "compat.h"
+#include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
 #include "eth.h"
 #include "ipv4.h"
 #include "ipv6.h"
@@ -15,9 +16,6 @@
 #ifndef offsetof
 #define offsetof(type, member) __builtin_offsetof(type, member)
 #endif
-
-BPF_PERF_OUTPUT(events);
-BPF_PERCPU_ARRAY(counters, struct capture_counters, 1);
 
 /* Where the segment's headers start, as offsets from the packet's first byte: scalars, unlike packet
  * pointers, do not multiply the verifier's states across the option loop. */
@@ -144,19 +142,23 @@ static __always_inline int parse_segment(struct __sk_buff *skb, struct segment *
 	return IPPROTO_TCP;
 }
 
-int addaddr_ingress(struct __sk_buff *skb)
+ADDADDR_PROGRAM int addaddr_ingress(struct __sk_buff *skb)
 {
 	struct capture_counters *count;
 	struct segment seg = {};
 	struct tcp_option_walk walk;
 	struct mptcp_event ev;
 	int ev_ready = 0, mptcp_seen = 0;
-	int proto, i, zero = 0;
+	int proto, i, err, zero = 0;
 	__u32 opt_off = 0, opts_off, opt_size = 0, opt_head = 0;
 	__u64 size;
 	__u8 len = 0, subtype;
 
+#ifdef BCC_SEC
 	count = counters.lookup(&zero);
+#else
+	count = bpf_map_lookup_elem(&counters, &zero);
+#endif
 	if (!count)
 		return TC_ACT_UNSPEC;
 	count->packets++;
@@ -225,7 +227,12 @@ int addaddr_ingress(struct __sk_buff *skb)
 			count->unparsed++;
 			continue;
 		}
-		if (events.perf_submit(skb, &ev, sizeof(ev)) < 0)
+#ifdef BCC_SEC
+		err = events.perf_submit(skb, &ev, sizeof(ev));
+#else
+		err = bpf_perf_event_output(skb, &events, BPF_F_CURRENT_CPU, &ev, sizeof(ev));
+#endif
+		if (err < 0)
 			count->event_errors++;
 		else
 			count->events++;

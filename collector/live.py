@@ -20,7 +20,7 @@ from .interfaces import WatchedInterfaces
 from .logfile import LogWriter
 from .metrics import MetricsServer
 from .privileges import check_user, drop_to, missing_capabilities
-from .program import CaptureProgram
+from .program import CaptureProgram, locked_bytes
 from .records import Recorder
 from .session import Session
 from .signals import on_signals
@@ -145,6 +145,8 @@ def _run_watching(watched: WatchedInterfaces, options: RunOptions, stop: threadi
         program.open_events(session.on_kernel_event, session.on_lost, pages=options.perf_pages,
                             wakeup_events=WAKEUP_EVENTS)
         watched.attach_all(program.fd)
+        print(f"addaddr: kernel program relies on {program.features}; perf buffers lock "
+              f"{locked_bytes(options.perf_pages) >> 20} MiB", file=status)
         metrics, publish = _serve_metrics(session, program, watched, options.metrics) \
             if options.metrics else (None, None)
         if options.user is not None:

@@ -12,14 +12,14 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, TextIO
 
 from . import __version__
 from .anonymize import Anonymizer
 from .capture import Capture, CaptureError
 from .errors import CollectorError
 from .logfile import LogWriter
-from .program import CaptureProgram
+from .program import CaptureProgram, locked_bytes
 from .records import Recorder
 from .session import Session
 from .testrun import MIN_FRAME, TestRunner
@@ -49,9 +49,9 @@ class ReplayResult:
 
 
 def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None] | None = None,
-           anonymize_key: str | None = None) -> ReplayResult:
+           anonymize_key: str | None = None, status: TextIO | None = None) -> ReplayResult:
     """Replays `captures` in order into new logs in `log_dir`; `on_progress(bytes)` as they are read,
-    counting bytes over all the captures.
+    counting bytes over all the captures; the kernel features used, once loaded, to `status`.
 
     Every capture is opened and checked, and the program loaded, before anything is made: a capture
     that cannot be opened or is not one raises CaptureError. A capture that cannot be read to its
@@ -80,6 +80,9 @@ def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None]
     try:
         program.open_events(session.on_kernel_event, session.on_lost, pages=REPLAY_PAGES, wakeup_events=NO_WAKEUPS)
         runner = TestRunner(program.fd)
+        if status is not None:
+            print(f"addaddr: kernel program relies on {program.features} and BPF_PROG_TEST_RUN; "
+                  f"perf buffers lock {locked_bytes(REPLAY_PAGES) >> 20} MiB", file=status)
         last_time = 0.0
         done_bytes = 0
         for capture in opened:
