@@ -11,6 +11,7 @@ import ctypes
 import errno
 import os
 import tempfile
+from collections import deque
 from functools import cache
 from typing import Callable
 
@@ -26,7 +27,6 @@ _MAP_TYPES = {4: "perf event array", 6: "per-CPU array"}
 _HELPERS = {1: "map_lookup_elem", 5: "ktime_get_ns", 25: "perf_event_output", 26: "skb_load_bytes"}
 # struct bpf_insn: 8 bytes, code first; a helper call is BPF_JMP|BPF_CALL with src_reg 0, imm the id.
 _CALL = 0x85
-_LIBBPF_LOG_TAIL = 20  # lines of libbpf's log (the verifier's, at the end) quoted in an error
 
 
 @cache
@@ -62,13 +62,12 @@ def library() -> ctypes.CDLL:
     ):
         function = getattr(lib, name)
         function.restype, function.argtypes = restype, argtypes
-    _capture_log(lib)
     return lib
 
 
 # libbpf prints to stderr by default: its messages, the verifier's log among them, are kept here
-# instead, and quoted when a load fails.
-_log: list[str] = []
+# instead, and quoted when a load fails. Set before each load: bcc, on the same libbpf.so.1, sets its own.
+_log: deque[str] = deque(maxlen=1000)  # the verifier's log comes as one message
 _PRINT = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, _p)
 _libc = ctypes.CDLL(None)
 _libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, _p]
@@ -84,6 +83,7 @@ def _on_print(_level, fmt, args):
 
 
 def _capture_log(lib: ctypes.CDLL) -> None:
+    _log.clear()
     lib.libbpf_set_print(ctypes.cast(_on_print, _p))
 
 
@@ -99,7 +99,7 @@ class BpfObject:
     def __init__(self, path: str, program: str) -> None:
         lib = library()
         self._lib = lib
-        _log.clear()
+        _capture_log(lib)
         obj = lib.bpf_object__open_file(os.fsencode(path), None)
         if not obj:
             raise CollectorError(f"cannot open the kernel program {path} ({os.strerror(ctypes.get_errno())}); "
@@ -199,10 +199,17 @@ def _load_error(path: str, err: int) -> CollectorError:
     fd, log_path = tempfile.mkstemp(prefix="addaddr-load-", suffix=".log")
     with os.fdopen(fd, "w") as log:
         log.writelines(_log)
-    tail = [line.strip() for line in _log if line.strip()][-_LIBBPF_LOG_TAIL:]
-    last = tail[-1] if tail else os.strerror(err)
-    return CollectorError(f"the kernel refused the kernel program {path} ({last}); "
+    return CollectorError(f"the kernel refused the kernel program {path} ({_reason(_log) or os.strerror(err)}); "
                           f"libbpf's log with the verifier's is in {log_path}")
+
+
+def _reason(log: deque[str]) -> str | None:
+    """The verifier's last word: the line before its statistics ("processed N insns ...")."""
+    lines = [line.strip() for message in log for line in message.splitlines() if line.strip()]
+    for before, line in zip(lines, lines[1:]):
+        if line.startswith("processed ") and " insns " in line:
+            return before
+    return lines[-1] if lines else None
 
 
 def percpu_values(map_fd: int, key: int, value_type: type[ctypes.Structure]) -> list:
