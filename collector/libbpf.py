@@ -47,6 +47,7 @@ def library() -> ctypes.CDLL:
         ("bpf_object__next_map", _p, [_p, _p]),
         ("bpf_map__type", ctypes.c_int, [_p]),
         ("bpf_program__fd", ctypes.c_int, [_p]),
+        ("bpf_program__set_log_buf", ctypes.c_int, [_p, _p, ctypes.c_size_t]),
         ("bpf_program__type", ctypes.c_int, [_p]),
         ("bpf_program__insns", _p, [_p]),
         ("bpf_program__insn_cnt", ctypes.c_size_t, [_p]),
@@ -65,9 +66,13 @@ def library() -> ctypes.CDLL:
     return lib
 
 
-# libbpf prints to stderr by default: its messages, the verifier's log among them, are kept here
-# instead, and quoted when a load fails. Set before each load: bcc, on the same libbpf.so.1, sets its own.
-_log: deque[str] = deque(maxlen=1000)  # the verifier's log comes as one message
+# libbpf prints to stderr by default: its messages are kept here instead, and written out when a load
+# fails. Set before each load: bcc, on the same libbpf.so.1, sets its own.
+_log: deque[str] = deque(maxlen=1000)
+# The verifier's log, which libbpf asks for only when a load has failed (then it loads once more with
+# logging on): it can run to megabytes, and its end says why. Kernels since 6.4 keep the end when
+# it does not fit.
+VERIFIER_LOG_BYTES = 1 << 20
 _PRINT = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, _p)
 _libc = ctypes.CDLL(None)
 _libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, _p]
@@ -111,9 +116,11 @@ class BpfObject:
                 raise CollectorError(f"{path} has no program {program}; reinstall addaddr")
             self.features = _features(lib, obj, prog)
             _check_kernel(lib, self.features)
+            verifier_log = ctypes.create_string_buffer(VERIFIER_LOG_BYTES)
+            lib.bpf_program__set_log_buf(prog, verifier_log, VERIFIER_LOG_BYTES)
             err = lib.bpf_object__load(obj)
             if err:
-                raise _load_error(path, -err)
+                raise _load_error(path, -err, verifier_log.value.decode(errors="replace"))
             self.program_fd: int = lib.bpf_program__fd(prog)
         except BaseException:
             self.close()
@@ -193,19 +200,21 @@ def _check_kernel(lib: ctypes.CDLL, features: Features) -> None:
                                  "run addaddr on Linux 5.10 or later")
 
 
-def _load_error(path: str, err: int) -> CollectorError:
-    if err in (errno.EPERM, errno.EACCES) and not any("processed" in line for line in _log):
+def _load_error(path: str, err: int, verifier_log: str) -> CollectorError:
+    if err in (errno.EPERM, errno.EACCES) and not verifier_log:
         return _error("loading the kernel program", err)
     fd, log_path = tempfile.mkstemp(prefix="addaddr-load-", suffix=".log")
     with os.fdopen(fd, "w") as log:
         log.writelines(_log)
-    return CollectorError(f"the kernel refused the kernel program {path} ({_reason(_log) or os.strerror(err)}); "
-                          f"libbpf's log with the verifier's is in {log_path}")
+        log.write(f"\n-- the verifier's log --\n{verifier_log}")
+    return CollectorError(f"the kernel refused the kernel program {path} "
+                          f"({_reason(verifier_log) or os.strerror(err)}); libbpf's log and the verifier's "
+                          f"are in {log_path}")
 
 
-def _reason(log: deque[str]) -> str | None:
+def _reason(verifier_log: str) -> str | None:
     """The verifier's last word: the line before its statistics ("processed N insns ...")."""
-    lines = [line.strip() for message in log for line in message.splitlines() if line.strip()]
+    lines = [line.strip() for line in verifier_log.splitlines() if line.strip()]
     for before, line in zip(lines, lines[1:]):
         if line.startswith("processed ") and " insns " in line:
             return before
