@@ -53,6 +53,7 @@ def library() -> ctypes.CDLL:
         ("bpf_program__insn_cnt", ctypes.c_size_t, [_p]),
         ("bpf_map_lookup_elem", ctypes.c_int, [ctypes.c_int, _p, _p]),
         ("libbpf_num_possible_cpus", ctypes.c_int, []),
+        ("libbpf_strerror", ctypes.c_int, [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]),
         ("libbpf_probe_bpf_prog_type", ctypes.c_int, [ctypes.c_int, _p]),
         ("libbpf_probe_bpf_map_type", ctypes.c_int, [ctypes.c_int, _p]),
         ("libbpf_probe_bpf_helper", ctypes.c_int, [ctypes.c_int, ctypes.c_int, _p]),
@@ -92,6 +93,13 @@ def _capture_log(lib: ctypes.CDLL) -> None:
     lib.libbpf_set_print(ctypes.cast(_on_print, _p))
 
 
+def _strerror(lib: ctypes.CDLL, err: int) -> str:
+    """Also libbpf's own codes (4000 and up: a malformed object, say)."""
+    text = ctypes.create_string_buffer(256)
+    lib.libbpf_strerror(err, text, len(text))
+    return text.value.decode(errors="replace")
+
+
 def _error(what: str, err: int) -> CollectorError:
     if err in (errno.EPERM, errno.EACCES):
         return CollectorError(f"{what}: not permitted; BPF needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON): try sudo")
@@ -107,7 +115,7 @@ class BpfObject:
         _capture_log(lib)
         obj = lib.bpf_object__open_file(os.fsencode(path), None)
         if not obj:
-            raise CollectorError(f"cannot open the kernel program {path} ({os.strerror(ctypes.get_errno())}); "
+            raise CollectorError(f"cannot open the kernel program {path} ({_strerror(lib, ctypes.get_errno())}); "
                                  "reinstall addaddr")
         self._obj = obj
         try:
@@ -186,17 +194,20 @@ def _features(lib: ctypes.CDLL, obj: int, prog: int) -> Features:
 
 def _check_kernel(lib: ctypes.CDLL, features: Features) -> None:
     """Probes each feature with a tiny program of libbpf's: a clear refusal rather than a verifier dump."""
-    release = os.uname().release
     prog = _prog_name(features.prog_type)
-    probes = [(f"{prog} programs", lib.libbpf_probe_bpf_prog_type(features.prog_type, None))]
-    probes += [(f"{_map_name(t)} maps", lib.libbpf_probe_bpf_map_type(t, None)) for t in features.map_types]
-    probes += [(f"{_helper_name(h)} in {prog} programs", lib.libbpf_probe_bpf_helper(features.prog_type, h, None))
+    probes = [(f"{prog} programs", lib.libbpf_probe_bpf_prog_type, (features.prog_type,))]
+    probes += [(f"{_map_name(t)} maps", lib.libbpf_probe_bpf_map_type, (t,)) for t in features.map_types]
+    probes += [(f"{_helper_name(h)} in {prog} programs", lib.libbpf_probe_bpf_helper, (features.prog_type, h))
                for h in features.helpers]
-    for what, result in probes:
-        if result < 0:
-            raise _error("probing the kernel's BPF features", -result)
+    for what, probe, args in probes:
+        ctypes.set_errno(0)
+        result = probe(*args, None)
+        # A probe refused for want of privilege says "unsupported" (0) and leaves EPERM behind.
+        err = -result if result < 0 else ctypes.get_errno() if result == 0 else 0
+        if err in (errno.EPERM, errno.EACCES) or result < 0:
+            raise _error("probing the kernel's BPF features", err)
         if result == 0:
-            raise CollectorError(f"kernel {release} lacks {what}, which the kernel program needs; "
+            raise CollectorError(f"kernel {os.uname().release} lacks {what}, which the kernel program needs; "
                                  "run addaddr on Linux 5.10 or later")
 
 

@@ -218,3 +218,15 @@ def test_wheel_without_bcc_replays_as_the_checkout(tmp_path):
         reports.append(report.stdout)
     assert reports[0] == reports[1]
     assert json.loads(reports[0])["announcements"] > 0, f"got a report of nothing: {reports[0]}"
+
+
+@root_only
+def test_without_privilege_replay_says_so(tmp_path):
+    """libbpf's probes answer "unsupported" when refused for privilege: that must not read as an old kernel."""
+    capture, logs = tmp_path / "scenario.pcap", tmp_path / "logs"
+    capture.write_bytes(scenario().capture.pcap()[0])
+    tmp_path.chmod(0o777)
+    result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ADDADDR, "replay",
+                             str(capture), "--log-dir", str(logs)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "BPF needs root" in result.stderr, \
+        f"got {result.returncode}: {result.stderr!r}"

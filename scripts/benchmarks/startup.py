@@ -10,6 +10,7 @@ limit.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -89,7 +90,7 @@ def run(quick: bool) -> Result:
             digits=2),
         Row("run ready: filter attached (s), absolute", sample(ready), limit=WALL_LIMIT, digits=2),
         Row("run's perf buffers, locked (MiB, all CPUs)", sample([locked_bytes(PERF_PAGES) / 2**20]),
-            limit=locked_bytes(MAX_PERF_PAGES) / 2**20, digits=0),
+            limit=math.ceil(locked_bytes(MAX_PERF_PAGES) / 2**20), digits=0),
     ]
     result.notes.append(
         f"{count} rounds of each; bcc is the same command with {COMPILE_ENV}=1 (compiling bpf/ at start). "
