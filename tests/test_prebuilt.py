@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -221,12 +222,19 @@ def test_wheel_without_bcc_replays_as_the_checkout(tmp_path):
 
 
 @root_only
-def test_without_privilege_replay_says_so(tmp_path):
+def test_without_privilege_replay_says_so():
     """libbpf's probes answer "unsupported" when refused for privilege: that must not read as an old kernel."""
-    capture, logs = tmp_path / "scenario.pcap", tmp_path / "logs"
-    capture.write_bytes(scenario().capture.pcap()[0])
-    tmp_path.chmod(0o777)
-    result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ADDADDR, "replay",
-                             str(capture), "--log-dir", str(logs)], capture_output=True, text=True, timeout=60)
+    # pytest's tmp_path is root's alone: nobody needs a directory it can reach.
+    shared = Path(tempfile.mkdtemp(prefix="addaddr-prebuilt-"))
+    try:
+        shared.chmod(0o777)
+        capture = shared / "scenario.pcap"
+        capture.write_bytes(scenario().capture.pcap()[0])
+        capture.chmod(0o644)
+        result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ADDADDR, "replay",
+                                 str(capture), "--log-dir", str(shared / "logs")], capture_output=True, text=True,
+                                timeout=60)
+    finally:
+        shutil.rmtree(shared)
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and "BPF needs root" in result.stderr, \
         f"got {result.returncode}: {result.stderr!r}"
