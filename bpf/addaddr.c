@@ -4,8 +4,8 @@
  * TC_ACT_UNSPEC on every path, so the packet goes on to the next filter and to the stack untouched. */
 #include "event.h"
 #include "compat.h"
-#include <linux/pkt_cls.h>
-#include <linux/if_ether.h>
+#include <uapi/linux/pkt_cls.h>
+#include <uapi/linux/if_ether.h>
 #include "eth.h"
 #include "ipv4.h"
 #include "ipv6.h"

@@ -14,7 +14,7 @@ BPF_PERCPU_ARRAY(counters, struct capture_counters, 1);
 
 #else	/* clang -target bpfel: libbpf-style maps, helpers by number, as bpf_helpers.h declares them */
 
-#include <linux/bpf.h>
+#include <uapi/linux/bpf.h>
 
 #define SEC(name) __attribute__((section(name), used))
 /* uapi's linux/stddef.h defines it as a plain __inline__, which clang may decline: bpf_helpers.h's. */

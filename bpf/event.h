@@ -3,7 +3,7 @@
  * tests/test_prebuilt.py reads this file and fails when the two drift apart. */
 #ifndef ADDADDR_EVENT_H
 #define ADDADDR_EVENT_H
-#include <linux/types.h>
+#include <uapi/linux/types.h>
 
 /* TCP header at most 60 bytes, 20 fixed: the option area and so any one option fits in 40. */
 #define MAX_TCP_OPTION_SPACE 40
