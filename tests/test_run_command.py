@@ -154,6 +154,7 @@ def test_metrics_served_and_logs_anonymized(bed, tmp_path):
     line = re.search(r'^addaddr_announcements_total\{family="ipv4",class="private"\} (\S+)$', scraped, re.M)
     assert line and float(line.group(1)) == want, f"got {line and line.group(0)}; want {want} private announcements"
     assert oct(key.stat().st_mode & 0o777) == "0o600", f"got key mode {oct(key.stat().st_mode)}"
+    assert next(read_records(logs))["anonymization"] == "crypto-pan", "want the header to name the scheme"
     records = [r for r in read_records(logs) if r["kind"] == "add_addr"]
     real = {"10.1.2.3", "2001:db8::5"}
     assert records and not {r["address"] for r in records} & real, "got a real announced address in the logs"
