@@ -141,7 +141,7 @@ def app(figures: Callable[[], Figures]) -> Callable:
     def serve(environ: dict, start_response: Callable) -> list[bytes]:
         if environ["PATH_INFO"] != PATH:
             start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
-            return [f"the metrics are at {PATH}\n".encode()]
+            return [] if environ["REQUEST_METHOD"] == "HEAD" else [f"the metrics are at {PATH}\n".encode()]
         if environ["REQUEST_METHOD"] == "HEAD":
             return _head(library, environ, start_response)
         return library(environ, start_response)

@@ -188,11 +188,19 @@ def test_no_announcements_yet_is_a_family_without_samples(serving):
     assert not any(name == "addaddr_announcements_total" for name, _ in parse(text)[0])
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
 @pytest.mark.parametrize("path", ["/", "/metric", "/metrics/", "/favicon.ico"])
-def test_other_paths_are_not_found(serving, path):
+def test_other_paths_are_not_found(serving, path, method):
     with pytest.raises(urllib.error.HTTPError) as error:
-        scrape(serving(), path)
+        request(serving(), path, method)
     assert error.value.code == 404
+    assert error.value.read() == (b"" if method == "HEAD" else b"the metrics are at /metrics\n")
+
+
+def test_other_methods_are_refused_as_the_library_does(serving):
+    with pytest.raises(urllib.error.HTTPError) as error:
+        request(serving(), method="POST")
+    assert error.value.code == 405
 
 
 def test_a_query_for_names_gives_those_only(serving):
