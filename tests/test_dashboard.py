@@ -18,7 +18,7 @@ FIGURES = {
                                     "malformed_options", "events", "event_errors", "subtype_0")},
     "tracker": {name: 1 for name in ("connections_tracked", "subflows_tracked", "connections", "attempts",
                                      "evictions", "bogus_joins", "malformed")},
-    "events": 1, "lost": 0, "unwritten": 0, "announcements": {("ipv4", "private"): 1},
+    "events": 1, "lost": 0, "unwritten": 0, "announcements": {("ipv4", "private"): 1}, "interface_changes": {},
 }
 SERVED = {sample.name: set(sample.labels) for family in families(FIGURES) for sample in family.samples}
 TARGETS = [target for panel in DASHBOARD["panels"] for target in panel["targets"]]
