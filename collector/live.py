@@ -93,7 +93,7 @@ class KernelClock:
         return (event.ktime_ns + self._offset_ns) / 1e9
 
 
-def _open_log(options: RunOptions) -> LogWriter:
+def _open_log(options: RunOptions, anonymizer: Anonymizer | None) -> LogWriter:
     header = {
         "host": socket.gethostname(),
         "interfaces": list(options.interfaces),
@@ -101,6 +101,7 @@ def _open_log(options: RunOptions) -> LogWriter:
         "collector_version": __version__,
         "started": time.time(),
         "source": "live",
+        "anonymization": anonymizer and anonymizer.scheme,
     }
     try:
         return LogWriter(options.log_dir, header)
@@ -132,7 +133,7 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
 def _run_watching(watched: WatchedInterfaces, options: RunOptions, stop: threading.Event, status: TextIO,
                   ready: threading.Event | None) -> Session:
     anonymizer = Anonymizer.from_key_file(options.anonymize_key) if options.anonymize_key else None
-    writer = _open_log(options)
+    writer = _open_log(options, anonymizer)
     if writer.repaired is not None:
         print(f"addaddr: {writer.repaired.describe()}", file=status)
     clock = KernelClock()

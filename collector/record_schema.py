@@ -48,7 +48,7 @@ _SEGMENT = {"src": STR, "sport": INT, "dst": STR, "dport": INT, "ifindex": INT, 
 SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "header": {"format": INT, "file_started": NUMBER, "host": STR + OPTIONAL, "interfaces": LIST + OPTIONAL,
                "netns": STR + OPTIONAL, "collector_version": STR + OPTIONAL, "started": NUMBER + OPTIONAL,
-               "source": STR + OPTIONAL, "repairs": LIST + OPTIONAL},
+               "source": STR + OPTIONAL, "repairs": LIST + OPTIONAL, "anonymization": STR + OPTIONAL},
     "add_addr": {"time": NUMBER, **_SEGMENT, "announcer": STR + NULL, "subflow": STR + NULL, "version": INT,
                  "echo": BOOL, "address_id": INT, "address": STR, "port": INT + NULL, "hmac": BYTES + NULL,
                  "family": STR, "class": STR, "global": BOOL, "embedded_ipv4": MAP + NULL},

@@ -64,7 +64,8 @@ def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None]
         program = CaptureProgram()
         anonymizer = Anonymizer.from_key_file(anonymize_key) if anonymize_key else None
         header = {"host": socket.gethostname(), "interfaces": list(captures), "netns": None,
-                  "collector_version": __version__, "started": time.time(), "source": "replay"}
+                  "collector_version": __version__, "started": time.time(), "source": "replay",
+                  "anonymization": anonymizer and anonymizer.scheme}
         try:
             writer = LogWriter(log_dir, header)
         except OSError as exc:

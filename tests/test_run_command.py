@@ -15,6 +15,7 @@ import time
 import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from collector.attach import ETH_P_ALL, FILTER_NAME, INGRESS
 from collector.logfile import read_records
@@ -151,9 +152,11 @@ def test_metrics_served_and_logs_anonymized(bed, tmp_path):
     scraped = urllib.request.urlopen(url, timeout=5).read().decode()
     assert collector.stop() == 0, f"got exit {collector.proc.returncode}: {collector.stderr}"
     want = len(traffic.connections)  # each connection announced 10.1.2.3 once: private
-    line = re.search(r'^addaddr_announcements_total\{family="ipv4",class="private"\} (\S+)$', scraped, re.M)
-    assert line and float(line.group(1)) == want, f"got {line and line.group(0)}; want {want} private announcements"
+    private = [sample.value for family in text_string_to_metric_families(scraped) for sample in family.samples
+               if sample.name == "addaddr_announcements_total" and sample.labels == {"family": "ipv4", "class": "private"}]
+    assert private == [want], f"got {private}; want {want} private announcements"
     assert oct(key.stat().st_mode & 0o777) == "0o600", f"got key mode {oct(key.stat().st_mode)}"
+    assert next(read_records(logs))["anonymization"] == "crypto-pan", "want the header to name the scheme"
     records = [r for r in read_records(logs) if r["kind"] == "add_addr"]
     real = {"10.1.2.3", "2001:db8::5"}
     assert records and not {r["address"] for r in records} & real, "got a real announced address in the logs"
