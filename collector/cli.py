@@ -29,6 +29,18 @@ anonymize_option = click.option(
          "Classes are computed from the real addresses, so reports are unchanged.")
 
 
+def _host(ctx, param, value):
+    if value is not None and not value.strip():
+        raise click.BadParameter("must not be empty (a connection is identified by host and token)")
+    return value
+
+
+host_option = click.option(
+    "--host", callback=_host, metavar="NAME",
+    help="Host name written in the logs' header, which tells hosts' equal tokens apart in reports and "
+         "exports (default: this machine's host name; give it in containers, whose name is random).")
+
+
 def exits_with_status(command):
     """The command's status becomes the exit status; CollectorError one line on stderr and status 1."""
 
@@ -94,6 +106,7 @@ def _perf_pages(ctx, param, value):
 @click.option("--netns", default=None, metavar="NAME", help="Network namespace of the interfaces (ip netns).")
 @log_dir_option
 @anonymize_option
+@host_option
 @click.option("--metrics-allow-remote", is_flag=True, is_eager=True,
               help="Let --metrics listen on an address other than loopback.")
 @click.option("--metrics", callback=_listen, metavar="ADDR:PORT",
@@ -105,14 +118,14 @@ def _perf_pages(ctx, param, value):
                    "are handed to NAME.")
 @exits_with_status
 def run_command(interfaces: tuple[str, ...], netns: str | None, log_dir: str, anonymize_key: str | None,
-                metrics_allow_remote: bool, metrics: tuple[str, int] | None, perf_pages: int,
+                host: str | None, metrics_allow_remote: bool, metrics: tuple[str, int] | None, perf_pages: int,
                 user: str | None) -> int:
     """Collect MPTCP announcements at the ingress of IFACE until SIGINT or SIGTERM."""
     from collector.commands.run import run_collector
     from collector.live import RunOptions
 
     return run_collector(RunOptions(interfaces, netns, log_dir, anonymize_key=anonymize_key, metrics=metrics,
-                                    user=user, perf_pages=perf_pages))
+                                    user=user, perf_pages=perf_pages, host=host))
 
 
 @main.command("tail")
@@ -164,8 +177,9 @@ def report_command(log_dirs: tuple[str, ...], since: str | None, until: str | No
 @click.option("--log-dir", default="addaddr-replay", show_default=True, type=click.Path(file_okay=False),
               help="Directory for the logs, as `run` writes them.")
 @anonymize_option
+@host_option
 @exits_with_status
-def replay_command(captures: tuple[str, ...], log_dir: str, anonymize_key: str | None) -> int:
+def replay_command(captures: tuple[str, ...], log_dir: str, anonymize_key: str | None, host: str | None) -> int:
     """Run the packets of pcap/pcapng CAPTUREs through the kernel program into logs.
 
     The same program and logs as `run`, with the packets' own timestamps; read them with `addaddr
@@ -175,9 +189,9 @@ def replay_command(captures: tuple[str, ...], log_dir: str, anonymize_key: str |
     from collector.commands.replay import capture_bytes, replay_captures
 
     if not sys.stderr.isatty():
-        return replay_captures(captures, log_dir, anonymize_key)
+        return replay_captures(captures, log_dir, anonymize_key, host)
     with click.progressbar(length=capture_bytes(captures), label="replaying", file=sys.stderr) as bar:
-        return replay_captures(captures, log_dir, anonymize_key, lambda done: bar.update(done - bar.pos))
+        return replay_captures(captures, log_dir, anonymize_key, host, lambda done: bar.update(done - bar.pos))
 
 
 @main.command("demo")
