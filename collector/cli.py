@@ -154,9 +154,12 @@ def tail_command(log_dir: str, follow: bool, as_json: bool) -> int:
 @format_option
 @click.option("--plot", type=click.Path(dir_okay=False), metavar="FILE.png",
               help="Also draw the class shares of announced addresses per family (needs matplotlib).")
+@click.option("--parquet", metavar="PATH", type=click.Path(file_okay=False),
+              help="Read the dataset `addaddr export --to PATH` made, with DuckDB, instead of the logs "
+                   "(same figures; for a fleet's months of logs).")
 @exits_with_status
 def report_command(log_dirs: tuple[str, ...], since: str | None, until: str | None, form: str,
-                   plot: str | None) -> int:
+                   plot: str | None, parquet: str | None) -> int:
     """How many MPTCP connections announced addresses, and of which classes, over the logs of LOG_DIR.
 
     What cannot be read (a damaged record, one of the wrong shape, an entry that is not a log file)
@@ -169,7 +172,7 @@ def report_command(log_dirs: tuple[str, ...], since: str | None, until: str | No
     except BadTime as problem:
         console.error(str(problem))
         return console.EXIT_USAGE
-    return report_logs(log_dirs, since_time, until_time, form, plot)
+    return report_logs(log_dirs, since_time, until_time, form, plot, parquet)
 
 
 @main.command("replay")
@@ -192,6 +195,37 @@ def replay_command(captures: tuple[str, ...], log_dir: str, anonymize_key: str |
         return replay_captures(captures, log_dir, anonymize_key, host)
     with click.progressbar(length=capture_bytes(captures), label="replaying", file=sys.stderr) as bar:
         return replay_captures(captures, log_dir, anonymize_key, host, lambda done: bar.update(done - bar.pos))
+
+
+@main.command("export")
+@click.option("--log-dir", "log_dirs", multiple=True, required=True, type=click.Path(file_okay=False),
+              metavar="DIR", help="Directory of the msgpack logs; repeat for several hosts'.")
+@click.option("--to", required=True, type=click.Path(file_okay=False), metavar="PATH",
+              help="The Parquet dataset's directory: made if absent, added to if an earlier export made it.")
+@click.option("--since", metavar="TIME", help="Only records at or after TIME (as for report); fixed per dataset.")
+@click.option("--until", metavar="TIME", help="Only records before TIME; fixed per dataset.")
+@click.option("--anonymize-key", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Anonymize the addresses as `run --anonymize-key FILE` does, for exports that leave the "
+                   "operator; fixed per dataset.")
+@exits_with_status
+def export_command(log_dirs: tuple[str, ...], to: str, since: str | None, until: str | None,
+                   anonymize_key: str | None) -> int:
+    """Export the logs of each DIR to a Parquet dataset at PATH: tables connections, announcements,
+    events, lost and stats, partitioned by host and date (docs/records.md). Run it again (nightly) over
+    the same directories and it adds only the records written since: none twice."""
+    from collector.commands.export import export_bytes, export_logs
+    from collector.commands.report import BadTime, report_time
+
+    try:
+        since_time, until_time = report_time("--since", since), report_time("--until", until)
+    except BadTime as problem:
+        console.error(str(problem))
+        return console.EXIT_USAGE
+    if not sys.stderr.isatty():
+        return export_logs(log_dirs, to, since_time, until_time, anonymize_key)
+    with click.progressbar(length=export_bytes(log_dirs, to), label="exporting", file=sys.stderr) as bar:
+        return export_logs(log_dirs, to, since_time, until_time, anonymize_key,
+                           lambda done: bar.update(done - bar.pos))
 
 
 @main.command("demo")
