@@ -162,7 +162,7 @@ def test_spark_study_equals_report(tmp_path):
     dirs = logs_of_two_hosts(tmp_path)
     exported(dirs, tmp_path / "set")
     run = subprocess.run([sys.executable, "-m", "collector.spark_study", str(tmp_path / "set")],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, f"exit {run.returncode}: {run.stderr[-2000:]}"
     got = json.loads(run.stdout)
     want = json_report(*[a for d in dirs for a in ("--log-dir", str(d))])

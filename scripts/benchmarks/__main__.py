@@ -12,11 +12,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import kernel, logs, memory, overhead, pipeline, replay, report
+from . import export, kernel, logs, memory, overhead, pipeline, replay, report
 from .measure import Result, markdown_table
 
 BENCHMARKS = {module.__name__.rsplit(".", 1)[1]: module for module in
-              (kernel, overhead, pipeline, replay, report, memory, logs)}
+              (kernel, overhead, pipeline, replay, report, export, memory, logs)}
 LATEST = Path(__file__).with_name("LATEST.md")
 
 
