@@ -29,6 +29,7 @@ from collector.errors import CollectorError
 from collector.export_rows import MANIFEST, TABLE_COLUMNS, Connections, Row, RowMaker
 from collector.logfile import DamageHandler, expand, read_file_from
 from collector.parquet_schema import arrow_table
+from collector.render import iso_time
 
 LOCK = "_addaddr_export.lock"
 MANIFEST_FORMAT = 1
@@ -153,12 +154,17 @@ def _remove_strays(root: Path, manifest: _Manifest) -> None:
                 path.unlink()
 
 
-def _check_same(manifest: _Manifest, name: str, value, option: str) -> None:
+def _check_same(manifest: _Manifest, name: str, value, option: str, shown: Callable = str) -> None:
     stored = manifest.data[name]
     if manifest.data["logs"] and stored != value:
-        raise CollectorError(f"{manifest.path.parent} was exported with {option} {stored or 'unset'}, not "
-                             f"{value or 'unset'}: rows of both would mix; export to a new --to directory")
+        before, now = (shown(v) if v is not None else "unset" for v in (stored, value))
+        raise CollectorError(f"{manifest.path.parent} was exported with {option} {before}, not {now}: rows of "
+                             f"both would mix; export to a new --to directory")
     manifest.data[name] = value
+
+
+def _window_text(window: list) -> str:
+    return " ".join(iso_time(t) if t is not None else "-" for t in window)
 
 
 def _placeholders(root: Path, files: _Files, manifest: _Manifest) -> None:
@@ -204,8 +210,8 @@ def _export(root, manifest, log_dirs, since, until, anonymize_key, on_progress, 
     anonymizer = Anonymizer.from_key_file(anonymize_key) if anonymize_key else None
     key = [anonymizer.anonymize_address(a) for a in _KEY_PROBES] if anonymizer else None
     _check_same(manifest, "window", None if since is None and until is None else [since, until],
-                "--since/--until")
-    _check_same(manifest, "key", key, "--anonymize-key")
+                "--since/--until", _window_text)
+    _check_same(manifest, "key", key, "--anonymize-key", lambda _: "a key")
     _remove_strays(root, manifest)
     run = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
     result = ExportResult()
