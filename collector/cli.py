@@ -223,9 +223,10 @@ def export_command(log_dirs: tuple[str, ...], to: str, since: str | None, until:
         return console.EXIT_USAGE
     if not sys.stderr.isatty():
         return export_logs(log_dirs, to, since_time, until_time, anonymize_key)
-    with click.progressbar(length=export_bytes(log_dirs, to), label="exporting", file=sys.stderr) as bar:
-        return export_logs(log_dirs, to, since_time, until_time, anonymize_key,
-                           lambda done: bar.update(done - bar.pos))
+    # Not a `with`: the bar must end its line before the summary, not after it.
+    bar = click.progressbar(length=export_bytes(log_dirs, to), label="exporting", file=sys.stderr)
+    return export_logs(log_dirs, to, since_time, until_time, anonymize_key,
+                       lambda done: bar.update(done - bar.pos), bar.render_finish)
 
 
 @main.command("demo")

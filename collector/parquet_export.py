@@ -3,7 +3,8 @@
 PATH/_addaddr_export.json (the manifest) names, for every log file read, the offset after its last
 exported record and its host, and lists the dataset's files. A run reads each file from its offset,
 so a nightly run over the same directories adds only what was appended since, and never a record
-twice. A run's files are written as *.tmp, renamed into place, and only then does the manifest name
+twice. A run's files are written as hidden .*.tmp files (Spark and DuckDB skip them), renamed into
+place, and only then does the manifest name
 them: files of a run that died before that are removed by the next run, which exports their records
 again. Connections still open when a run ends are written to `open-*` files and kept in the
 manifest; the next run completes them and drops those files.
@@ -61,8 +62,13 @@ def _day(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d")
 
 
+def _hidden(path: Path) -> Path:
+    # Spark skips names starting with "." or "_"; DuckDB's *.parquet glob skips the suffix.
+    return path.with_name(f".{path.name}.tmp")
+
+
 class _Files:
-    """The dataset's files: those of past runs, those this run writes (.tmp until commit)."""
+    """The dataset's files: those of past runs, those this run writes (hidden until commit)."""
 
     def __init__(self, root: Path, run: str) -> None:
         self.root, self.run = root, run
@@ -72,14 +78,14 @@ class _Files:
     def write(self, table: str, host: str, date: str, rows: list[Row], prefix: str) -> None:
         self._count += 1
         relative = f"{table}/host={partition_value(host)}/date={date}/{prefix}-{self.run}-{self._count:05d}.parquet"
-        path = self.root / (relative + ".tmp")
+        path = _hidden(self.root / relative)
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(arrow_table(table, rows), path, compression="zstd")
         self.written.append(relative)
 
     def commit(self) -> None:
         for relative in self.written:
-            os.replace(self.root / (relative + ".tmp"), self.root / relative)
+            os.replace(_hidden(self.root / relative), self.root / relative)
 
 
 class _Buckets:

@@ -117,7 +117,7 @@ def test_files_of_an_export_that_died_are_removed(tmp_path):
     exported(dirs, dataset)
     stray = dataset / "announcements/host=alpha/date=2023-11-14/part-dead-00001.parquet"
     shutil.copy(next((dataset / "announcements/host=alpha").rglob("part-*.parquet")), stray)
-    half = dataset / "announcements/host=beta/date=2023-11-14/part-dead-00002.parquet.tmp"
+    half = dataset / "announcements/host=beta/date=2023-11-14/.part-dead-00002.parquet.tmp"
     half.write_bytes(b"half")
     write_log(dirs[0], [connection(T0 + 100, 99)], host="alpha")  # something new, so the export runs
     exported(dirs, dataset)

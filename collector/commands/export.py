@@ -26,8 +26,10 @@ def export_bytes(log_dirs: tuple[str, ...], to: str) -> int:
 
 
 def export_logs(log_dirs: tuple[str, ...], to: str, since: float | None, until: float | None,
-                anonymize_key: str | None, progress: Callable[[int], None] | None = None) -> int:
-    """Damaged log files are named on stderr, the records before the damage exported (exit status 1)."""
+                anonymize_key: str | None, progress: Callable[[int], None] | None = None,
+                progress_done: Callable[[], None] | None = None) -> int:
+    """Damaged log files are named on stderr, the records before the damage exported (exit status 1).
+    `progress(bytes read)` as the export goes, `progress_done()` when it has finished."""
     require_log_dirs(log_dirs)
     require_fleet("pyarrow")
     from collector.parquet_export import export
@@ -40,6 +42,8 @@ def export_logs(log_dirs: tuple[str, ...], to: str, since: float | None, until: 
 
     result = export(log_dirs, to, since=since, until=until, anonymize_key=anonymize_key,
                     on_progress=progress, on_damage=on_damage)
+    if progress_done is not None:
+        progress_done()
     for problem in result.problems:
         console.error(problem)
     rows = ", ".join(f"{count} {table}" for table, count in result.rows.items())
