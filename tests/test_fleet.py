@@ -91,7 +91,7 @@ def test_export_again_adds_only_what_the_logs_gained(tmp_path):
         opened = table(dataset, "connections")
         assert [(r["connection"], r["ended"]) for r in opened] == [(7, None)], f"got {opened}"
         for record in [{"kind": "mp_join", "time": T0 + 2, "src": "198.18.0.3", "sport": 1, "dst": "198.18.0.1",
-                        "dport": 443, "ifindex": 2, "connection": 7, "address_id": 2, "backup": False,
+                        "dport": 443, "ifindex": 2, "connection": 7, "token": 7, "address_id": 2, "backup": False,
                         "form": "syn"},
                        add_addr(T0 + 86400, 7, "8.8.8.8"),  # the next day
                        {"kind": "connection_end", "time": T0 + 86401, "connection": 7, "reason": "closed"}]:

@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 from collector.commands import console
 from collector.commands.log_dirs import require_log_dirs
+from collector.commands.skipped import Skipped
 from collector.errors import CollectorError
 
 FLEET_EXTRA = "pip install 'addaddr[fleet]' (pyarrow and duckdb)"
@@ -28,20 +29,15 @@ def export_bytes(log_dirs: tuple[str, ...], to: str) -> int:
 def export_logs(log_dirs: tuple[str, ...], to: str, since: float | None, until: float | None,
                 anonymize_key: str | None, progress: Callable[[int], None] | None = None,
                 progress_done: Callable[[], None] | None = None) -> int:
-    """Damaged log files are named on stderr, the records before the damage exported (exit status 1).
+    """What the readers skip (damaged, of the wrong shape) is named on stderr, the rest exported (exit 1).
     `progress(bytes read)` as the export goes, `progress_done()` when it has finished."""
     require_log_dirs(log_dirs)
     require_fleet("pyarrow")
     from collector.parquet_export import export
 
-    damaged = []
-
-    def on_damage(path, offset, reason) -> None:
-        damaged.append(path)
-        console.error(f"{path}: damaged from byte {offset} ({reason}); the records before it are exported")
-
+    skipped = Skipped()
     result = export(log_dirs, to, since=since, until=until, anonymize_key=anonymize_key,
-                    on_progress=progress, on_damage=on_damage)
+                    on_progress=progress, on_damage=skipped)
     if progress_done is not None:
         progress_done()
     for problem in result.problems:
@@ -49,4 +45,4 @@ def export_logs(log_dirs: tuple[str, ...], to: str, since: float | None, until: 
     rows = ", ".join(f"{count} {table}" for table, count in result.rows.items())
     console.message(f"{result.records} new records from {result.files_read} log files: {rows} rows; "
                     f"{result.open_connections} connections still open; dataset in {to}")
-    return console.EXIT_BAD_INPUT if damaged or result.problems else console.EXIT_OK
+    return console.EXIT_BAD_INPUT if result.problems else skipped.status()
