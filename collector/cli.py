@@ -29,6 +29,18 @@ anonymize_option = click.option(
          "Classes are computed from the real addresses, so reports are unchanged.")
 
 
+def _host(ctx, param, value):
+    if value is not None and not value.strip():
+        raise click.BadParameter("must not be empty (a connection is identified by host and token)")
+    return value
+
+
+host_option = click.option(
+    "--host", callback=_host, metavar="NAME",
+    help="Host name written in the logs' header, which tells hosts' equal tokens apart in reports and "
+         "exports (default: this machine's host name; give it in containers, whose name is random).")
+
+
 def exits_with_status(command):
     """The command's status becomes the exit status; CollectorError one line on stderr and status 1."""
 
@@ -94,6 +106,7 @@ def _perf_pages(ctx, param, value):
 @click.option("--netns", default=None, metavar="NAME", help="Network namespace of the interfaces (ip netns).")
 @log_dir_option
 @anonymize_option
+@host_option
 @click.option("--metrics-allow-remote", is_flag=True, is_eager=True,
               help="Let --metrics listen on an address other than loopback.")
 @click.option("--metrics", callback=_listen, metavar="ADDR:PORT",
@@ -105,14 +118,14 @@ def _perf_pages(ctx, param, value):
                    "are handed to NAME.")
 @exits_with_status
 def run_command(interfaces: tuple[str, ...], netns: str | None, log_dir: str, anonymize_key: str | None,
-                metrics_allow_remote: bool, metrics: tuple[str, int] | None, perf_pages: int,
+                host: str | None, metrics_allow_remote: bool, metrics: tuple[str, int] | None, perf_pages: int,
                 user: str | None) -> int:
     """Collect MPTCP announcements at the ingress of IFACE until SIGINT or SIGTERM."""
     from collector.commands.run import run_collector
     from collector.live import RunOptions
 
     return run_collector(RunOptions(interfaces, netns, log_dir, anonymize_key=anonymize_key, metrics=metrics,
-                                    user=user, perf_pages=perf_pages))
+                                    user=user, perf_pages=perf_pages, host=host))
 
 
 @main.command("tail")
@@ -141,9 +154,12 @@ def tail_command(log_dir: str, follow: bool, as_json: bool) -> int:
 @format_option
 @click.option("--plot", type=click.Path(dir_okay=False), metavar="FILE.png",
               help="Also draw the class shares of announced addresses per family (needs matplotlib).")
+@click.option("--parquet", metavar="PATH", type=click.Path(file_okay=False),
+              help="Read the dataset `addaddr export --to PATH` made, with DuckDB, instead of the logs "
+                   "(same figures; for a fleet's months of logs).")
 @exits_with_status
 def report_command(log_dirs: tuple[str, ...], since: str | None, until: str | None, form: str,
-                   plot: str | None) -> int:
+                   plot: str | None, parquet: str | None) -> int:
     """How many MPTCP connections announced addresses, and of which classes, over the logs of LOG_DIR.
 
     What cannot be read (a damaged record, one of the wrong shape, an entry that is not a log file)
@@ -156,7 +172,7 @@ def report_command(log_dirs: tuple[str, ...], since: str | None, until: str | No
     except BadTime as problem:
         console.error(str(problem))
         return console.EXIT_USAGE
-    return report_logs(log_dirs, since_time, until_time, form, plot)
+    return report_logs(log_dirs, since_time, until_time, form, plot, parquet)
 
 
 @main.command("replay")
@@ -164,8 +180,9 @@ def report_command(log_dirs: tuple[str, ...], since: str | None, until: str | No
 @click.option("--log-dir", default="addaddr-replay", show_default=True, type=click.Path(file_okay=False),
               help="Directory for the logs, as `run` writes them.")
 @anonymize_option
+@host_option
 @exits_with_status
-def replay_command(captures: tuple[str, ...], log_dir: str, anonymize_key: str | None) -> int:
+def replay_command(captures: tuple[str, ...], log_dir: str, anonymize_key: str | None, host: str | None) -> int:
     """Run the packets of pcap/pcapng CAPTUREs through the kernel program into logs.
 
     The same program and logs as `run`, with the packets' own timestamps; read them with `addaddr
@@ -175,9 +192,41 @@ def replay_command(captures: tuple[str, ...], log_dir: str, anonymize_key: str |
     from collector.commands.replay import capture_bytes, replay_captures
 
     if not sys.stderr.isatty():
-        return replay_captures(captures, log_dir, anonymize_key)
+        return replay_captures(captures, log_dir, anonymize_key, host)
     with click.progressbar(length=capture_bytes(captures), label="replaying", file=sys.stderr) as bar:
-        return replay_captures(captures, log_dir, anonymize_key, lambda done: bar.update(done - bar.pos))
+        return replay_captures(captures, log_dir, anonymize_key, host, lambda done: bar.update(done - bar.pos))
+
+
+@main.command("export")
+@click.option("--log-dir", "log_dirs", multiple=True, required=True, type=click.Path(file_okay=False),
+              metavar="DIR", help="Directory of the msgpack logs; repeat for several hosts'.")
+@click.option("--to", required=True, type=click.Path(file_okay=False), metavar="PATH",
+              help="The Parquet dataset's directory: made if absent, added to if an earlier export made it.")
+@click.option("--since", metavar="TIME", help="Only records at or after TIME (as for report); fixed per dataset.")
+@click.option("--until", metavar="TIME", help="Only records before TIME; fixed per dataset.")
+@click.option("--anonymize-key", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Anonymize the addresses as `run --anonymize-key FILE` does, for exports that leave the "
+                   "operator; fixed per dataset.")
+@exits_with_status
+def export_command(log_dirs: tuple[str, ...], to: str, since: str | None, until: str | None,
+                   anonymize_key: str | None) -> int:
+    """Export the logs of each DIR to a Parquet dataset at PATH: tables connections, announcements,
+    events, lost and stats, partitioned by host and date (docs/records.md). Run it again (nightly) over
+    the same directories and it adds only the records written since: none twice."""
+    from collector.commands.export import export_bytes, export_logs
+    from collector.commands.report import BadTime, report_time
+
+    try:
+        since_time, until_time = report_time("--since", since), report_time("--until", until)
+    except BadTime as problem:
+        console.error(str(problem))
+        return console.EXIT_USAGE
+    if not sys.stderr.isatty():
+        return export_logs(log_dirs, to, since_time, until_time, anonymize_key)
+    # Not a `with`: the bar must end its line before the summary, not after it.
+    bar = click.progressbar(length=export_bytes(log_dirs, to), label="exporting", file=sys.stderr)
+    return export_logs(log_dirs, to, since_time, until_time, anonymize_key,
+                       lambda done: bar.update(done - bar.pos), bar.render_finish)
 
 
 @main.command("demo")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import mmap
 import os
-import socket
 import sys
 import threading
 import time
@@ -22,7 +21,7 @@ from .metrics import MetricsServer
 from .privileges import check_user, drop_to, missing_capabilities
 from .program import CaptureProgram, locked_bytes
 from .records import Recorder
-from .session import Session
+from .session import Session, host_name
 from .signals import on_signals
 
 POLL_MS = 100
@@ -77,6 +76,7 @@ class RunOptions:
     metrics: tuple[str, int] | None = None  # (host, port) to serve Prometheus metrics on
     user: str | None = None  # drop to this user once attached, like tcpdump -Z
     perf_pages: int = PERF_PAGES
+    host: str | None = None  # the logs' host name; None: this machine's
 
 
 class KernelClock:
@@ -95,7 +95,7 @@ class KernelClock:
 
 def _open_log(options: RunOptions, anonymizer: Anonymizer | None) -> LogWriter:
     header = {
-        "host": socket.gethostname(),
+        "host": host_name(options.host),
         "interfaces": list(options.interfaces),
         "netns": options.netns,
         "collector_version": __version__,

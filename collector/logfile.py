@@ -24,7 +24,7 @@ from collector.log_format import FORMAT, DamageHandler, FileCursor, frame
 from collector.log_repair import Repair, repair_newest
 
 __all__ = ["FORMAT", "DamageHandler", "LogDamageWarning", "LogWriter", "Repair", "expand", "follow", "log_files",
-           "read_records", "warn_damage"]
+           "read_file_from", "read_records", "warn_damage"]
 
 FILE_MODE = 0o640
 DIR_MODE = 0o750
@@ -260,6 +260,23 @@ def read_records(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
         if cursor is not None:
             with cursor:
                 yield from cursor.records(final=True)
+
+
+def read_file_from(path: str | os.PathLike, offset: int = 0, *,
+                   on_damage: DamageHandler | None = None) -> Iterator[tuple[dict, int]]:
+    """Yield (record, offset just after it) for the valid records of one log file from `offset`.
+
+    `offset` is 0 or one this function yielded: a later call resumes there, reading only what was
+    appended since (an incremental export). An incomplete last record is left for the next call,
+    not reported, since a writer may be finishing it; damage is reported.
+    """
+    cursor = open_cursor(Path(path), on_damage or warn_damage)
+    if cursor is None:
+        return
+    with cursor:
+        cursor.offset = offset
+        for record in cursor.records():
+            yield record, cursor.offset
 
 
 def follow(log_dir: str | os.PathLike, *, poll_interval: float = 0.2,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Callable, TextIO
@@ -21,7 +20,7 @@ from .errors import CollectorError
 from .logfile import LogWriter
 from .program import CaptureProgram, locked_bytes
 from .records import Recorder
-from .session import Session
+from .session import Session, host_name
 from .testrun import MIN_FRAME, TestRunner
 
 # Frames run between two reads of the perf buffer. With at most 13 MPTCP options a segment, a chunk
@@ -49,21 +48,22 @@ class ReplayResult:
 
 
 def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None] | None = None,
-           anonymize_key: str | None = None, status: TextIO | None = None) -> ReplayResult:
+           anonymize_key: str | None = None, host: str | None = None,
+           status: TextIO | None = None) -> ReplayResult:
     """Replays `captures` in order into new logs in `log_dir`; `on_progress(bytes)` as they are read,
     counting bytes over all the captures; the kernel features used, once loaded, to `status`.
 
     Every capture is opened and checked, and the program loaded, before anything is made: a capture
     that cannot be opened or is not one raises CaptureError. A capture that cannot be read to its
     end keeps what was read from it; its error is in `.errors` and the next capture is replayed
-    all the same.
+    all the same. `host` names the logs' host (default: this machine's host name).
     """
     opened = _open_all(captures)  # first: a capture that is not one is refused at once
     program = None
     try:
         program = CaptureProgram()
         anonymizer = Anonymizer.from_key_file(anonymize_key) if anonymize_key else None
-        header = {"host": socket.gethostname(), "interfaces": list(captures), "netns": None,
+        header = {"host": host_name(host), "interfaces": list(captures), "netns": None,
                   "collector_version": __version__, "started": time.time(), "source": "replay",
                   "anonymization": anonymizer and anonymizer.scheme}
         try:

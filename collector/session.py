@@ -5,6 +5,7 @@ packet (kernel) -> OptionEvent (event.py) -> records (records.py) -> log (logfil
 
 from __future__ import annotations
 
+import socket
 import time
 from bisect import bisect_right
 from collections import Counter
@@ -15,6 +16,12 @@ from .anonymize import Anonymizer
 from .event import OptionEvent, from_kernel
 from .logfile import LogWriter
 from .records import Recorder
+
+
+def host_name(host: str | None) -> str:
+    """The host written in a log's header: `host` (--host) or this machine's name. A container's name
+    is random, so a fleet names its hosts with --host to keep their equal tokens apart."""
+    return socket.gethostname() if host is None else host
 
 
 class Session:

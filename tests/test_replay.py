@@ -48,15 +48,15 @@ def addaddr(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([ADDADDR, *args], capture_output=True, text=True, timeout=120)
 
 
-def replay(captures: list[Path], log_dir: Path) -> subprocess.CompletedProcess:
+def replay(captures: list[Path], log_dir: Path, *options: str) -> subprocess.CompletedProcess:
     log_dir.mkdir(parents=True, exist_ok=True)
-    return addaddr("replay", *map(str, captures), "--log-dir", str(log_dir))
+    return addaddr("replay", *map(str, captures), "--log-dir", str(log_dir), *options)
 
 
 def replay_all(jobs: dict) -> dict:
-    """{key: (captures, log_dir)} -> {key: CompletedProcess}, several replays at a time."""
+    """{key: (captures, log_dir, options...)} -> {key: CompletedProcess}, several replays at a time."""
     with ThreadPoolExecutor(PARALLEL) as pool:
-        futures = {key: pool.submit(replay, captures, log_dir) for key, (captures, log_dir) in jobs.items()}
+        futures = {key: pool.submit(replay, *job) for key, job in jobs.items()}
         return {key: future.result() for key, future in futures.items()}
 
 
@@ -231,6 +231,7 @@ def offline(tmp_path_factory):
         pcaps[name] = tmp / f"{name}.pcap"
         pcaps[name].write_bytes(made.capture.pcap()[0])
     jobs = {name: ([pcaps[name]], tmp / name) for name in ("crafted", "oversized")}
+    jobs["named host"] = ([pcaps["crafted"]], tmp / "named-host", "--host", NAMED_HOST)
     bad = bad_captures(tmp)
     for i, (name, (path, _, _)) in enumerate(bad.items()):
         jobs[f"bad {name}"] = ([path, pcaps["good"]], tmp / f"bad-{i}")
@@ -376,6 +377,24 @@ def test_report_of_a_replay_spans_the_capture(crafted):
     last = iso_time(made.time_of(len(made.packets) - 1))  # connection 1 ends (shutdown) at the last packet
     assert (got["first_seen"], got["last_seen"]) == (first, last), \
         f"got first/last seen {got['first_seen']}, {got['last_seen']}; want {first}, {last}"
+
+
+NAMED_HOST = "edge-7.fleet"
+
+
+def test_host_option_names_the_logs_host(offline):
+    result, log_dir = offline["named host"]
+    assert_succeeded(result)
+    headers = [r for r in tail(log_dir) if r["kind"] == "header"]
+    assert headers and all(h["host"] == NAMED_HOST for h in headers), \
+        f"got header hosts {[h['host'] for h in headers]}; want {NAMED_HOST!r} in each"
+
+
+def test_host_without_a_name_is_a_usage_error(tmp_path):
+    result = addaddr("replay", "any.pcap", "--log-dir", str(tmp_path / "logs"), "--host", " ")
+    assert result.returncode == 2, f"got exit {result.returncode}; want 2"
+    assert "--host" in result.stderr and "Traceback" not in result.stderr, f"got {result.stderr!r}"
+    assert not (tmp_path / "logs").exists(), "want nothing written"
 
 
 # --- 4. bad captures: one line naming the file, exit 1, what was read is kept, the next one replayed ---

@@ -13,14 +13,15 @@ def capture_bytes(captures: tuple[str, ...]) -> int:
     return sum(Path(c).stat().st_size for c in captures if Path(c).is_file())
 
 
-def replay_captures(captures: tuple[str, ...], log_dir: str, anonymize_key: str | None,
+def replay_captures(captures: tuple[str, ...], log_dir: str, anonymize_key: str | None, host: str | None,
                     progress: Callable[[int], None] | None = None) -> int:
     """A capture that cannot be read to its end keeps what was read and is named on stderr (exit 1);
     so are packets whose time cannot be (before 1970, after 2200), refused one by one.
 
     The line naming the kernel features goes to stderr too, unless a progress bar is drawn there.
     """
-    result = replay(list(captures), log_dir, progress, anonymize_key, status=None if progress else sys.stderr)
+    result = replay(list(captures), log_dir, progress, anonymize_key, host,
+                    status=None if progress else sys.stderr)
     session = result.session
     if session.writer.repaired is not None:
         console.message(session.writer.repaired.describe())

@@ -1,0 +1,48 @@
+"""`addaddr export`: log directories to a Parquet dataset, adding only what earlier exports did not take."""
+
+from collections.abc import Callable
+
+from collector.commands import console
+from collector.commands.log_dirs import require_log_dirs
+from collector.commands.skipped import Skipped
+from collector.errors import CollectorError
+
+FLEET_EXTRA = "pip install 'addaddr[fleet]' (pyarrow and duckdb)"
+
+
+def require_fleet(module: str) -> None:
+    """The export and the Parquet report need the optional `fleet` dependencies: one line if absent."""
+    try:
+        __import__(module)
+    except ImportError:
+        raise CollectorError(f"this needs {module}: {FLEET_EXTRA}") from None
+
+
+def export_bytes(log_dirs: tuple[str, ...], to: str) -> int:
+    """The total a progress bar counts to: what the export has left to read."""
+    require_log_dirs(log_dirs)
+    from collector.parquet_export import pending_bytes
+
+    return pending_bytes(log_dirs, to)
+
+
+def export_logs(log_dirs: tuple[str, ...], to: str, since: float | None, until: float | None,
+                anonymize_key: str | None, progress: Callable[[int], None] | None = None,
+                progress_done: Callable[[], None] | None = None) -> int:
+    """What the readers skip (damaged, of the wrong shape) is named on stderr, the rest exported (exit 1).
+    `progress(bytes read)` as the export goes, `progress_done()` when it has finished."""
+    require_log_dirs(log_dirs)
+    require_fleet("pyarrow")
+    from collector.parquet_export import export
+
+    skipped = Skipped()
+    result = export(log_dirs, to, since=since, until=until, anonymize_key=anonymize_key,
+                    on_progress=progress, on_damage=skipped)
+    if progress_done is not None:
+        progress_done()
+    for problem in result.problems:
+        console.error(problem)
+    rows = ", ".join(f"{count} {table}" for table, count in result.rows.items())
+    console.message(f"{result.records} new records from {result.files_read} log files: {rows} rows; "
+                    f"{result.open_connections} connections still open; dataset in {to}")
+    return console.EXIT_BAD_INPUT if result.problems else skipped.status()

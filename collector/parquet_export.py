@@ -1,0 +1,277 @@
+"""`export`: log directories to a Parquet dataset, hive-partitioned by host and date, incrementally.
+
+PATH/_addaddr_export.json (the manifest) names, for every log file read, the offset after its last
+exported record and its host, and lists the dataset's files. A run reads each file from its offset,
+so a nightly run over the same directories adds only what was appended since, and never a record
+twice. A run's files are written as hidden .*.tmp files (Spark and DuckDB skip them), renamed into
+place, and only then does the manifest name
+them: files of a run that died before that are removed by the next run, which exports their records
+again. Connections still open when a run ends are written to `open-*` files and kept in the
+manifest; the next run completes them and drops those files.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from collector.anonymize import Anonymizer
+from collector.errors import CollectorError
+from collector.export_rows import MANIFEST, TABLE_COLUMNS, Connections, Row, RowMaker
+from collector.logfile import DamageHandler, expand, read_file_from
+from collector.parquet_schema import arrow_table
+from collector.render import iso_time
+
+LOCK = "_addaddr_export.lock"
+MANIFEST_FORMAT = 1
+# Rows of one (table, host, date) held before they go to a file: bounds memory, not the file count.
+FLUSH_ROWS = 250_000
+PROGRESS_RECORDS = 50_000
+# A file without a header names no host: Hive's name for a missing partition value.
+NO_HOST = "__HIVE_DEFAULT_PARTITION__"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+# Addresses whose anonymized forms identify the key without revealing it.
+_KEY_PROBES = ("192.0.2.1", "2001:db8::1")
+
+
+@dataclass
+class ExportResult:
+    records: int = 0
+    files_read: int = 0
+    rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLE_COLUMNS, 0))
+    open_connections: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def partition_value(text: str) -> str:
+    """Hive-style escaping of a partition value (Spark and DuckDB read it back unescaped)."""
+    return _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), text)
+
+
+def _day(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d")
+
+
+def _hidden(path: Path) -> Path:
+    # Spark skips names starting with "." or "_"; DuckDB's *.parquet glob skips the suffix.
+    return path.with_name(f".{path.name}.tmp")
+
+
+class _Files:
+    """The dataset's files: those of past runs, those this run writes (hidden until commit)."""
+
+    def __init__(self, root: Path, run: str) -> None:
+        self.root, self.run = root, run
+        self.written: list[str] = []
+        self._count = 0
+
+    def write(self, table: str, host: str, date: str, rows: list[Row], prefix: str) -> None:
+        self._count += 1
+        relative = f"{table}/host={partition_value(host)}/date={date}/{prefix}-{self.run}-{self._count:05d}.parquet"
+        path = _hidden(self.root / relative)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(arrow_table(table, rows), path, compression="zstd")
+        self.written.append(relative)
+
+    def commit(self) -> None:
+        for relative in self.written:
+            os.replace(_hidden(self.root / relative), self.root / relative)
+
+
+class _Buckets:
+    """Rows by (table, host, date); a bucket that fills goes to a file at once."""
+
+    def __init__(self, files: _Files, result: ExportResult) -> None:
+        self._files, self._result = files, result
+        self._rows: dict[tuple[str, str, str], list[Row]] = {}
+        self._days: dict[int, str] = {}
+
+    def emit(self, table: str, host: str, row: Row) -> None:
+        second = int(row["time"] // 86400)
+        day = self._days.get(second)
+        if day is None:
+            day = self._days[second] = _day(row["time"])
+        rows = self._rows.setdefault((table, host, day), [])
+        rows.append(row)
+        self._result.rows[table] += 1
+        if len(rows) >= FLUSH_ROWS:
+            self._files.write(table, host, day, rows, "part")
+            rows.clear()
+
+    def flush(self) -> None:
+        for (table, host, day), rows in self._rows.items():
+            if rows:
+                self._files.write(table, host, day, rows, "part")
+        self._rows.clear()
+
+
+class _Manifest:
+    def __init__(self, root: Path) -> None:
+        self.path = root / MANIFEST
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            data = {"format": MANIFEST_FORMAT, "window": None, "key": None, "logs": {}, "files": [],
+                    "open_files": [], "open": []}
+        except (OSError, ValueError) as exc:
+            raise CollectorError(f"{self.path} cannot be read ({exc}); restore it, or export to a new "
+                                 f"--to directory") from None
+        if data.get("format") != MANIFEST_FORMAT:
+            raise CollectorError(f"{self.path} is of another export format ({data.get('format')}); "
+                                 f"export to a new --to directory")
+        self.data = data
+
+    def save(self) -> None:
+        temporary = self.path.with_suffix(".tmp")
+        with open(temporary, "w") as out:
+            json.dump(self.data, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, self.path)
+
+
+def _open_dataset(root: Path) -> _Manifest:
+    if root.exists() and not root.is_dir():
+        raise CollectorError(f"--to {root} is a file; give a directory")
+    if root.is_dir() and not (root / MANIFEST).exists() and any(root.iterdir()):
+        raise CollectorError(f"--to {root} holds files but no {MANIFEST}: not an addaddr export; "
+                             f"give a new or empty directory")
+    root.mkdir(parents=True, exist_ok=True)
+    return _Manifest(root)
+
+
+def _remove_strays(root: Path, manifest: _Manifest) -> None:
+    """Files of a run that died before its manifest was saved, or that a later run replaced."""
+    known = set(manifest.data["files"]) | set(manifest.data["open_files"])
+    for table in TABLE_COLUMNS:
+        for path in (root / table).rglob("*"):
+            if path.is_file() and path.name.endswith((".parquet", ".parquet.tmp")) \
+                    and path.relative_to(root).as_posix() not in known:
+                path.unlink()
+
+
+def _check_same(manifest: _Manifest, name: str, value, option: str, shown: Callable = str) -> None:
+    stored = manifest.data[name]
+    if manifest.data["logs"] and stored != value:
+        before, now = (shown(v) if v is not None else "unset" for v in (stored, value))
+        raise CollectorError(f"{manifest.path.parent} was exported with {option} {before}, not {now}: rows of "
+                             f"both would mix; export to a new --to directory")
+    manifest.data[name] = value
+
+
+def _window_text(window: list) -> str:
+    return " ".join(iso_time(t) if t is not None else "-" for t in window)
+
+
+def _placeholders(root: Path, files: _Files, manifest: _Manifest) -> None:
+    """A file of no rows for each table that has none yet, so that readers find every table."""
+    have = {relative.split("/", 1)[0] for relative in manifest.data["files"] + files.written}
+    for table in TABLE_COLUMNS:
+        if table not in have:
+            files.write(table, NO_HOST, NO_HOST, [], "empty")
+
+
+def pending_bytes(log_dirs: Iterable[str], to: str | os.PathLike) -> int:
+    """How much of the logs the next export reads: for a progress bar."""
+    try:
+        logs = json.loads(Path(to, MANIFEST).read_text())["logs"]
+    except (OSError, ValueError, KeyError):
+        logs = {}
+    total = 0
+    for path in expand(log_dirs):
+        done = logs.get(str(path.resolve()), {}).get("offset", 0)
+        total += max(0, path.stat().st_size - done)
+    return total
+
+
+def export(log_dirs: Iterable[str], to: str | os.PathLike, *, since: float | None = None,
+           until: float | None = None, anonymize_key: str | None = None,
+           on_progress: Callable[[int], None] | None = None,
+           on_damage: DamageHandler | None = None) -> ExportResult:
+    """Adds to the dataset at `to` the records of `log_dirs` that no earlier export of it took."""
+    root = Path(to)
+    manifest = _open_dataset(root)
+    lock = open(root / LOCK, "w")
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CollectorError(f"another export is writing {root}; wait for it to finish") from None
+        return _export(root, manifest, list(log_dirs), since, until, anonymize_key, on_progress, on_damage)
+    finally:
+        lock.close()
+
+
+def _export(root, manifest, log_dirs, since, until, anonymize_key, on_progress, on_damage) -> ExportResult:
+    anonymizer = Anonymizer.from_key_file(anonymize_key) if anonymize_key else None
+    key = [anonymizer.anonymize_address(a) for a in _KEY_PROBES] if anonymizer else None
+    _check_same(manifest, "window", None if since is None and until is None else [since, until],
+                "--since/--until", _window_text)
+    _check_same(manifest, "key", key, "--anonymize-key", lambda _: "a key")
+    _remove_strays(root, manifest)
+    run = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+    result = ExportResult()
+    files = _Files(root, run)
+    buckets = _Buckets(files, result)
+    connections = Connections(buckets.emit, [(host, row) for host, row in manifest.data["open"]])
+    maker = RowMaker(buckets.emit, connections, -math.inf if since is None else since,
+                     math.inf if until is None else until)
+    anonymize = anonymizer.anonymize_record if anonymizer else None
+    logs = manifest.data["logs"]
+    done_bytes = 0
+    for path in expand(log_dirs):
+        name = str(path.resolve())
+        seen = logs.get(name, {"offset": 0, "host": None})
+        size = path.stat().st_size
+        if size < seen["offset"]:
+            result.problems.append(f"{path} is shorter ({size} bytes) than when last exported "
+                                   f"({seen['offset']}): replaced? its new records were not exported")
+            continue
+        if size == seen["offset"]:
+            continue
+        result.files_read += 1
+        host, offset = seen["host"], seen["offset"]
+        start = offset
+        for record, offset in read_file_from(path, offset, on_damage=on_damage):
+            if record.get("kind") == "header":
+                host = record.get("host") or NO_HOST
+                continue
+            result.records += 1
+            maker.add(host or NO_HOST, anonymize(record) if anonymize else record)
+            if on_progress is not None and result.records % PROGRESS_RECORDS == 0:
+                on_progress(done_bytes + offset - start)
+        done_bytes += size - seen["offset"]
+        logs[name] = {"offset": offset, "host": host}
+        if on_progress is not None:
+            on_progress(done_bytes)
+    if not result.files_read:
+        return result  # nothing new: the dataset stays as it is, its open connections too
+    buckets.flush()
+    open_rows = connections.open_rows()
+    partitions: dict[tuple[str, str], list[Row]] = {}
+    for host, row in open_rows:
+        partitions.setdefault((host, _day(row["time"])), []).append(row)
+    for (host, day), rows in partitions.items():
+        files.write("connections", host, day, rows, "open")
+    result.open_connections = len(open_rows)
+    _placeholders(root, files, manifest)
+    files.commit()
+    replaced = manifest.data["open_files"]
+    opened = [f for f in files.written if f.rsplit("/", 1)[1].startswith("open-")]
+    manifest.data["files"] += [f for f in files.written if f not in opened]
+    manifest.data["open_files"] = opened
+    manifest.data["open"] = [[host, row] for host, row in open_rows]
+    manifest.save()
+    for relative in replaced:
+        (root / relative).unlink(missing_ok=True)
+    return result

@@ -1,0 +1,57 @@
+"""The Parquet types of the export's tables (docs/records.md, "Parquet export"), and rows to Arrow tables.
+
+Times are UTC timestamps in microseconds, rounded as `iso_time` rounds them, so that the figures
+computed from the export print the same instants as those computed from the logs. Tokens are int64
+(a token is 32 bits; Spark has no unsigned types), MPTCP keys decimal(20, 0) (64 bits unsigned).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from collector.export_rows import TABLE_COLUMNS
+
+TIME = pa.timestamp("us", tz="UTC")
+_COUNTERS = pa.map_(pa.string(), pa.int64())
+_PORT = pa.int32()
+_TYPES = {
+    "time": TIME, "ended": TIME,
+    "connection": pa.int64(), "announcer": pa.string(), "subflow": pa.string(), "echo": pa.bool_(),
+    "version": pa.int32(), "address_id": pa.int32(), "address": pa.string(), "port": _PORT, "hmac": pa.binary(),
+    "family": pa.string(), "class": pa.string(), "global": pa.bool_(), "embedded_ipv4_address": pa.string(),
+    "embedded_ipv4_class": pa.string(), "embedded_ipv4_global": pa.bool_(), "src": pa.string(), "sport": _PORT,
+    "dst": pa.string(), "dport": _PORT, "ifindex": pa.int32(),
+    "established": pa.bool_(), "client": pa.string(), "client_port": _PORT, "server": pa.string(),
+    "server_port": _PORT, "client_key": pa.decimal128(20, 0), "server_key": pa.decimal128(20, 0),
+    "end_reason": pa.string(), "joins": pa.int32(),
+    "kind": pa.string(), "details": pa.string(), "count": pa.int64(),
+    "events": pa.int64(), "announcements": pa.int64(), "lost": pa.int64(), "unwritten": pa.int64(),
+    "kernel": _COUNTERS, "tracker": _COUNTERS,
+}
+SCHEMAS = {table: pa.schema([("time", TIME)] + [(name, _TYPES[name]) for name in columns])
+           for table, columns in TABLE_COLUMNS.items()}
+_TIMES = ("time", "ended")
+_MAPS = ("kernel", "tracker")
+
+
+def _microseconds(epochs: list[float | None]) -> pa.Array:
+    # As datetime.fromtimestamp rounds: the fraction of a second to microseconds, half to even.
+    seconds = pa.array(epochs, pa.float64())
+    whole = pc.trunc(seconds)
+    fraction = pc.round(pc.multiply(pc.subtract(seconds, whole), 1e6), round_mode="half_to_even")
+    return pc.cast(pc.cast(pc.add(pc.multiply(whole, 1e6), fraction), pa.int64()), TIME)
+
+
+def arrow_table(table: str, rows: list[dict]) -> pa.Table:
+    schema = SCHEMAS[table]
+    arrays = []
+    for field in schema:
+        values = [row[field.name] for row in rows]
+        if field.name in _TIMES:
+            arrays.append(_microseconds(values))
+        elif field.name in _MAPS:
+            arrays.append(pa.array([None if v is None else list(v.items()) for v in values], field.type))
+        else:
+            arrays.append(pa.array(values, field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)

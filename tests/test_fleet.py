@@ -1,0 +1,169 @@
+"""The Parquet export and the study over it: DuckDB's and Spark's figures equal `report` over the logs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from collector.cli import main
+from collector.logfile import LogWriter
+from test_report import HAND_BUILT, T0, add_addr, connection, json_report, write_log
+
+pytest.importorskip("pyarrow", reason="the export needs the fleet extra: scripts/setup --test installs it")
+pytest.importorskip("duckdb", reason="report --parquet needs the fleet extra: scripts/setup --test installs it")
+
+import pyarrow.parquet as pq  # noqa: E402
+
+from collector.export_rows import MANIFEST  # noqa: E402
+
+
+def export(*args: str):
+    result = CliRunner().invoke(main, ["export", *args])
+    return result
+
+
+def exported(log_dirs: list[Path], to: Path, *options: str) -> str:
+    args = [a for d in log_dirs for a in ("--log-dir", str(d))]
+    result = export(*args, "--to", str(to), *options)
+    assert result.exit_code == 0, f"exit {result.exit_code}: {result.stderr}"
+    return result.stderr
+
+
+def logs_of_two_hosts(tmp_path) -> list[Path]:
+    """The hand-built log written by two hosts: the same tokens, connections apart."""
+    dirs = [tmp_path / "alpha", tmp_path / "beta"]
+    write_log(dirs[0], HAND_BUILT, host="alpha")
+    # beta: connections 1 to 3 only, and what 1 and 2 announce, so a mix-up of hosts shows
+    write_log(dirs[1], HAND_BUILT[:3] + HAND_BUILT[5:13], host="beta")
+    return dirs
+
+
+def table(dataset: Path, name: str) -> list[dict]:
+    return pq.read_table(dataset / name).to_pylist()
+
+
+@pytest.mark.parametrize("window", [(), ("--since", str(T0 + 3), "--until", str(T0 + 31))],
+                         ids=["all", "window"])
+def test_report_parquet_is_report_over_the_logs(tmp_path, window):
+    dirs = logs_of_two_hosts(tmp_path)
+    exported(dirs, tmp_path / "set")
+    want = json_report(*[a for d in dirs for a in ("--log-dir", str(d))], *window)
+    got = json_report("--parquet", str(tmp_path / "set"), *window)
+    assert got == want, f"got {json.dumps(got)}\nwant {json.dumps(want)}"
+    assert want["connections"] == 5 + 3 or window, "want the two hosts' equal tokens as 8 connections"
+
+
+def test_tables_are_typed_and_partitioned_by_host_and_date(tmp_path):
+    dirs = logs_of_two_hosts(tmp_path)
+    exported(dirs, tmp_path / "set")
+    rows = table(tmp_path / "set", "announcements")
+    sixto4 = next(r for r in rows if r["address"] == "2002:c000:201::1" and r["host"] == "alpha")
+    assert (sixto4["embedded_ipv4_address"], sixto4["embedded_ipv4_class"]) == ("192.0.2.1", "documentation"), \
+        f"got {sixto4}"
+    assert sixto4["time"].timestamp() == T0 + 21 and sixto4["date"] == "2023-11-14", f"got {sixto4}"
+    connections = table(tmp_path / "set", "connections")
+    one = [r for r in connections if r["connection"] == 1]
+    assert sorted(r["host"] for r in one) == ["alpha", "beta"], f"got {one}"
+    ended = next(r for r in one if r["host"] == "alpha")
+    assert (ended["established"], ended["end_reason"], ended["ended"].timestamp()) == (True, "closed", T0 + 70), \
+        f"got {ended}"
+    assert ended["client_key"] == 2**63 + 1, f"got {ended['client_key']}; want the 64-bit key whole"
+    attempts = [r for r in connections if not r["established"]]
+    assert len(attempts) == 4 and all(r["connection"] is None for r in attempts), f"got {attempts}"
+
+
+def test_export_again_adds_only_what_the_logs_gained(tmp_path):
+    """A log that grew since the last export, with a connection open across the two."""
+    log_dir, dataset = tmp_path / "logs", tmp_path / "set"
+    writer = LogWriter(log_dir, {"host": "alpha", "interfaces": ["eth0"], "source": "live"})
+    try:
+        for record in [connection(T0, 7), add_addr(T0 + 1, 7, "10.0.0.1")]:
+            writer.write(record)
+        writer.flush()
+        exported([log_dir], dataset)
+        assert json_report("--parquet", str(dataset)) == json_report("--log-dir", str(log_dir))
+        opened = table(dataset, "connections")
+        assert [(r["connection"], r["ended"]) for r in opened] == [(7, None)], f"got {opened}"
+        for record in [{"kind": "mp_join", "time": T0 + 2, "src": "198.18.0.3", "sport": 1, "dst": "198.18.0.1",
+                        "dport": 443, "ifindex": 2, "connection": 7, "token": 7, "address_id": 2, "backup": False,
+                        "form": "syn"},
+                       add_addr(T0 + 86400, 7, "8.8.8.8"),  # the next day
+                       {"kind": "connection_end", "time": T0 + 86401, "connection": 7, "reason": "closed"}]:
+            writer.write(record)
+        writer.flush()
+    finally:
+        writer.close()
+    exported([log_dir], dataset)
+    assert json_report("--parquet", str(dataset)) == json_report("--log-dir", str(log_dir))
+    rows = table(dataset, "connections")
+    assert [(r["connection"], r["joins"], r["end_reason"]) for r in rows] == [(7, 1, "closed")], \
+        f"got {rows}; want connection 7 once, completed"
+    message = exported([log_dir], dataset)
+    assert "0 new records" in message, f"got {message!r}"
+    assert len(table(dataset, "announcements")) == 2, "want no announcement twice"
+    dates = sorted({r["date"] for r in table(dataset, "announcements")})
+    assert dates == ["2023-11-14", "2023-11-15"], f"got dates {dates}"
+
+
+def test_files_of_an_export_that_died_are_removed(tmp_path):
+    dirs = logs_of_two_hosts(tmp_path)
+    dataset = tmp_path / "set"
+    exported(dirs, dataset)
+    stray = dataset / "announcements/host=alpha/date=2023-11-14/part-dead-00001.parquet"
+    shutil.copy(next((dataset / "announcements/host=alpha").rglob("part-*.parquet")), stray)
+    half = dataset / "announcements/host=beta/date=2023-11-14/.part-dead-00002.parquet.tmp"
+    half.write_bytes(b"half")
+    write_log(dirs[0], [connection(T0 + 100, 99)], host="alpha")  # something new, so the export runs
+    exported(dirs, dataset)
+    assert not stray.exists() and not half.exists(), "want the dead run's files removed"
+    assert json_report("--parquet", str(dataset)) == json_report(*[a for d in dirs for a in ("--log-dir", str(d))])
+
+
+def test_anonymized_export_keeps_the_figures_and_refuses_another_key(tmp_path):
+    dirs = logs_of_two_hosts(tmp_path)
+    dataset, key = tmp_path / "set", tmp_path / "key"
+    exported(dirs, dataset, "--anonymize-key", str(key))
+    addresses = {r["address"] for r in table(dataset, "announcements")}
+    assert "192.168.1.10" not in addresses and len(addresses) == 10, f"got {addresses}"
+    assert json_report("--parquet", str(dataset)) == json_report(*[a for d in dirs for a in ("--log-dir", str(d))])
+    write_log(dirs[0], [connection(T0 + 100, 99)], host="alpha")
+    result = export("--log-dir", str(dirs[0]), "--to", str(dataset), "--anonymize-key", str(tmp_path / "other"))
+    assert result.exit_code == 1 and "--anonymize-key" in result.stderr, f"got {result.exit_code} {result.stderr!r}"
+    assert "Traceback" not in result.stderr
+
+
+def test_export_to_a_directory_of_other_files_is_refused(tmp_path):
+    dirs = logs_of_two_hosts(tmp_path)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home/notes.txt").write_text("mine")
+    result = export("--log-dir", str(dirs[0]), "--to", str(tmp_path / "home"))
+    assert result.exit_code == 1 and "not an addaddr export" in result.stderr, f"got {result.stderr!r}"
+    assert (tmp_path / "home/notes.txt").read_text() == "mine"
+
+
+def test_report_parquet_of_no_export_is_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["report", "--parquet", str(tmp_path)])
+    assert result.exit_code == 1 and MANIFEST in result.stderr, f"got {result.exit_code} {result.stderr!r}"
+
+
+# --- Spark -------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_spark_study_equals_report(tmp_path):
+    pytest.importorskip("pyspark", reason="pyspark is a test dependency: scripts/setup --test installs it")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java (openjdk-17-jre-headless; scripts/setup --test installs it)")
+    dirs = logs_of_two_hosts(tmp_path)
+    exported(dirs, tmp_path / "set")
+    run = subprocess.run([sys.executable, "-m", "collector.spark_study", str(tmp_path / "set")],
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, f"exit {run.returncode}: {run.stderr[-2000:]}"
+    got = json.loads(run.stdout)
+    want = json_report(*[a for d in dirs for a in ("--log-dir", str(d))])
+    assert got == want, f"got {json.dumps(got)}\nwant {json.dumps(want)}"
