@@ -17,7 +17,7 @@ from collector.logfile import log_files, read_records
 from collector.testbed import ClientPlan, Testbed
 from waiting import wait_for_line, wait_until
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, BPF, tmpfs)")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, BPF, tmpfs)"), pytest.mark.slow]
 
 ADDAADDR = str(Path(sys.executable).with_name("addaddr"))
 PLAN = (ClientPlan(("10.1.2.3", "192.168.7.9", "2002:c000:201::1")),)

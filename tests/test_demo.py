@@ -14,7 +14,7 @@ import pytest
 from collector.demo import demo
 from waiting import wait_for_line
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the demo needs root (namespaces, BPF)")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the demo needs root (namespaces, BPF)"), pytest.mark.slow]
 
 ADDAADDR = str(Path(sys.executable).with_name("addaddr"))
 

@@ -95,6 +95,7 @@ def bed():
         yield bed
 
 
+@pytest.mark.slow
 def test_foreign_filter_keeps_running_and_stays(bed, tmp_path, processes):
     iface = bed.server_interfaces[0]
     foreign = ForeignFilter(bed)
@@ -113,6 +114,7 @@ def test_foreign_filter_keeps_running_and_stays(bed, tmp_path, processes):
     assert foreign.packets() > during, "got the foreign filter no longer running after we left"
 
 
+@pytest.mark.slow
 def test_kill_9_leaves_one_filter_that_the_next_run_replaces(bed, tmp_path, processes):
     Collector(processes, bed, tmp_path).stop(signal.SIGKILL)
     assert our_filters(bed) == 1, f"got {our_filters(bed)} filters after kill -9; want the stale one"
@@ -147,6 +149,7 @@ def test_run_refuses_without_root(tmp_path):
     assert result.returncode == 1 and "needs root" in result.stderr, f"got {result.returncode}: {result.stderr}"
 
 
+@pytest.mark.slow
 def test_metrics_served_and_logs_anonymized(bed, tmp_path, processes):
     key, logs = tmp_path / "key", tmp_path / "logs"
     collector = Collector(processes, bed, logs, "--anonymize-key", str(key), "--metrics", "127.0.0.1:0")
@@ -179,6 +182,7 @@ def reachable_dir():
     shutil.rmtree(path)
 
 
+@pytest.mark.slow
 def test_run_as_user_keeps_collecting_without_privilege(bed, reachable_dir, processes):
     logs = reachable_dir
     collector = Collector(processes, bed, logs, "--user", "nobody")

@@ -17,6 +17,7 @@ SETUP = REPO / "scripts" / "setup"
 VAGRANTFILE = REPO / "vagrant" / "Vagrantfile"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="setup runs as root")
 def test_second_run_changes_nothing():
     result = subprocess.run([str(SETUP), "--test"], capture_output=True, text=True, timeout=600)
