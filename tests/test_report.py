@@ -367,6 +367,7 @@ def large_log(log_dir) -> None:
               sync_records=LARGE_RECORDS, max_bytes=2**40, max_age=1e9)
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_the_records(tmp_path):
     large_log(tmp_path)
     tracemalloc.start()

@@ -125,6 +125,7 @@ def test_kill_9_leaves_one_filter_that_the_next_run_replaces(bed, tmp_path, proc
     assert our_filters(bed) == 0, "got our filter left after a clean exit"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, says", [
     (["--iface", "nosuch0"], "no interface 'nosuch0'"),
     (["--iface", "lo", "--netns", "addaddr-no-such-ns"], "no network namespace 'addaddr-no-such-ns'"),
@@ -218,6 +219,7 @@ def test_perf_pages_must_be_a_bounded_power_of_two(pages, tmp_path):
     assert not logs.exists()
 
 
+@pytest.mark.slow
 def test_namespace_deleted_under_the_run_still_drains_and_writes_final_stats(tmp_path):
     """`ip netns del` under a live collector: stopping it once raised from detach and skipped the
     drain and the final records."""
