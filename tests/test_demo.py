@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the demo needs root 
 ADDAADDR = str(Path(sys.executable).with_name("addaddr"))
 
 
-def testbed_named_in(stderr: str) -> str:
+def name_of_testbed(stderr: str) -> str:
     found = re.search(r"addaddr: testbed (\S+): ", stderr)
     assert found, f"got stderr {stderr!r}; want the demo to name its testbed"
     return found.group(1)
@@ -49,7 +49,7 @@ def test_demo_command_prints_the_report():
     assert result.returncode == 0, f"got exit {result.returncode}: {result.stderr}"
     assert "Over the 8 observed MPTCP connections, 8 of them (100%) announced" in result.stdout, result.stdout
     assert "collector attached" in result.stderr, f"got no progress on stderr: {result.stderr}"
-    testbed = testbed_named_in(result.stderr)
+    testbed = name_of_testbed(result.stderr)
     assert namespaces_of(testbed) == [], f"got namespaces {namespaces_of(testbed)} left after the demo"
 
 
@@ -57,7 +57,7 @@ def test_failed_demo_leaves_nothing():
     result = subprocess.run([ADDAADDR, "demo", "--connections", "1", "--keep-logs", "/proc/addaddr-logs"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "log dir /proc/addaddr-logs" in result.stderr, f"got {result.stderr}"
-    testbed = testbed_named_in(result.stderr)  # it failed with its testbed up
+    testbed = name_of_testbed(result.stderr)  # it failed with its testbed up
     assert namespaces_of(testbed) == [], f"got namespaces {namespaces_of(testbed)} left after a failed demo"
 
 
@@ -67,7 +67,7 @@ def test_terminated_demo_leaves_nothing(processes):
     processes.append(proc)
     lines = wait_for_line(proc, proc.stderr, "MPTCP connections per client and family", 120,
                           "the demo's traffic to start")
-    testbed = testbed_named_in("".join(lines))
+    testbed = name_of_testbed("".join(lines))
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
     assert namespaces_of(testbed) == [], f"got namespaces {namespaces_of(testbed)} left after SIGTERM"
