@@ -2,7 +2,9 @@
 
 A row's class is the vocabulary name (docs/address-classes.md) of the block that holds it: a block that a
 registry lists inside a larger one, with another reachability, keeps the larger block's class and carries
-its own `is_global`. `is_global` is the registry's "Globally Reachable" column with N/A read as False.
+its own `is_global`. `is_global` is the registry's "Globally Reachable" column with N/A read as False,
+and False for every multicast group: the multicast registries have no such column, and `global` means an
+address a subflow could use from anywhere, which a group never is.
 The classifier takes the longest prefix that holds an address, so rows nest; the roots (0.0.0.0/0, and
 the IANA IPv6 Address Space top-level blocks, which tile ::/0) give every address a row.
 
@@ -90,12 +92,12 @@ IPV6_ADDRESS_SPACE = Registry(
 IPV4_MULTICAST = Registry(
     "IANA IPv4 Multicast Address Space Registry",
     "https://www.iana.org/assignments/multicast-addresses/",
-    "2024",  # ASSUMPTION: only individual group assignments change; the scoped blocks date from RFC 5771.
+    "2024",  # ASSUMPTION: only group assignments change; MCAST-TEST-NET dates from RFC 5771 (2010).
 )
-IPV6_MULTICAST_SCOPES = Registry(
-    "IANA IPv6 Multicast Address Scopes",
+IPV6_MULTICAST = Registry(
+    "IANA IPv6 Multicast Address Space Registry",
     "https://www.iana.org/assignments/ipv6-multicast-addresses/",
-    "2014-08",  # RFC 7346 defined scope 3 (realm-local); scope values are otherwise RFC 4291 §2.7.
+    "2025-04-07",  # Variable Scope Multicast Addresses: FF0X::DB8:0:0/96 (RFC 6676) unchanged since 2012.
 )
 RFC4291 = Registry(
     "RFC 4291 IP Version 6 Addressing Architecture", "https://www.rfc-editor.org/rfc/rfc4291", "2006-02"
@@ -141,11 +143,10 @@ IPV4_BLOCKS = (
     Block("203.0.113.0/24", "documentation", False, "Documentation (TEST-NET-3)", "RFC 5737", IPV4_SPECIAL),
     Block("240.0.0.0/4", "reserved", False, "Reserved", "RFC 1112 §4", IPV4_SPECIAL),
     Block("255.255.255.255/32", "broadcast", False, "Limited Broadcast", "RFC 8190, RFC 919 §7", IPV4_SPECIAL),
-    # The multicast registry has no reachability column: groups are global unless scoped to a link or
-    # an administrative domain.
-    Block("224.0.0.0/4", "multicast", True, "Multicast", "RFC 5771", IPV4_MULTICAST),
-    Block("224.0.0.0/24", "multicast", False, "Local Network Control Block", "RFC 5771", IPV4_MULTICAST),
-    Block("239.0.0.0/8", "multicast", False, "Administratively Scoped Block", "RFC 2365", IPV4_MULTICAST),
+    # `global` means an address a subflow could use from anywhere, so never a group, whatever its scope.
+    Block("224.0.0.0/4", "multicast", False, "Multicast", "RFC 5771", IPV4_MULTICAST),
+    Block("233.252.0.0/24", "documentation", False, "MCAST-TEST-NET", "RFC 5771 §9.2, RFC 6676 §2",
+          IPV4_MULTICAST),
 )
 
 _IETF_RESERVED = ("::/8", "100::/8", "200::/7", "400::/6", "800::/5", "1000::/4", "4000::/3", "6000::/3",
@@ -158,11 +159,11 @@ IPV6_BLOCKS = (
     Block("2000::/3", "global", True, "Global Unicast", "RFC 4291", IPV6_ADDRESS_SPACE),
     Block("fec0::/10", "site-local", False, "Reserved by IETF (deprecated site-local)", "RFC 3879",
           IPV6_ADDRESS_SPACE),
+    # A group is never `global` (see 224.0.0.0/4), not even with the global scope nibble (ff0e::/16).
     Block("ff00::/8", "multicast", False, "Multicast", "RFC 4291", IPV6_ADDRESS_SPACE),
-    # Of the scope nibble's values only E (global) reaches past an organisation; 1-5 and 8 are scoped,
-    # 0 and F reserved, the rest unassigned. The flag nibble does not change the scope (RFC 7371 §2).
-    *(Block(f"ff{flags:x}e::/16", "multicast", True, "Global scope", "RFC 4291 §2.7", IPV6_MULTICAST_SCOPES)
-      for flags in range(16)),
+    # FF0X::DB8:0:0/96: the registry's X is the scope nibble, so one row per scope.
+    *(Block(f"ff0{scope:x}::db8:0:0/96", "documentation", False, "Documentation Addresses", "RFC 6676 §3",
+            IPV6_MULTICAST) for scope in range(16)),
     Block("::/96", "ipv4-compatible", False, "IPv4-Compatible IPv6 Address (deprecated)", "RFC 4291 §2.5.5.1",
           RFC4291, LOW_32),
     Block("::/128", "unspecified", False, "Unspecified Address", "RFC 4291", IPV6_SPECIAL),

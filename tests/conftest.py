@@ -1,6 +1,7 @@
 """Fixtures shared by the tests, one section per area: add yours under a heading of its own."""
 
 import os
+import subprocess
 from typing import NamedTuple
 
 import pytest
@@ -64,3 +65,18 @@ def loaded_program():
 def kernel(loaded_program) -> LoadedProgram:
     """`kernel.run(frame, mark=0)` -> Result(retval, events, counters_delta) for one frame."""
     return loaded_program
+
+
+# --- processes a test starts --------------------------------------------------------------------
+
+
+@pytest.fixture
+def processes():
+    """A list to append the background processes a test starts to: any still running when the test ends
+    (it failed, or a wait gave up) is killed, so no collector outlives its test or its namespaces."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)

@@ -6,6 +6,8 @@ import re
 import subprocess
 from pathlib import Path
 
+from waiting import wait_for_line
+
 # Without immediate mode, a tcpdump stopped by SIGTERM had written none of the packets its filter took
 # (libpcap's TPACKET_V3 blocks). In immediate mode each ring slot takes the snap length, so a small one
 # (testbed segments are a few hundred bytes; options sit in the first 120) and a large buffer keep
@@ -22,12 +24,12 @@ class Tcpdump:
 
     def __enter__(self) -> "Tcpdump":
         self._proc = subprocess.Popen(self._command, stderr=subprocess.PIPE, text=True)
-        lines = []
-        while "listening on" not in (line := self._proc.stderr.readline()):
-            lines.append(line)
-            if not line:
-                self._proc.wait()
-                raise RuntimeError(f"tcpdump ended before listening: {''.join(lines)}")
+        try:
+            wait_for_line(self._proc, self._proc.stderr, "listening on", 60, "tcpdump to listen")
+        except BaseException:
+            self._proc.kill()
+            self._proc.communicate(timeout=30)
+            raise
         return self
 
     def __exit__(self, *exc) -> None:

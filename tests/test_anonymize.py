@@ -90,6 +90,7 @@ def test_different_keys_give_different_mappings(ip, key, other):
     assert Anonymizer(key).anonymize_address(str(ip)) != Anonymizer(other).anonymize_address(str(ip))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version, count", [(4, 100_000), (6, 20_000)])
 def test_no_two_of_many_random_addresses_collide(version, count):
     rng = random.Random(version)

@@ -13,6 +13,9 @@ BENCH = Path(__file__).resolve().parent.parent / "scripts" / "bench"
 BENCHMARKS = {"kernel", "overhead", "pipeline", "replay", "report", "export", "memory", "logs", "anonymize", "startup"}
 
 pytestmark = [
+    pytest.mark.slow,
+    # `scripts/bench --quick` takes about two minutes on a quiet machine.
+    pytest.mark.timeout(900),
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (BPF programs, network namespaces)"),
     pytest.mark.skipif(not all(map(shutil.which, ("tshark", "tcpdump", "tcpreplay"))),
                        reason="needs tshark, tcpdump and tcpreplay (scripts/setup --test)"),

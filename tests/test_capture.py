@@ -615,6 +615,7 @@ LINK_TYPES = st.sampled_from([1, 12, 101, 113, 276, LINKTYPE_IEEE802_11])
 TICKS = st.integers(0, 2**64 - 1)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_fuzz_pcap_damaged(fuzz_path, data):
@@ -626,6 +627,7 @@ def test_fuzz_pcap_damaged(fuzz_path, data):
     read_all(fuzz_path)
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(st.data())
 def test_fuzz_pcapng_damaged(fuzz_path, data):

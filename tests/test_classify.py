@@ -13,6 +13,8 @@ Want = tuple[str, bool]  # (class, global)
 
 GLOBAL: Want = ("global", True)
 RESERVED: Want = ("reserved", False)
+MULTICAST: Want = ("multicast", False)
+DOCUMENTATION: Want = ("documentation", False)
 
 
 class Edges(NamedTuple):
@@ -61,10 +63,9 @@ BLOCK_EDGES = [
     Edges("203.0.113.0/24", ("documentation", False), ("documentation", False), GLOBAL, GLOBAL),
     Edges("240.0.0.0/4", ("reserved", False), ("broadcast", False), ("multicast", False), None),
     Edges("255.255.255.255/32", ("broadcast", False), ("broadcast", False), ("reserved", False), None),
-    # IPv4 multicast.
-    Edges("224.0.0.0/4", ("multicast", False), ("multicast", False), GLOBAL, ("reserved", False)),
-    Edges("224.0.0.0/24", ("multicast", False), ("multicast", False), GLOBAL, ("multicast", True)),
-    Edges("239.0.0.0/8", ("multicast", False), ("multicast", False), ("multicast", True), ("reserved", False)),
+    # IPv4 multicast: never global; MCAST-TEST-NET is documentation.
+    Edges("224.0.0.0/4", MULTICAST, MULTICAST, GLOBAL, ("reserved", False)),
+    Edges("233.252.0.0/24", DOCUMENTATION, DOCUMENTATION, MULTICAST, MULTICAST),
     # IPv6 address space: the top-level blocks.
     Edges("::/8", ("unspecified", False), RESERVED, None, ("discard", False)),
     Edges("100::/8", ("discard", False), RESERVED, RESERVED, RESERVED),
@@ -83,10 +84,10 @@ BLOCK_EDGES = [
     Edges("f800::/6", RESERVED, RESERVED, RESERVED, ("unique-local", False)),
     Edges("fe00::/9", RESERVED, RESERVED, ("unique-local", False), ("link-local", False)),
     Edges("fec0::/10", ("site-local", False), ("site-local", False), ("link-local", False), ("multicast", False)),
-    Edges("ff00::/8", ("multicast", False), ("multicast", False), ("site-local", False), None),
-    # IPv6 multicast with global scope, whatever the flags: scope D below, F above.
-    *(Edges(f"ff{flags:x}e::/16", ("multicast", True), ("multicast", True), ("multicast", False),
-            ("multicast", False)) for flags in range(16)),
+    Edges("ff00::/8", MULTICAST, MULTICAST, ("site-local", False), None),
+    # IPv6 documentation multicast, FF0X::DB8:0:0/96, in every scope X.
+    *(Edges(f"ff0{scope:x}::db8:0:0/96", DOCUMENTATION, DOCUMENTATION, MULTICAST, MULTICAST)
+      for scope in range(16)),
     # RFC 4291 and the IPv6 special-purpose registry.
     Edges("::/96", ("unspecified", False), ("ipv4-compatible", False), None, RESERVED),
     Edges("::/128", ("unspecified", False), ("unspecified", False), None, ("loopback", False)),
@@ -195,15 +196,44 @@ def test_index_agrees_with_a_scan_of_the_table(address):
     assert got == want, f"{address}: got {got}; want {want}"
 
 
-# --- multicast scope ------------------------------------------------------------------------------
+# --- multicast: a group is never global -----------------------------------------------------------
+
+IPV4_MULTICAST = ipaddress.ip_network("224.0.0.0/4")
+IPV6_MULTICAST = ipaddress.ip_network("ff00::/8")
 
 
 @pytest.mark.parametrize("scope", range(16), ids=lambda s: f"scope-{s:x}")
 @pytest.mark.parametrize("flags", [0x0, 0x3, 0x7], ids=lambda f: f"flags-{f:x}")
-def test_ipv6_multicast_is_global_only_with_global_scope(flags, scope):
+def test_ipv6_multicast_is_never_global_whatever_its_scope(flags, scope):
     address = f"ff{flags:x}{scope:x}::1"
     c = classify(address)
-    got, want = (c.address_class, c.is_global), ("multicast", scope == 0xE)
+    got, want = (c.address_class, c.is_global), MULTICAST
+    assert got == want, f"{address}: got {got}; want {want}"
+
+
+# Internetwork control, AD-HOC, SSM, GLOP, unicast-prefix-based, organisation-local: the groups that
+# RFC 5771 lets cross the Internet are groups all the same.
+@pytest.mark.parametrize("address", ["224.0.1.1", "224.2.0.1", "232.1.2.3", "233.1.2.3", "233.252.1.0",
+                                     "234.192.0.2", "239.255.255.250"])
+def test_ipv4_multicast_is_never_global(address):
+    c = classify(address)
+    got, want = (c.address_class, c.is_global), MULTICAST
+    assert got == want, f"{address}: got {got}; want {want}"
+
+
+@given(st.one_of(st.integers(0, 2**28 - 1).map(lambda low: IPV4_MULTICAST[low]),
+                 st.integers(0, 2**120 - 1).map(lambda low: IPV6_MULTICAST[low])))
+def test_no_multicast_address_is_global(address):
+    c = classify(address)
+    assert not c.is_global, f"{address}: got class {c.address_class}, global true; want global false"
+    assert c.address_class in ("multicast", "documentation"), f"{address}: got class {c.address_class}"
+
+
+@pytest.mark.parametrize("address", ["233.252.0.0", "233.252.0.1", "233.252.0.255", "ff0e::db8:0:1",
+                                     "ff02::db8:ffff:ffff", "ff05::db8:1:2"])
+def test_documentation_multicast_is_documentation(address):
+    c = classify(address)
+    got, want = (c.address_class, c.is_global), DOCUMENTATION
     assert got == want, f"{address}: got {got}; want {want}"
 
 

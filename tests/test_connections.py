@@ -339,6 +339,7 @@ def test_eviction_takes_the_least_recently_active_subflow():
     assert tracker.counters()["evictions"] == 1
 
 
+@pytest.mark.slow
 def test_a_million_syns_stay_within_the_cap():
     tracker = ConnectionTracker()
     syn = encode(mpc_syn(1))

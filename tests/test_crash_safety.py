@@ -9,19 +9,22 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from collector.logfile import log_files, read_records
 from collector.testbed import ClientPlan, Testbed
+from waiting import wait_for_line, wait_until
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, BPF, tmpfs)")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, BPF, tmpfs)"), pytest.mark.slow]
 
 ADDAADDR = str(Path(sys.executable).with_name("addaddr"))
 PLAN = (ClientPlan(("10.1.2.3", "192.168.7.9", "2002:c000:201::1")),)
 KILLS = 3
+# bcc compiles the program at every start: seconds, more on a loaded 2-CPU machine.
+ATTACH_SECONDS = 120
+RECORDS_SECONDS = 30
 
 
 class Load:
@@ -41,14 +44,15 @@ class Load:
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
-        self._thread.join()
+        self._thread.join(timeout=60)
+        assert not self._thread.is_alive(), "got the load still running 60 s after it was told to stop"
 
 
-def start_run(bed: Testbed, log_dir: Path) -> subprocess.Popen:
+def start_run(processes: list, bed: Testbed, log_dir: Path) -> subprocess.Popen:
     proc = subprocess.Popen([ADDAADDR, "run", "--netns", bed.server, "--iface", bed.server_interfaces[0],
                              "--log-dir", str(log_dir)], stderr=subprocess.PIPE, text=True)
-    while "collecting on" not in (line := proc.stderr.readline()):
-        assert line, f"got the collector ending before it attached (exit {proc.wait()})"
+    processes.append(proc)
+    wait_for_line(proc, proc.stderr, "collecting on", ATTACH_SECONDS, "the collector to attach")
     return proc
 
 
@@ -68,21 +72,21 @@ def read_with_damage(log_dir: Path) -> tuple[list[dict], list[tuple]]:
     return records, damage
 
 
-def test_kill_9_under_load_then_clean_restarts(tmp_path):
+def test_kill_9_under_load_then_clean_restarts(tmp_path, processes):
     with Testbed(PLAN) as bed, Load(bed):
         for _ in range(KILLS):
-            proc = start_run(bed, tmp_path)
+            proc = start_run(processes, bed, tmp_path)
             assert our_filters(bed) == 1, f"got {our_filters(bed)} filters of ours; want 1"
             announced = announcements(tmp_path)
-            while announcements(tmp_path) <= announced:  # records are flowing into the log
-                time.sleep(0.05)
+            wait_until(lambda: announcements(tmp_path) > announced, RECORDS_SECONDS,
+                       "new announcements in the log (records flowing when killed)")
             proc.kill()
-            proc.wait()
+            proc.wait(timeout=30)
             records, damage = read_with_damage(tmp_path)
             # Only the file being written when killed may end in a partial record.
             assert all(where[0] == log_files(tmp_path)[-1] for where in damage), f"got damage {damage}"
             assert len(damage) <= 1, f"got damage {damage}; want at most the record being written"
-        final = start_run(bed, tmp_path)
+        final = start_run(processes, bed, tmp_path)
         assert our_filters(bed) == 1, f"got {our_filters(bed)} filters after {KILLS} kills; want 1"
         assert final.send_signal(signal.SIGTERM) or final.wait(timeout=30) == 0, "got a failed clean stop"
     records, damage = read_with_damage(tmp_path)
@@ -93,11 +97,10 @@ def test_kill_9_under_load_then_clean_restarts(tmp_path):
     assert len(headers) == len(files), f"got {len(headers)} headers for {len(files)} files"
 
 
-def test_sigterm_under_load_drains_everything(tmp_path):
+def test_sigterm_under_load_drains_everything(tmp_path, processes):
     with Testbed(PLAN) as bed, Load(bed):
-        proc = start_run(bed, tmp_path)
-        while not announcements(tmp_path):
-            time.sleep(0.1)
+        proc = start_run(processes, bed, tmp_path)
+        wait_until(lambda: announcements(tmp_path), RECORDS_SECONDS, "announcements in the log")
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, f"got exit {proc.returncode}: {stderr}"
@@ -145,5 +148,5 @@ def test_disk_full_is_one_error_and_readable_logs(tiny_disk, busy_capture):
     assert damage == [], f"got damage {damage}; want every file readable to its end"
     assert records[0]["kind"] == "header" and len(records) > 1, "got no records before the disk filled"
     tail = subprocess.run([ADDAADDR, "tail", "--json", "--log-dir", str(tiny_disk / "logs")],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=60)
     assert tail.returncode == 0 and all(json.loads(line) for line in tail.stdout.splitlines())

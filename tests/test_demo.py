@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from collector.demo import demo
-from collector.testbed import NAME_PREFIX
+from waiting import wait_for_line
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the demo needs root (namespaces, BPF)")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the demo needs root (namespaces, BPF)"), pytest.mark.slow]
 
 ADDAADDR = str(Path(sys.executable).with_name("addaddr"))
 
 
-def our_namespaces() -> list[str]:
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split("\n")
-    return [line.split()[0] for line in listed if line.startswith(NAME_PREFIX)]
+def name_of_testbed(stderr: str) -> str:
+    found = re.search(r"addaddr: testbed (\S+): ", stderr)
+    assert found, f"got stderr {stderr!r}; want the demo to name its testbed"
+    return found.group(1)
+
+
+def namespaces_of(testbed: str) -> list[str]:
+    """The namespaces of this one testbed: other tests' testbeds may come and go meanwhile."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30).stdout
+    return [line.split()[0] for line in listed.splitlines() if line.startswith(testbed)]
 
 
 def test_report_equals_what_the_testbed_sent(tmp_path):
@@ -38,32 +45,32 @@ def test_report_equals_what_the_testbed_sent(tmp_path):
 
 
 def test_demo_command_prints_the_report():
-    before = set(our_namespaces())
     result = subprocess.run([ADDAADDR, "demo", "--connections", "2"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"got exit {result.returncode}: {result.stderr}"
     assert "Over the 8 observed MPTCP connections, 8 of them (100%) announced" in result.stdout, result.stdout
     assert "collector attached" in result.stderr, f"got no progress on stderr: {result.stderr}"
-    assert set(our_namespaces()) == before, "got testbed namespaces left after the demo"
+    testbed = name_of_testbed(result.stderr)
+    assert namespaces_of(testbed) == [], f"got namespaces {namespaces_of(testbed)} left after the demo"
 
 
 def test_failed_demo_leaves_nothing():
-    before = set(our_namespaces())
     result = subprocess.run([ADDAADDR, "demo", "--connections", "1", "--keep-logs", "/proc/addaddr-logs"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "log dir /proc/addaddr-logs" in result.stderr, f"got {result.stderr}"
-    assert set(our_namespaces()) == before, "got testbed namespaces left after a failed demo"
+    testbed = name_of_testbed(result.stderr)  # it failed with its testbed up
+    assert namespaces_of(testbed) == [], f"got namespaces {namespaces_of(testbed)} left after a failed demo"
 
 
-def test_terminated_demo_leaves_nothing():
-    before = set(our_namespaces())
+def test_terminated_demo_leaves_nothing(processes):
     proc = subprocess.Popen([ADDAADDR, "demo", "--connections", "200"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    while "collector attached" not in (line := proc.stderr.readline()):
-        assert line, "got the demo ending before its collector attached"
-    time.sleep(0.2)  # traffic is flowing
+    processes.append(proc)
+    lines = wait_for_line(proc, proc.stderr, "MPTCP connections per client and family", 120,
+                          "the demo's traffic to start")
+    testbed = name_of_testbed("".join(lines))
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
-    assert set(our_namespaces()) == before, "got testbed namespaces left after SIGTERM"
+    assert namespaces_of(testbed) == [], f"got namespaces {namespaces_of(testbed)} left after SIGTERM"
 
 
 def test_demo_without_root_makes_no_log_dir(tmp_path):

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 FLOOD = 1_000_000
 RSS_CAP_MIB = 400  # the README's promise for the default state cap of 262,144 entries (166-288 MiB measured)
 
@@ -32,6 +34,9 @@ print(json.dumps({"rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss 
 """
 
 
+# 2,000,000 events through the recorder: about a minute on a quiet machine.
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_syn_and_bogus_join_flood_stays_under_the_cap():
     tests = Path(__file__).resolve().parent
     out = subprocess.run([sys.executable, "-c", FLOOD_SCRIPT, str(FLOOD), str(tests)], capture_output=True,

@@ -41,6 +41,7 @@ def report(mismatches) -> str:
     return "\n\n".join(str(mismatch) for mismatch in mismatches)
 
 
+@pytest.mark.slow
 @settings(max_examples=250, deadline=None)
 @given(frame=fuzzing.structured_frames(), seed=st.integers(0, 2**32 - 1))
 def test_structured_frame_and_its_mutants(fuzzer, frame, seed):

@@ -20,7 +20,7 @@ from collector.classify import classify
 from collector.live import BackgroundRun, RunOptions
 from collector.testbed import Testbed
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="live tests need root (namespaces, BPF)")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="live tests need root (namespaces, BPF)"), pytest.mark.slow]
 
 ADDAADDR = str(Path(sys.executable).with_name("addaddr"))
 CONNECTIONS = 12  # per client and family

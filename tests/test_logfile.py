@@ -94,6 +94,7 @@ values = st.recursive(
     max_leaves=20)
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None)
 @given(st.dictionaries(st.text(max_size=8), values, max_size=6))
 def test_round_trip_any_values(fields):
@@ -319,6 +320,7 @@ def quiet(out):
     return False
 
 
+@pytest.mark.slow
 def test_follow_under_rotation(tmp_path):
     n = 20_000
     log_dir = tmp_path / "logs"

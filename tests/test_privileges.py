@@ -50,6 +50,7 @@ FRAME = ether(ETH_P_IP, ipv4("10.9.0.2", "10.9.0.1", IPPROTO_TCP, tcp(40000, 520
 ZERO = "0000000000000000"
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="dropping privilege needs root (and BPF, netns)")
+# The `dropped` tests are `slow`: each of the two modes loads the kernel program in a child.
 
 # Run in the child as `python -c CHILD NETNS LOG_DIR USER`: what `run` does up to the drop, the drop,
 # then what it does after it; says "dropped" for a frame to be sent, then prints what it saw as JSON.
@@ -169,6 +170,7 @@ def nobody() -> pwd.struct_passwd:
     return pwd.getpwnam(USER)
 
 
+@pytest.mark.slow
 @needs_root
 def test_every_thread_is_the_user_with_no_capability(dropped):
     report, user = dropped["report"], nobody()
@@ -184,6 +186,7 @@ def test_every_thread_is_the_user_with_no_capability(dropped):
         assert got == want, f"thread {tid} ({'dropper' if tid == report['dropper'] else 'started before'}): got {got}"
 
 
+@pytest.mark.slow
 @needs_root
 def test_bounding_set_of_the_dropping_thread(dropped):
     # Emptied by plain root; under the unit, without CAP_SETPCAP, what systemd left stays (inert
@@ -193,6 +196,7 @@ def test_bounding_set_of_the_dropping_thread(dropped):
     assert got == want, f"got CapBnd {got:#x}; want {want:#x}"
 
 
+@pytest.mark.slow
 @needs_root
 def test_perf_buffer_and_maps_work_after_the_drop(dropped):
     report = dropped["report"]
@@ -200,6 +204,7 @@ def test_perf_buffer_and_maps_work_after_the_drop(dropped):
     assert report["counted"] >= 1, f"got events counter {report['counted']} read after the drop"
 
 
+@pytest.mark.slow
 @needs_root
 def test_log_rotates_after_the_drop_into_files_of_the_user(dropped):
     log_dir, user = dropped["log_dir"], nobody()
@@ -213,6 +218,7 @@ def test_log_rotates_after_the_drop_into_files_of_the_user(dropped):
     assert kinds == ["header", "after"], f"got records {kinds} in the file opened after the drop"
 
 
+@pytest.mark.slow
 @needs_root
 def test_privileged_operations_fail_after_the_drop(dropped):
     report = dropped["report"]
@@ -220,6 +226,7 @@ def test_privileged_operations_fail_after_the_drop(dropped):
     assert got == {"setuid(0)": "EPERM", "new packet socket": "EPERM", "detach": "EPERM"}, f"got {got}"
 
 
+@pytest.mark.slow
 @needs_root
 def test_exec_stop_post_removes_the_filter_the_dropped_collector_left(dropped):
     netns = dropped["netns"]

@@ -30,7 +30,9 @@ from tcpdump import Tcpdump
 from collector.testbed import Testbed
 from replay_fixtures import ADDRESS_A, ADDRESS_B, STEP_NS, T0_NS, Capture, add_addr_hmac, oversized, scenario
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="replay loads the kernel program: needs root")
+# The module's fixtures replay every capture (a bcc compile each) inside their first test's time limit.
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="replay loads the kernel program: needs root"),
+              pytest.mark.slow, pytest.mark.timeout(900)]
 
 ADDADDR = str(Path(sys.executable).with_name("addaddr"))
 PUBLIC_CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "pcaps" / "tcpdump"

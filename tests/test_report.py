@@ -296,14 +296,31 @@ def test_missing_log_dir_is_one_line(tmp_path):
 # --- the plot -----------------------------------------------------------------------------------------
 
 
-def test_plot_is_a_png(tmp_path):
-    pytest.importorskip("matplotlib",
-                        reason="matplotlib is the optional `plot` extra: .venv/bin/pip install 'addaddr[plot]'")
+# matplotlib's first colour, which it fills the bars with.
+BAR_COLOUR = (0x1F, 0x77, 0xB4)
+
+
+def test_plot_is_a_png_with_bars_in_both_panels(tmp_path):
+    # Not skipped when missing: `scripts/setup --test` installs [ci], [plot] included, so CI tests --plot.
+    try:
+        from PIL import Image  # a dependency of matplotlib
+    except ImportError:
+        pytest.fail("matplotlib (with Pillow) is missing: scripts/setup --test installs the [plot] extra")
     write_log(tmp_path / "log", HAND_BUILT)
     png = tmp_path / "shares.png"
     result = run_report("--log-dir", str(tmp_path / "log"), "--plot", str(png))
     assert result.exit_code == 0, result.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", "want a PNG file"
+    assert 10_000 < png.stat().st_size < 1_000_000, f"got {png.stat().st_size} bytes; want a plot's size"
+    with Image.open(png) as image:
+        image.load()  # decodes every chunk: a truncated or corrupt file fails here
+        pixels = image.convert("RGB")
+    assert pixels.size == (1100, 450), f"got {pixels.size}; want 11 x 4.5 inches at 100 dpi"
+    width, height = pixels.size
+    halves = ((0, width // 2), (width // 2, width))
+    bars = [sum(pixels.getpixel((x, y)) == BAR_COLOUR for x in range(*half) for y in range(0, height, 2))
+            for half in halves]
+    assert all(count > 500 for count in bars), f"got {bars} bar pixels in the IPv4 and IPv6 panels; want bars in both"
 
 
 # matplotlib made unimportable in a fresh interpreter, whatever is installed.
@@ -350,6 +367,7 @@ def large_log(log_dir) -> None:
               sync_records=LARGE_RECORDS, max_bytes=2**40, max_age=1e9)
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_the_records(tmp_path):
     large_log(tmp_path)
     tracemalloc.start()

@@ -35,8 +35,8 @@ def logged_announcements(log_dir) -> int:
     return sum(r["kind"] == "add_addr" and not r["echo"] for r in read_records(log_dir))
 
 
-def test_a_second_run_is_refused_and_the_first_sees_every_announcement(bed, tmp_path):
-    first = Collector(bed, tmp_path / "first")
+def test_a_second_run_is_refused_and_the_first_sees_every_announcement(bed, tmp_path, processes):
+    first = Collector(processes, bed, tmp_path / "first")
     second = subprocess.run([ADDAADDR, "run", "--netns", bed.server, "--iface", bed.server_interfaces[0],
                              "--log-dir", str(tmp_path / "second")], capture_output=True, text=True, timeout=60)
     traffic = bed.drive(3)
@@ -78,11 +78,11 @@ def move_out_and_back(bed: Testbed, away: str, url: str) -> None:
         subprocess.run([*srv, *command], check=True, timeout=10)
 
 
-def test_an_interface_that_leaves_is_reported_and_watched_again_when_back(bed, tmp_path):
+def test_an_interface_that_leaves_is_reported_and_watched_again_when_back(bed, tmp_path, processes):
     away = f"{bed.name}-away"
     subprocess.run(["ip", "netns", "add", away], check=True, timeout=10)
     try:
-        collector = Collector(bed, tmp_path, "--metrics", "127.0.0.1:0")
+        collector = Collector(processes, bed, tmp_path, "--metrics", "127.0.0.1:0")
         url = next(re.search(r"metrics at (\S+)", line).group(1) for line in collector.started if "metrics at" in line)
         before = bed.drive(1)
         move_out_and_back(bed, away, url)
@@ -104,8 +104,8 @@ def test_an_interface_that_leaves_is_reported_and_watched_again_when_back(bed, t
     assert our_filters(bed) == 0, "got the reattached filter left after the run"
 
 
-def test_a_deleted_namespace_ends_the_run_with_status_1_and_its_final_records(bed, tmp_path):
-    collector = Collector(bed, tmp_path)
+def test_a_deleted_namespace_ends_the_run_with_status_1_and_its_final_records(bed, tmp_path, processes):
+    collector = Collector(processes, bed, tmp_path)
     traffic = bed.drive(2)
     time.sleep(0.5)
     subprocess.run(["ip", "netns", "del", bed.server], check=True, timeout=10)

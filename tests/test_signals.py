@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import time
 
@@ -13,11 +14,15 @@ def test_forked_child_dies_on_sigterm_and_the_action_stays_ours():
     acted = []
     previous = on_signals(lambda: acted.append(os.getpid()), (signal.SIGTERM,))
     try:
+        ready, started = os.pipe()
         child = os.fork()
         if child == 0:  # a helper as pyroute2 forks one: stopped with SIGTERM
+            os.write(started, b".")
             time.sleep(10)
             os._exit(0)
-        time.sleep(0.2)
+        os.close(started)
+        assert select.select([ready], [], [], 30)[0] and os.read(ready, 1) == b".", "got no word from the child"
+        os.close(ready)
         os.kill(child, signal.SIGTERM)
         _, status = os.waitpid(child, 0)
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, \

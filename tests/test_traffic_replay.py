@@ -15,7 +15,7 @@ from tcpdump import Tcpdump
 from collector.live import BackgroundRun, RunOptions
 from collector.testbed import Testbed
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, BPF, tcpreplay)")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, BPF, tcpreplay)"), pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
 ADDAADDR = str(Path(sys.executable).with_name("addaddr"))

@@ -1,0 +1,62 @@
+"""Waits with a deadline. A test that waits says what for, and fails saying so when it gives up, instead
+of hanging CI until pytest-timeout (or the CI runner) kills the whole session."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import time
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+POLL_SECONDS = 0.05
+
+
+class GaveUp(AssertionError):
+    """A wait reached its deadline: an assertion failure of the test that waited."""
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
+    """Polls `condition` until it returns something true, which is returned; raises GaveUp after `timeout`
+    seconds, naming `what` was awaited and the last value seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise GaveUp(f"gave up after {timeout:g} s waiting for {what} (last saw {value!r})")
+        time.sleep(POLL_SECONDS)
+
+
+def wait_for_line(proc: subprocess.Popen, stream, needle: str, timeout: float, what: str) -> list[str]:
+    """Reads `stream` (a pipe of `proc`) line by line until a line holding `needle`; returns the lines read,
+    that one last. Raises GaveUp when the deadline passes or the stream ends first (with the lines read and
+    the exit status). Reads the pipe's descriptor a byte at a time, so nothing past the line is consumed:
+    the rest stays for `proc.communicate()`."""
+    deadline = time.monotonic() + timeout
+    fd = stream.fileno()
+    lines, line = [], bytearray()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise GaveUp(f"gave up after {timeout:g} s waiting for {what}; read {_text(lines, line)!r}")
+        byte = os.read(fd, 1)
+        if not byte:
+            try:
+                code = proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                code = "none yet, still running"
+            raise GaveUp(f"got the output ending (exit {code}) before {what}; read {_text(lines, line)!r}")
+        line += byte
+        if byte == b"\n":
+            lines.append(line.decode(errors="replace"))
+            line.clear()
+            if needle in lines[-1]:
+                return lines
+
+
+def _text(lines: list[str], partial: bytearray) -> str:
+    return "".join(lines) + partial.decode(errors="replace")
