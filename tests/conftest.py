@@ -5,10 +5,18 @@ import subprocess
 from typing import NamedTuple
 
 import pytest
+from hypothesis import settings
+
 
 from collector.event import OptionEvent, from_kernel
 from collector.program import CaptureProgram
 from collector.testrun import TestRunner
+
+# --- hypothesis ------------------------------------------------------------------------------
+# Its default 200 ms per example measures the machine's load, not our code: CI shares its cores.
+# Every test still has pytest-timeout's limit.
+settings.register_profile("shared-machine", deadline=None)
+settings.load_profile("shared-machine")
 
 # --- the kernel program, run by BPF_PROG_TEST_RUN ---------------------------------------------
 

@@ -293,11 +293,11 @@ def announced(samples: dict) -> dict[tuple[str, str], float]:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="attaching filters needs root")
-def test_a_live_run_serves_the_counts_it_logs(tmp_path):
+def test_a_live_run_serves_the_counts_it_logs(tmp_path, processes):
     from test_run_command import ONE_CLIENT, Collector
 
     with Testbed(ONE_CLIENT) as bed:
-        collector = Collector(bed, tmp_path, "--metrics", "127.0.0.1:0")
+        collector = Collector(processes, bed, tmp_path, "--metrics", "127.0.0.1:0")
         try:
             url = next(re.search(r"metrics at (\S+)", line).group(1) for line in collector.started
                        if "metrics at" in line)
