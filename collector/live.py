@@ -12,8 +12,8 @@ from typing import TextIO
 
 from . import __version__
 from .anonymize import Anonymizer
-from .attach import Attachment, attach
 from .errors import CollectorError
+from .hook import attach_all, choose
 from .event import OptionEvent
 from .logfile import LogWriter
 from .metrics import MetricsServer
@@ -49,6 +49,7 @@ class RunOptions:
     metrics: tuple[str, int] | None = None  # (host, port) to serve Prometheus metrics on
     user: str | None = None  # drop to this user once attached, like tcpdump -Z
     perf_pages: int = PERF_PAGES
+    attach: str = "auto"  # tcx, clsact, or auto: tcx where the kernel has it
 
 
 class KernelClock:
@@ -65,7 +66,7 @@ class KernelClock:
         return (event.ktime_ns + self._offset_ns) / 1e9
 
 
-def _open_log(options: RunOptions) -> LogWriter:
+def _open_log(options: RunOptions, attach: str) -> LogWriter:
     header = {
         "host": socket.gethostname(),
         "interfaces": list(options.interfaces),
@@ -73,6 +74,7 @@ def _open_log(options: RunOptions) -> LogWriter:
         "collector_version": __version__,
         "started": time.time(),
         "source": "live",
+        "attach": attach,
     }
     try:
         return LogWriter(options.log_dir, header)
@@ -93,22 +95,20 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
         check_user(options.user)  # now, not after seconds of compiling and attaching
     stop = stop or threading.Event()
     anonymizer = Anonymizer.from_key_file(options.anonymize_key) if options.anonymize_key else None
-    writer = _open_log(options)
+    mode = choose(options.attach)
+    writer = _open_log(options, mode)
     clock = KernelClock()
     session = Session(writer, Recorder(), clock.wall, anonymizer)
     metrics = None
-    attachments: list[Attachment] = []
+    attachments: list = []
     program = None
     try:
         program = CaptureProgram()
         # Before attaching: samples written before the buffer is open vanish uncounted.
         program.open_events(session.on_kernel_event, session.on_lost, pages=options.perf_pages,
                             wakeup_events=WAKEUP_EVENTS)
-        for ifname in options.interfaces:
-            attachment = attach(program.fd, ifname, options.netns)
-            attachments.append(attachment)
-            if attachment.replaced_stale:
-                print(f"addaddr: {ifname}: replaced the filter a previous run left behind", file=status)
+        attach_all(program, options.interfaces, options.netns, mode,
+                   lambda line: print(f"addaddr: {line}", file=status), attachments)
         metrics, publish = _serve_metrics(session, program, options.metrics) if options.metrics else (None, None)
         if options.user is not None:
             # Everything that needs privilege is open: the fds stay valid, the capabilities go.
@@ -121,7 +121,7 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
             print(f"addaddr: metrics at http://{'[' + host + ']' if ':' in host else host}:{port}/metrics",
                   file=status)
         print(f"addaddr: collecting on {', '.join(options.interfaces)}"
-              f"{' in ' + options.netns if options.netns else ''} into {options.log_dir}", file=status)
+              f"{' in ' + options.netns if options.netns else ''} ({mode}) into {options.log_dir}", file=status)
         _collect(program, session, clock, options, stop, status, publish)
     finally:
         if metrics is not None:

@@ -10,6 +10,8 @@ from .errors import CollectorError
 BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 SOURCE = BPF_DIR / "addaddr.c"
 FUNCTION = "addaddr_ingress"
+# The same code for devices whose packets start at the IP header (tun, WireGuard, ip tunnels).
+RAW_IP_FUNCTION = "addaddr_raw_ip"
 # Per CPU, a power of two: 256 pages (1 MiB) absorb bursts of ~10,000 events between polls.
 DEFAULT_PAGES = 256
 
@@ -39,8 +41,21 @@ class CaptureProgram:
                 "headers present (scripts/setup links them) and are you root?"
             ) from None
         self.fd: int = self.function.fd
+        self._raw_ip_fd: int | None = None
         self._counters = self.bpf["counters"]
         self._events = self.bpf["events"]
+
+    def fd_for(self, ethernet: bool) -> int:
+        """The program for a device with an Ethernet header, or for one whose packets start at the IP
+        header; the second is verified only when first asked for. Both feed the same maps."""
+        if ethernet:
+            return self.fd
+        if self._raw_ip_fd is None:
+            try:
+                self._raw_ip_fd = self.bpf.load_func(RAW_IP_FUNCTION, self.bpf.SCHED_CLS).fd
+            except Exception as exc:  # bcc's bare Exception for a verifier refusal
+                raise CollectorError(f"cannot load the kernel program for raw-IP devices ({exc})") from None
+        return self._raw_ip_fd
 
     def counters(self) -> dict[str, int]:
         """The per-CPU counters summed; subtypes keyed `subtype_N`."""
