@@ -63,7 +63,7 @@ def attach_all(program: CaptureProgram, interfaces: tuple[str, ...], netns: str 
             say(f"{device.ifname}: removed the clsact filter a previous run left behind")
     for device, fd in zip(devices, fds):
         try:
-            attached.append(TcxLink(device.ifname, tcx.link_first(fd, device.ifindex, netns)))
+            attached.append(TcxLink(device.ifname, tcx.link(fd, device.ifindex, netns)))
         except OSError as exc:
             raise CollectorError(f"{device.ifname}: cannot link at tcx ingress ({exc.strerror}); "
                                  "try --attach clsact") from None

@@ -45,47 +45,49 @@ MAX_PROGRAMS = 64
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _bpf(cmd: int, attr: ctypes.Array) -> int:
+def call(cmd: int, request: ctypes.Array) -> int:
+    """bpf(cmd, request): the result, or OSError."""
     number = _SYS_BPF.get(platform.machine())
     if number is None:
         raise OSError(errno.ENOSYS, f"bpf() on {platform.machine()} is not known here")
-    result = _libc.syscall(number, cmd, attr, len(attr))
+    result = _libc.syscall(number, cmd, request, len(request))
     if result < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     return result
 
 
-def _attr(fmt: str, *values) -> ctypes.Array:
-    attr = ctypes.create_string_buffer(_ATTR_SIZE)
-    struct.pack_into(fmt, attr, 0, *values)
-    return attr
+def attr(fmt: str, *values) -> ctypes.Array:
+    """A zeroed union bpf_attr with `values` packed from its start."""
+    request = ctypes.create_string_buffer(_ATTR_SIZE)
+    struct.pack_into(fmt, request, 0, *values)
+    return request
 
 
-def link_first(prog_fd: int, ifindex: int, netns: str | None = None) -> int:
-    """Links `prog_fd` first in the tcx ingress chain of `ifindex` (in `netns`); returns the link fd,
-    which holds the attachment: close it, or exit, and the program is detached."""
-    # link_create: prog_fd, target_ifindex, attach_type, flags, tcx.relative_fd (at 16),
-    # tcx.expected_revision (at 24, 0: any).
-    attr = _attr("=IIIIIIQ", prog_fd, ifindex, BPF_TCX_INGRESS, BPF_F_BEFORE, 0, 0, 0)
+def link(prog_fd: int, ifindex: int, netns: str | None = None, first: bool = True) -> int:
+    """Links `prog_fd` first (else last) in the tcx ingress chain of `ifindex` (in `netns`); returns
+    the link fd, which holds the attachment: close it, or exit, and the program is detached."""
+    # link_create: prog_fd, target_ifindex, attach_type, flags, tcx.relative_fd (at 16, 0: relative
+    # to the whole chain), tcx.expected_revision (at 24, 0: any).
+    request = attr("=IIIIIIQ", prog_fd, ifindex, BPF_TCX_INGRESS, BPF_F_BEFORE if first else 0, 0, 0, 0)
     if netns is None:
-        return _bpf(BPF_LINK_CREATE, attr)
+        return call(BPF_LINK_CREATE, request)
     # The kernel finds target_ifindex in the calling thread's namespace.
     with entered(netns):
-        return _bpf(BPF_LINK_CREATE, attr)
+        return call(BPF_LINK_CREATE, request)
 
 
 def ingress_programs(ifindex: int, netns: str | None = None) -> list[int]:
     """The ids of the programs in the tcx ingress chain of `ifindex`, in the order they run."""
     ids = (ctypes.c_uint32 * MAX_PROGRAMS)()
     # query: target_ifindex, attach_type, query_flags, attach_flags, prog_ids (at 16), count (at 24).
-    attr = _attr("=IIIIQI", ifindex, BPF_TCX_INGRESS, 0, 0, ctypes.addressof(ids), MAX_PROGRAMS)
+    request = attr("=IIIIQI", ifindex, BPF_TCX_INGRESS, 0, 0, ctypes.addressof(ids), MAX_PROGRAMS)
     if netns is None:
-        _bpf(BPF_PROG_QUERY, attr)
+        call(BPF_PROG_QUERY, request)
     else:
         with entered(netns):
-            _bpf(BPF_PROG_QUERY, attr)
-    count = struct.unpack_from("=I", attr, 24)[0]
+            call(BPF_PROG_QUERY, request)
+    count = struct.unpack_from("=I", request, 24)[0]
     return list(ids[:min(count, MAX_PROGRAMS)])
 
 
@@ -105,13 +107,13 @@ def available() -> bool:
 def program_name(prog_id: int) -> str:
     """The name a program was loaded with (15 characters at most), or `id N` when it is gone."""
     try:
-        fd = _bpf(BPF_PROG_GET_FD_BY_ID, _attr("=I", prog_id))
+        fd = call(BPF_PROG_GET_FD_BY_ID, attr("=I", prog_id))
     except OSError:
         return f"id {prog_id}"
     try:
         info = ctypes.create_string_buffer(_PROG_INFO.size)
         # info: bpf_fd, info_len, info pointer.
-        _bpf(BPF_OBJ_GET_INFO_BY_FD, _attr("=IIQ", fd, _PROG_INFO.size, ctypes.addressof(info)))
+        call(BPF_OBJ_GET_INFO_BY_FD, attr("=IIQ", fd, _PROG_INFO.size, ctypes.addressof(info)))
     finally:
         os.close(fd)
     name = _PROG_INFO.unpack_from(info)[-1].split(b"\0", 1)[0].decode(errors="replace")
