@@ -42,11 +42,18 @@ class TcxLink:
         os.close(self.fd)
 
 
-def attach_all(program: CaptureProgram, interfaces: tuple[str, ...], netns: str | None, mode: str,
-               say: Callable[[str], None], attached: list) -> None:
-    """Attaches on every interface by `mode` (tcx or clsact), appending each attachment to `attached`
-    as it is made: the caller detaches them, those made before a failure included."""
+def find_devices(interfaces: tuple[str, ...], netns: str | None) -> list[clsact.Device]:
+    """The interfaces, checked before the program is loaded: a typo fails at once."""
     devices = [clsact.find_device(ifname, netns) for ifname in interfaces]
+    for device in devices:
+        has_ethernet_header(device.ifname, device.link_type)
+    return devices
+
+
+def attach_all(program: CaptureProgram, devices: list[clsact.Device], netns: str | None, mode: str,
+               say: Callable[[str], None], attached: list) -> None:
+    """Attaches on every device by `mode` (tcx or clsact), appending each attachment to `attached`
+    as it is made: the caller detaches them, those made before a failure included."""
     fds = [program.fd_for(has_ethernet_header(d.ifname, d.link_type)) for d in devices]
     if mode == "clsact":
         for device, fd in zip(devices, fds):

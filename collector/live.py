@@ -13,7 +13,7 @@ from typing import TextIO
 from . import __version__
 from .anonymize import Anonymizer
 from .errors import CollectorError
-from .hook import attach_all, choose
+from .hook import attach_all, choose, find_devices
 from .event import OptionEvent
 from .logfile import LogWriter
 from .metrics import MetricsServer
@@ -96,6 +96,7 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
     stop = stop or threading.Event()
     anonymizer = Anonymizer.from_key_file(options.anonymize_key) if options.anonymize_key else None
     mode = choose(options.attach)
+    devices = find_devices(options.interfaces, options.netns)
     writer = _open_log(options, mode)
     clock = KernelClock()
     session = Session(writer, Recorder(), clock.wall, anonymizer)
@@ -107,7 +108,7 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
         # Before attaching: samples written before the buffer is open vanish uncounted.
         program.open_events(session.on_kernel_event, session.on_lost, pages=options.perf_pages,
                             wakeup_events=WAKEUP_EVENTS)
-        attach_all(program, options.interfaces, options.netns, mode,
+        attach_all(program, devices, options.netns, mode,
                    lambda line: print(f"addaddr: {line}", file=status), attachments)
         metrics, publish = _serve_metrics(session, program, options.metrics) if options.metrics else (None, None)
         if options.user is not None:

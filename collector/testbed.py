@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .netns import socket_in
+from .tun_wire import TunWire, open_tun
 
 IPPROTO_MPTCP = 262
 SOL_MPTCP = 284
@@ -96,7 +97,10 @@ class Testbed:
 
     __test__ = False  # not a pytest class, despite the name
 
-    def __init__(self, plans: tuple[ClientPlan, ...] = DEFAULT_PLANS, name: str | None = None) -> None:
+    def __init__(self, plans: tuple[ClientPlan, ...] = DEFAULT_PLANS, name: str | None = None,
+                 tun: bool = False) -> None:
+        """`tun` joins each client to the server by a pair of tun devices and a wire between them
+        (collector.tun_wire): links without an Ethernet header, as behind a VPN."""
         for plan in plans:
             if len(plan.announce) > MAX_ANNOUNCED_PER_CLIENT:
                 raise ValueError(f"a client announces at most {MAX_ANNOUNCED_PER_CLIENT} addresses")
@@ -111,6 +115,8 @@ class Testbed:
             for i in range(len(plans))
         ]
         self._made: list[str] = []
+        self.tun = tun
+        self._wires: list[TunWire] = []
 
     @property
     def server_interfaces(self) -> list[str]:
@@ -137,8 +143,12 @@ class Testbed:
             self._link_up(client, link, plan)
 
     def _link_up(self, client: str, link: Link, plan: ClientPlan) -> None:
-        _ip("link", "add", link.server_if, "netns", self.server, "type", "veth",
-            "peer", "name", link.client_if, "netns", client)
+        if self.tun:
+            server_end = open_tun(self.server, link.server_if)
+            self._wires.append(TunWire(server_end, open_tun(client, link.client_if)))
+        else:
+            _ip("link", "add", link.server_if, "netns", self.server, "type", "veth",
+                "peer", "name", link.client_if, "netns", client)
         srv, cli = ("-n", self.server), ("-n", client)
         _ip(*srv, "link", "set", link.server_if, "up")
         _ip(*cli, "link", "set", link.client_if, "up")
@@ -157,7 +167,10 @@ class Testbed:
         _ip(*cli, "mptcp", "limits", "set", "add_addr_accepted", "0", "subflows", "2")
 
     def down(self) -> None:
-        """Removes every namespace made (their veths go with them); safe to call twice."""
+        """Removes every namespace made (their veths go with them) and every tun wire; safe to call
+        twice."""
+        while self._wires:
+            self._wires.pop().close()
         while self._made:
             subprocess.run(["ip", "netns", "del", self._made.pop()], capture_output=True)
 

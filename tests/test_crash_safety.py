@@ -16,6 +16,7 @@ import pytest
 
 from collector.logfile import log_files, read_records
 from collector.testbed import ClientPlan, Testbed
+from our_hook import ours_attached
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, BPF, tmpfs)")
 
@@ -53,9 +54,8 @@ def start_run(bed: Testbed, log_dir: Path) -> subprocess.Popen:
 
 
 def our_filters(bed: Testbed) -> int:
-    shown = subprocess.run(["tc", "-n", bed.server, "filter", "show", "dev", bed.server_interfaces[0], "ingress"],
-                           capture_output=True, text=True, check=True).stdout
-    return shown.count(" addaddr ")
+    """Ours attached, clsact filter or tcx link (a run killed in tcx leaves nothing)."""
+    return ours_attached(bed.server, bed.server_interfaces[0])
 
 
 def announcements(log_dir: Path) -> int:

@@ -19,6 +19,7 @@ import pytest
 from collector.attach import ETH_P_ALL, FILTER_NAME, INGRESS
 from collector.logfile import read_records
 from collector.testbed import ClientPlan, Testbed
+from our_hook import ours_attached
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="attaching filters needs root")
 
@@ -90,10 +91,11 @@ def bed():
         yield bed
 
 
-def test_foreign_filter_keeps_running_and_stays(bed, tmp_path):
+@pytest.mark.parametrize("mode", ["auto", "clsact"])
+def test_foreign_filter_keeps_running_and_stays(mode, bed, tmp_path):
     iface = bed.server_interfaces[0]
     foreign = ForeignFilter(bed)
-    collector = Collector(bed, tmp_path)
+    collector = Collector(bed, tmp_path, "--attach", mode)
     before = foreign.packets()
     traffic = bed.drive(1)
     during = foreign.packets()
@@ -109,9 +111,10 @@ def test_foreign_filter_keeps_running_and_stays(bed, tmp_path):
 
 
 def test_kill_9_leaves_one_filter_that_the_next_run_replaces(bed, tmp_path):
-    Collector(bed, tmp_path).stop(signal.SIGKILL)
+    """In clsact; tests/test_hook.py has kill -9 in tcx, which leaves nothing."""
+    Collector(bed, tmp_path, "--attach", "clsact").stop(signal.SIGKILL)
     assert our_filters(bed) == 1, f"got {our_filters(bed)} filters after kill -9; want the stale one"
-    second = Collector(bed, tmp_path)
+    second = Collector(bed, tmp_path, "--attach", "clsact")
     assert our_filters(bed) == 1, f"got {our_filters(bed)} filters; want exactly one of ours"
     assert any("replaced" in line for line in second.started), f"got {second.started}; want the stale one reported"
     assert second.stop() == 0, f"got exit {second.proc.returncode}: {second.stderr}"
@@ -166,16 +169,23 @@ def reachable_dir():
     shutil.rmtree(path)
 
 
-def test_run_as_user_keeps_collecting_without_privilege(bed, reachable_dir):
+@pytest.mark.parametrize("mode", ["tcx", "clsact"])
+def test_run_as_user_keeps_collecting_without_privilege(mode, bed, reachable_dir):
     logs = reachable_dir
-    collector = Collector(bed, logs, "--user", "nobody")
+    collector = Collector(bed, logs, "--user", "nobody", "--attach", mode)
     pid = collector.proc.pid
     status = Path(f"/proc/{pid}/status").read_text()
     traffic = bed.drive(2)
     time.sleep(0.5)
+    attached = ours_attached(bed.server, bed.server_interfaces[0])
     assert collector.stop() == 0, f"got exit {collector.proc.returncode}: {collector.stderr}"
     assert "Uid:\t65534" in status and "CapEff:\t0000000000000000" in status, f"got {status}"
-    assert "filter stays" in collector.stderr, f"got {collector.stderr}; want the left filter named"
+    assert attached == 1, f"got {attached} of ours attached while the dropped collector ran; want 1"
+    left = ours_attached(bed.server, bed.server_interfaces[0])
+    if mode == "clsact":
+        assert "filter stays" in collector.stderr and left == 1, f"got {collector.stderr}; want the left filter named"
+    else:  # the link went with the process's fd: closing it needs no privilege
+        assert "filter stays" not in collector.stderr and left == 0, f"got {left} left: {collector.stderr}"
     announced = [r for r in read_records(logs) if r["kind"] == "add_addr"]
     assert len(announced) == 2 * len(traffic.connections), \
         f"got {len(announced)} announcements logged after the drop; want {2 * len(traffic.connections)}"
