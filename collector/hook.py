@@ -77,11 +77,12 @@ def attach_all(program: CaptureProgram, devices: list[clsact.Device], netns: str
 
 
 def _warn_what_hides(device: clsact.Device, netns: str | None, say: Callable[[str], None]) -> None:
-    ahead = []
     if tcx.available():
-        ahead += [f"tcx program {tcx.program_name(i)!r} (id {i})" for i in tcx.ingress_programs(device.ifindex, netns)]
-    ahead += [f"direct-action filter {name!r} at prio {prio}" for prio, name in clsact.filters_in_front(device.ifname, netns)]
-    if ahead:
-        say(f"warning: {device.ifname}: {', '.join(ahead)} runs before our clsact filter, and the packets it "
-            f"passes or drops never reach us: use --attach tcx (Linux >= 6.6), which runs first, or move the "
-            f"filter after prio {clsact.PRIO}")
+        for prog_id in tcx.ingress_programs(device.ifindex, netns):
+            say(f"warning: {device.ifname}: tcx program {tcx.program_name(prog_id)!r} (id {prog_id}) runs before "
+                "every clsact filter, and the packets it passes or drops never reach ours: use --attach tcx "
+                "(Linux >= 6.6), which links ours first")
+    for prio, name in clsact.filters_in_front(device.ifname, netns):
+        say(f"warning: {device.ifname}: direct-action filter {name!r} at prio {prio} runs before ours (prio "
+            f"{clsact.PRIO}), and the packets it passes or drops never reach ours: move it after prio "
+            f"{clsact.PRIO}, or use --attach tcx (Linux >= 6.6)")
