@@ -23,6 +23,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespace
 ADDAADDR = str(Path(sys.executable).with_name("addaddr"))
 PLAN = (ClientPlan(("10.1.2.3", "192.168.7.9", "2002:c000:201::1")),)
 KILLS = 3
+FLOWING_SECONDS = 60
 
 
 class Load:
@@ -74,7 +75,9 @@ def test_kill_9_under_load_then_clean_restarts(tmp_path):
             proc = start_run(bed, tmp_path)
             assert our_filters(bed) == 1, f"got {our_filters(bed)} filters of ours; want 1"
             announced = announcements(tmp_path)
+            deadline = time.monotonic() + FLOWING_SECONDS
             while announcements(tmp_path) <= announced:  # records are flowing into the log
+                assert time.monotonic() < deadline, f"got no new announcement in {FLOWING_SECONDS} s"
                 time.sleep(0.05)
             proc.kill()
             proc.wait()
