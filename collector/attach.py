@@ -87,13 +87,8 @@ def remove_stale(ifname: str, netns: str | None) -> bool:
     """Removes the filter a crashed clsact run of ours left at ingress; True if there was one."""
     with _open(netns) as ipr:
         index = _lookup(ipr, ifname, netns)
-        try:
-            stale = [f for f in _filters(ipr, index, INGRESS_PARENT)
-                     if _ours_at_our_place(f) and _filter_name(f) == FILTER_NAME]
-        except NetlinkError as exc:
-            if exc.code == errno.EINVAL:  # no clsact qdisc: nothing left behind
-                return False
-            raise
+        stale = [f for f in _filters(ipr, index, INGRESS_PARENT)
+                 if _ours_at_our_place(f) and _filter_name(f) == FILTER_NAME]
         if stale:
             ipr.tc("del-filter", "bpf", index, handle=HANDLE, parent=INGRESS, prio=PRIO, protocol=ETH_P_ALL)
         return bool(stale)

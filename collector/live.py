@@ -13,8 +13,8 @@ from typing import TextIO
 from . import __version__
 from .anonymize import Anonymizer
 from .errors import CollectorError
-from .hook import attach_all, choose, find_devices
 from .event import OptionEvent
+from .hook import attach_all, choose, find_devices
 from .logfile import LogWriter
 from .metrics import MetricsServer
 from .privileges import check_user, drop_to, missing_capabilities
