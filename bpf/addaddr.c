@@ -7,9 +7,10 @@
  * Two entry points share the code and the maps: addaddr_ingress for devices with an Ethernet header,
  * addaddr_raw_ip for those without one (tun, WireGuard, ipip/sit/gre tunnels, raw-IP modems), whose
  * packets start at the IP header; userspace attaches the one that fits the device. */
+#include "event.h"
+#include "compat.h"
 #include <uapi/linux/pkt_cls.h>
 #include <uapi/linux/if_ether.h>
-#include "event.h"
 #include "eth.h"
 #include "ipv4.h"
 #include "ipv6.h"
@@ -20,9 +21,6 @@
 #ifndef offsetof
 #define offsetof(type, member) __builtin_offsetof(type, member)
 #endif
-
-BPF_PERF_OUTPUT(events);
-BPF_PERCPU_ARRAY(counters, struct capture_counters, 1);
 
 /* Where the segment's headers start, as offsets from the packet's first byte: scalars, unlike packet
  * pointers, do not multiply the verifier's states across the option loop. */
@@ -162,12 +160,16 @@ static __always_inline int capture(struct __sk_buff *skb, int ethernet)
 	struct tcp_option_walk walk;
 	struct mptcp_event ev;
 	int ev_ready = 0, mptcp_seen = 0;
-	int proto, i, zero = 0;
+	int proto, i, err, zero = 0;
 	__u32 opt_off = 0, opts_off, opt_size = 0, opt_head = 0;
 	__u64 size;
 	__u8 len = 0, subtype;
 
+#ifdef BCC_SEC
 	count = counters.lookup(&zero);
+#else
+	count = bpf_map_lookup_elem(&counters, &zero);
+#endif
 	if (!count)
 		return TC_ACT_UNSPEC;
 	count->packets++;
@@ -236,7 +238,12 @@ static __always_inline int capture(struct __sk_buff *skb, int ethernet)
 			count->unparsed++;
 			continue;
 		}
-		if (events.perf_submit(skb, &ev, sizeof(ev)) < 0)
+#ifdef BCC_SEC
+		err = events.perf_submit(skb, &ev, sizeof(ev));
+#else
+		err = bpf_perf_event_output(skb, &events, BPF_F_CURRENT_CPU, &ev, sizeof(ev));
+#endif
+		if (err < 0)
 			count->event_errors++;
 		else
 			count->events++;
@@ -246,12 +253,12 @@ static __always_inline int capture(struct __sk_buff *skb, int ethernet)
 	return TC_ACT_UNSPEC;
 }
 
-int addaddr_ingress(struct __sk_buff *skb)
+ADDADDR_PROGRAM int addaddr_ingress(struct __sk_buff *skb)
 {
 	return capture(skb, 1);
 }
 
-int addaddr_raw_ip(struct __sk_buff *skb)
+ADDADDR_PROGRAM int addaddr_raw_ip(struct __sk_buff *skb)
 {
 	return capture(skb, 0);
 }

@@ -1,36 +1,35 @@
-"""Keyed, prefix-preserving anonymization of the addresses in log records.
+"""Keyed, prefix-preserving anonymization of the addresses in log records: standard Crypto-PAn.
 
-The construction is Crypto-PAn (Xu, Fan, Ammar, Moon, "Prefix-preserving IP address anonymization",
-2002) with HMAC-SHA256 as the pseudorandom function instead of AES, so the standard library is
-enough. Bit i of the output (most significant first) is bit i of the input XOR a pseudorandom bit
-that depends only on the key and the first i input bits. Two addresses that share exactly k leading
-bits therefore map to two that share exactly k leading bits, and the mapping is a bijection of each
-family's address space (each output bit can be undone knowing the bits before it).
+Crypto-PAn (Xu, Fan, Ammar, Moon, "Prefix-preserving IP address anonymization", 2002) as its
+reference implementation computes it for IPv4, and over 128 bits for IPv6 as yacryptopan and CAIDA's
+cryptopANT do, so that one key maps an address here as it does in those tools' output (flow records,
+sanitized captures) and the logs can be joined with them.
 
-The pseudorandom bit of the first i = 8*j + r bits (0 <= r < 8) is taken from one HMAC per byte:
+The 32-byte key is an AES-128 key (its first 16 bytes) and a pad, the AES encryption of its last 16
+bytes under that key. For an address of n bits (32 or 128), output bit i (most significant first) is
+input bit i XOR the first bit of AES(the first i input bits followed by bits i to 127 of the pad).
+Two addresses that share exactly k leading bits therefore map to two that share exactly k, and the
+mapping is a bijection of each family's address space. The n blocks of one address are encrypted in
+one ECB call.
 
-    D_j = HMAC-SHA256(key, bytes([version, 8*j]) + address[:j])      version: 4 or 6
-
-the bit numbered 2**r - 1 + p of D_j, counting from its most significant bit, where p is the value
-of the r leading bits of byte j. The 255 prefixes of 0 to 7 bits that extend address[:j] each get a
-bit of their own among D_j's 256, so every prefix still has an independent pseudorandom bit, as in
-Crypto-PAn, for one HMAC per byte instead of one per bit. The version byte keeps the two families'
-mappings apart; the bit count makes every HMAC input unambiguous.
-
-This mapping is a format: changing it would make logs anonymized before and after disagree.
+SCHEME names this mapping in the log header (`anonymization`). Logs anonymized before it, with a
+private HMAC-SHA256 variant, have no such header field: see the README, "Anonymized logs".
 """
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import os
 import stat
 from functools import lru_cache
 
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
 from collector.errors import CollectorError
 
+SCHEME = "crypto-pan"
 KEY_BYTES = 32
+_AES_KEY_BYTES = 16  # the rest of the key is the pad's plaintext
 KEY_FILE_MODE = 0o600
 
 # The fields of a record that hold an address (docs/records.md), where the record has them.
@@ -46,6 +45,41 @@ _ADD_ADDR_ADDRESS_OFFSET = 4
 # Peers announce the same few addresses again and again; the bound keeps a flood of distinct ones
 # from growing the cache without limit.
 _CACHE_SIZE = 65536
+
+_BLOCK_BITS = 128
+_ALL_ONES = (1 << _BLOCK_BITS) - 1
+# bytes.translate table: a byte to the ASCII digit of its first bit, so int(..., 2) gathers them.
+_FIRST_BIT = b"0" * 128 + b"1" * 128
+
+
+class CryptoPan:
+    """The Crypto-PAn mapping of one key, on address values (int) of 32 or 128 bits."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != KEY_BYTES:
+            raise ValueError(f"the key must be {KEY_BYTES} bytes, not {len(key)}")
+        # ECB keeps no state between blocks, so one encryptor serves every call.
+        self._encrypt = Cipher(algorithms.AES(key[:_AES_KEY_BYTES]), modes.ECB()).encryptor().update
+        self._pad = int.from_bytes(self._encrypt(key[_AES_KEY_BYTES:]))
+        self._layouts = {bits: self._layout(bits) for bits in (32, 128)}
+
+    def _layout(self, bits: int) -> tuple[int, int, int]:
+        """The `bits` blocks of one address as big ints: (ones, pads, prefixes). Block i is the pad
+        with its first i bits replaced by the address's, that is pad ^ ((address ^ pad) & prefix_i):
+        built for all blocks at once, `address * ones` repeating the address in every block."""
+        ones = pads = prefixes = 0
+        for i in range(bits):
+            ones = ones << _BLOCK_BITS | 1
+            pads = pads << _BLOCK_BITS | self._pad
+            prefixes = prefixes << _BLOCK_BITS | (_ALL_ONES ^ _ALL_ONES >> i)
+        return ones, pads, prefixes
+
+    def map(self, value: int, bits: int) -> int:
+        """The anonymized form of the `bits`-bit address `value`."""
+        ones, pads, prefixes = self._layouts[bits]
+        differs = (value << (_BLOCK_BITS - bits)) ^ self._pad
+        blocks = self._encrypt((pads ^ (differs * ones & prefixes)).to_bytes(bits * 16))
+        return value ^ int(blocks[::16].translate(_FIRST_BIT), 2)
 
 
 class Anonymizer:
@@ -64,10 +98,10 @@ class Anonymizer:
     byte after the address id is zeroed instead, the length kept.
     """
 
+    scheme = SCHEME
+
     def __init__(self, key: bytes) -> None:
-        if len(key) != KEY_BYTES:
-            raise ValueError(f"the key must be {KEY_BYTES} bytes, not {len(key)}")
-        self._key = key
+        self._mapping = CryptoPan(key)
         # Per instance, so that the cache holds no other key's addresses and dies with the key.
         self._cached = lru_cache(maxsize=_CACHE_SIZE)(self._anonymize)
 
@@ -92,17 +126,7 @@ class Anonymizer:
 
     def _anonymize(self, address: str) -> str:
         parsed = ipaddress.ip_address(address)
-        packed = parsed.packed
-        out = bytearray()
-        for j, byte in enumerate(packed):
-            pad = int.from_bytes(
-                hmac.digest(self._key, bytes((parsed.version, 8 * j)) + packed[:j], "sha256"))
-            flips = 0
-            for r in range(8):
-                index = (1 << r) - 1 + (byte >> (8 - r))
-                flips = (flips << 1) | ((pad >> (255 - index)) & 1)
-            out.append(byte ^ flips)
-        return str(ipaddress.ip_address(bytes(out)))
+        return str(type(parsed)(self._mapping.map(int(parsed), parsed.max_prefixlen)))
 
     def anonymize_record(self, record: dict) -> dict:
         """A copy of `record` with the addresses of ADDRESS_FIELDS and EMBEDDED_FIELD anonymized."""

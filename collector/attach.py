@@ -60,19 +60,6 @@ def _lookup(ipr: IPRoute, ifname: str, netns: str | None) -> int:
     return found[0]
 
 
-@dataclass(frozen=True)
-class Device:
-    ifname: str
-    ifindex: int
-    link_type: int  # ARPHRD_*: what the packets start with
-
-
-def find_device(ifname: str, netns: str | None) -> Device:
-    with _open(netns) as ipr:
-        index = _lookup(ipr, ifname, netns)
-        return Device(ifname, index, ipr.get_links(index)[0]["ifi_type"])
-
-
 def filters_in_front(ifname: str, netns: str | None) -> list[tuple[int, str]]:
     """(prio, name) of the direct-action filters that run before ours at clsact ingress: one that
     returns TC_ACT_OK (or any verdict) ends the chain, and we never see that packet."""
@@ -103,6 +90,9 @@ class Attachment:
     ifindex: int
     created_clsact: bool
     replaced_stale: bool
+
+    def gone(self) -> None:
+        """The interface is gone: our filter went with it."""
 
     def detach(self) -> None:
         """Removes our filter; PermissionError when this process no longer may (after --user)."""

@@ -4,8 +4,11 @@
 program takes frames from the Ethernet header on, so packets of other link types get an Ethernet
 header made up for them: zero MAC addresses and the EtherType of their network protocol.
 
-The file is mapped into memory and its records are unpacked where they lie: a packet costs a
-header unpack or two and one slice (plus one concatenation where a header is made up).
+A regular file is mapped into memory and its records are unpacked where they lie: a packet costs a
+header unpack or two and one slice (plus one concatenation where a header is made up). A pipe, FIFO,
+`-` (stdin) or device is read as it comes, keeping only the record being unpacked (at most
+MAX_RECORD) and what was read past it: a packet is yielded as soon as its record has arrived, and
+`tcpdump -w - | addaddr replay -` works.
 
 Damage is a `CaptureError` whose message starts with the file's path. Packets before the damage are
 yielded first, so a capture cut short by a crash still replays up to where it was cut.
@@ -68,6 +71,56 @@ class Packet(NamedTuple):
 _new_packet = tuple.__new__
 
 
+# A pipe or device is read this much at a time, or what one record needs if more.
+READ_SIZE = 1 << 16
+STDIN = "-"
+
+
+class Capture:
+    """A capture opened and its format checked (CaptureError at once when it is empty or not a
+    capture), its packets not read yet: `replay` opens every capture before it makes anything."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = path
+        # The map outlives the file object, and is unmapped when the generator lets go of it.
+        with (os.fdopen(os.dup(0), "rb") if path == STDIN else open(path, "rb")) as file:
+            status = os.fstat(file.fileno())
+            if stat.S_ISREG(status.st_mode) and status.st_size:
+                # A file cut shorter by another process while mapped would kill us with SIGBUS: we
+                # take that risk for speed, as captures are not rewritten in place while replayed.
+                data = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+                data.madvise(mmap.MADV_SEQUENTIAL)
+                self._source = _Mapped(data)
+            elif stat.S_ISREG(status.st_mode):
+                self._source = _Mapped(b"")  # mmap refuses an empty file
+            else:
+                self._source = _Stream(os.dup(file.fileno()))
+        # Kept in the source: a stream's first bytes cannot be read twice.
+        self._source.data, _shift = self._source.refill(self._source.data, 0, 4)
+        if not self._source.data:
+            self.close()
+            raise CaptureError(f"{path} is empty")
+        magic = bytes(self._source.data[:4])
+        if magic in _PCAP_FORMATS:
+            self._read = lambda report: _read_pcap(path, self._source, *_PCAP_FORMATS[magic], report)
+        elif magic == _SHB.to_bytes(4, "big"):
+            self._read = lambda report: _read_pcapng(path, self._source, report)
+        else:
+            self.close()
+            raise CaptureError(f"{path} is not a pcap or pcapng file (it starts with {magic.hex(' ')})")
+
+    def packets(self, on_progress: Callable[[int], None] | None = None) -> Iterator[Packet]:
+        """Its packets in file order; damage raises CaptureError after the packets before it.
+        `on_progress(bytes_read)` every PROGRESS_STEP bytes and once at the end."""
+        try:
+            yield from self._read(on_progress or _ignore)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._source.close()
+
+
 def read_capture(path: str | os.PathLike,
                  on_progress: Callable[[int], None] | None = None) -> Iterator[Packet]:
     """The packets of a pcap or pcapng file, in file order.
@@ -77,28 +130,50 @@ def read_capture(path: str | os.PathLike,
     PROGRESS_STEP bytes and once at the end, when bytes_read is the file's size
     (os.path.getsize), so it can drive a progress bar.
     """
-    with open(path, "rb") as file:
-        status = os.fstat(file.fileno())
-        if not stat.S_ISREG(status.st_mode):
-            # A pipe (`tcpdump -w - | addaddr replay /dev/stdin`) cannot be mapped.
-            data = file.read()
-        elif status.st_size:
-            # The map outlives the file object, and is unmapped when the generator lets go of it.
-            # A file cut shorter by another process while mapped would kill us with SIGBUS: we
-            # take that risk for speed, as captures are not rewritten in place while replayed.
-            data = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-            data.madvise(mmap.MADV_SEQUENTIAL)
-        else:
-            data = b""  # mmap refuses an empty file
-    if not data:
-        raise CaptureError(f"{path} is empty")
-    report = on_progress or _ignore
-    magic = data[:4]
-    if magic in _PCAP_FORMATS:
-        return _read_pcap(path, data, *_PCAP_FORMATS[magic], report)
-    if magic == _SHB.to_bytes(4, "big"):
-        return _read_pcapng(path, data, report)
-    raise CaptureError(f"{path} is not a pcap or pcapng file (it starts with {magic.hex(' ')})")
+    return Capture(path).packets(on_progress)
+
+
+class _Mapped:
+    """A whole file in memory: nothing more ever comes."""
+
+    base = 0  # the file offset of data[0]
+
+    def __init__(self, data) -> None:
+        self.data = data
+
+    def refill(self, data, offset: int, needed: int) -> tuple[bytes, int]:
+        return data, 0
+
+    def close(self) -> None:
+        pass
+
+
+class _Stream:
+    """A pipe or device: `data` holds what has been read and not yet unpacked."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self.base = 0
+        self.data = b""
+
+    def refill(self, data, offset: int, needed: int) -> tuple[bytes, int]:
+        """What is left of `data` from `offset`, with more read until it holds `needed` bytes or
+        the stream ends; and the shift: by how much offsets into the new data are smaller."""
+        parts = [data[offset:]]
+        have = len(parts[0])
+        while have < needed:
+            chunk = os.read(self._fd, max(READ_SIZE, needed - have))
+            if not chunk:
+                break
+            parts.append(chunk)
+            have += len(chunk)
+        self.base += offset
+        return b"".join(parts), offset
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def _ignore(_bytes_read: int) -> None:
@@ -187,7 +262,8 @@ _PCAP_FORMATS = {
 }
 
 
-def _read_pcap(path, data, order: str, scale: float, on_progress) -> Iterator[Packet]:
+def _read_pcap(path, source, order: str, scale: float, on_progress) -> Iterator[Packet]:
+    data, shift = source.refill(source.data, 0, 24)
     size = len(data)
     if size < 24:
         raise _truncated(path, 0, 0)
@@ -198,24 +274,33 @@ def _read_pcap(path, data, order: str, scale: float, on_progress) -> Iterator[Pa
     offset = 24
     index = 0
     next_report = PROGRESS_STEP
-    while offset < size:
+    while True:
         if size - offset < 16:
-            raise _truncated(path, index, offset)
+            data, shift = source.refill(data, offset, 16)
+            offset, next_report, size = offset - shift, next_report - shift, len(data)
+            if size == offset:
+                break
+            if size - offset < 16:
+                raise _truncated(path, index, source.base + offset)
         seconds, fraction, captured, _original = record(data, offset)
         if captured > MAX_RECORD:
-            raise _damaged(path, offset, f"packet {index} claims {captured} captured bytes")
+            raise _damaged(path, source.base + offset, f"packet {index} claims {captured} captured bytes")
         start = offset + 16
         end = start + captured
         if end > size:
-            raise _truncated(path, index, offset)
+            data, shift = source.refill(data, offset, 16 + captured)
+            offset, start, end, next_report, size = (offset - shift, start - shift, end - shift,
+                                                     next_report - shift, len(data))
+            if end > size:
+                raise _truncated(path, index, source.base + offset)
         # Multiplying by 1e-6 or 1e-9 errs far below the precision of the sum.
         yield _new_packet(Packet, (seconds + fraction * scale, framer(data, start, end), index))
         index += 1
         offset = end
         if offset >= next_report:
             next_report = offset + PROGRESS_STEP
-            on_progress(offset)
-    on_progress(size)
+            on_progress(source.base + offset)
+    on_progress(source.base + size)
 
 
 # --- pcapng ---------------------------------------------------------------------------------------
@@ -258,7 +343,8 @@ class _Interface(NamedTuple):
     snaplen: int  # 0: none
 
 
-def _read_pcapng(path, data, on_progress) -> Iterator[Packet]:
+def _read_pcapng(path, source, on_progress) -> Iterator[Packet]:
+    data = source.data
     size = len(data)
     # The file starts with a section header block, whose type reads the same in both byte orders:
     # either order finds it, and then its byte-order magic tells the section's.
@@ -268,24 +354,33 @@ def _read_pcapng(path, data, on_progress) -> Iterator[Packet]:
     index = 0
     time = 0.0
     next_report = PROGRESS_STEP
-    while offset < size:
-        if size - offset < 12:
-            raise _truncated(path, index, offset)
+    while True:
+        # 16: a section header's version too, which _section checks when it is there.
+        if size - offset < 16:
+            data, shift = source.refill(data, offset, 16)
+            offset, next_report, size = offset - shift, next_report - shift, len(data)
+            if size == offset:
+                break
+            if size - offset < 12:
+                raise _truncated(path, index, source.base + offset)
         block_type, length = order.block(data, offset)
         if block_type == _SHB:
-            order = _section(path, data, offset)
+            order = _section(path, data, offset, source.base)
             block_type, length = order.block(data, offset)
             interfaces = []
         if length > MAX_RECORD:
-            raise _damaged(path, offset, f"block of type {block_type} claims {length} bytes")
+            raise _damaged(path, source.base + offset, f"block of type {block_type} claims {length} bytes")
         if length % 4 or length < _MIN_LENGTH.get(block_type, 12):
-            raise _damaged(path, offset, f"block of type {block_type} has an impossible length "
+            raise _damaged(path, source.base + offset, f"block of type {block_type} has an impossible length "
                            f"of {length} bytes")
         end = offset + length
         if end > size:
-            raise _truncated(path, index, offset)
+            data, shift = source.refill(data, offset, length)
+            offset, end, next_report, size = offset - shift, end - shift, next_report - shift, len(data)
+            if end > size:
+                raise _truncated(path, index, source.base + offset)
         if order.u32(data, end - 4)[0] != length:
-            raise _damaged(path, offset, f"block of type {block_type} has a length of {length} "
+            raise _damaged(path, source.base + offset, f"block of type {block_type} has a length of {length} "
                            f"bytes at its start and {order.u32(data, end - 4)[0]} at its end")
         packet_header = order.packet.get(block_type)
         if packet_header is not None:
@@ -293,17 +388,17 @@ def _read_pcapng(path, data, on_progress) -> Iterator[Packet]:
             try:
                 framer, units, tsoffset, _snaplen = interfaces[number]
             except IndexError:
-                raise _no_interface(path, interfaces, number, offset) from None
+                raise _no_interface(path, interfaces, number, source.base + offset) from None
             start = offset + 28
             if captured > end - 4 - start:
-                raise _damaged(path, offset, f"packet {index} claims {captured} captured bytes, "
+                raise _damaged(path, source.base + offset, f"packet {index} claims {captured} captured bytes, "
                                f"more than its block holds")
             time = (high << 32 | low) / units + tsoffset
             yield _new_packet(Packet, (time, framer(data, start, start + captured), index))
             index += 1
         elif block_type == _SPB:
             if not interfaces:
-                raise _no_interface(path, interfaces, 0, offset)
+                raise _no_interface(path, interfaces, 0, source.base + offset)
             framer, _units, _tsoffset, snaplen = interfaces[0]
             start = offset + 12
             # The block holds the packet padded to 4 bytes: its original length, bounded by the
@@ -314,21 +409,21 @@ def _read_pcapng(path, data, on_progress) -> Iterator[Packet]:
             yield _new_packet(Packet, (time, framer(data, start, start + captured), index))
             index += 1
         elif block_type == _IDB:
-            interfaces.append(_interface_block(path, data, offset, end, order))
+            interfaces.append(_interface_block(path, data, offset, end, order, source.base))
         offset = end
         if offset >= next_report:
             next_report = offset + PROGRESS_STEP
-            on_progress(offset)
-    on_progress(size)
+            on_progress(source.base + offset)
+    on_progress(source.base + size)
 
 
-def _section(path, data, offset: int) -> _ByteOrder:
+def _section(path, data, offset: int, base: int) -> _ByteOrder:
     """The byte order of the section whose header block starts at offset, 12 bytes or more."""
     order = _BYTE_ORDERS.get(data[offset + 8:offset + 12])
     if order is None:
-        raise _damaged(path, offset, "section header without a valid byte-order magic")
+        raise _damaged(path, base + offset, "section header without a valid byte-order magic")
     if offset + 14 <= len(data) and order.version(data, offset + 12)[0] != 1:
-        raise _damaged(path, offset, f"pcapng major version {order.version(data, offset + 12)[0]} "
+        raise _damaged(path, base + offset, f"pcapng major version {order.version(data, offset + 12)[0]} "
                        "is not supported, only 1")
     return order
 
@@ -338,7 +433,7 @@ def _no_interface(path, interfaces: list[_Interface], number: int, offset: int) 
                     f"{len(interfaces)} interface{'' if len(interfaces) == 1 else 's'}")
 
 
-def _interface_block(path, data, offset: int, end: int, order: _ByteOrder) -> _Interface:
+def _interface_block(path, data, offset: int, end: int, order: _ByteOrder, base: int) -> _Interface:
     """An Interface Description Block: link type and snap length, then options."""
     link_type, snaplen = order.interface(data, offset + 8)
     units = 10**6  # the default resolution: microseconds
@@ -350,7 +445,7 @@ def _interface_block(path, data, offset: int, end: int, order: _ByteOrder) -> _I
         value = position + 4
         position = value + (length + 3) // 4 * 4
         if position > options_end:
-            raise _damaged(path, offset, f"interface option {code} runs past the end of its block")
+            raise _damaged(path, base + offset, f"interface option {code} runs past the end of its block")
         if code == _OPT_ENDOFOPT:
             break
         if code == _IF_TSRESOL and length == 1:

@@ -5,7 +5,6 @@ well, 1 when some input could not be used (the rest is still printed), 2 for usa
 Commands are imported when they run, so that `--help` and option errors answer at once.
 """
 
-import mmap
 import sys
 from functools import wraps
 
@@ -81,13 +80,13 @@ def _listen(ctx, param, value):
 
 
 def _perf_pages(ctx, param, value):
-    from collector.live import MAX_PERF_PAGES, PERF_PAGES
+    from collector.live import PERF_PAGES, perf_pages_problem
 
     if value is None:
         return PERF_PAGES
-    if value & (value - 1) or value > MAX_PERF_PAGES:
-        raise click.BadParameter(f"{value} is not a power of two up to {MAX_PERF_PAGES} "
-                                 f"({MAX_PERF_PAGES * mmap.PAGESIZE >> 20} MiB per CPU)")
+    problem = perf_pages_problem(value)
+    if problem is not None:
+        raise click.BadParameter(problem)
     return value
 
 
@@ -127,7 +126,11 @@ def run_command(interfaces: tuple[str, ...], netns: str | None, log_dir: str, an
 @json_option
 @exits_with_status
 def tail_command(log_dir: str, follow: bool, as_json: bool) -> int:
-    """Print the records of the logs in LOG_DIR, oldest first."""
+    """Print the records of the logs in LOG_DIR, oldest first.
+
+    What cannot be read (a damaged record, one of the wrong shape, an entry that is not a log file)
+    is skipped and named on stderr, the rest printed, and the exit status is then 1.
+    """
     from collector.commands.tail import tail
 
     return tail(log_dir, follow, as_json)
@@ -148,8 +151,8 @@ def report_command(log_dirs: tuple[str, ...], since: str | None, until: str | No
                    plot: str | None) -> int:
     """How many MPTCP connections announced addresses, and of which classes, over the logs of LOG_DIR.
 
-    Damaged log files are reported on stderr, the records before the damage counted, and the exit
-    status is then 1.
+    What cannot be read (a damaged record, one of the wrong shape, an entry that is not a log file)
+    is skipped and named on stderr, the rest counted, and the exit status is then 1.
     """
     from collector.commands.report import BadTime, report_logs, report_time
 

@@ -8,6 +8,7 @@ TCX_NEXT so that whatever the others decide still holds.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -35,54 +36,56 @@ class TcxLink:
     """Our program first in one interface's tcx ingress chain, for as long as `fd` is open."""
 
     ifname: str
+    ifindex: int
     fd: int
 
     def detach(self) -> None:
         # No privilege needed, so this works after --user's drop as well.
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def gone(self) -> None:
+        """The interface is gone, and the kernel has detached the link: the fd is still ours to close."""
+        self.detach()
 
 
-def find_devices(interfaces: tuple[str, ...], netns: str | None) -> list[clsact.Device]:
-    """The interfaces, checked before the program is loaded: a typo fails at once."""
-    devices = [clsact.find_device(ifname, netns) for ifname in interfaces]
-    for device in devices:
-        has_ethernet_header(device.ifname, device.link_type)
-    return devices
+def prepare(ifname: str, ifindex: int, netns: str | None, mode: str, say: Callable[[str], None]) -> None:
+    """At start, before anything is attached: in clsact, warns of what would hide packets from us; in
+    tcx, removes the clsact filter a crashed clsact run left (it would see packets twice, and stay).
 
-
-def attach_all(program: CaptureProgram, devices: list[clsact.Device], netns: str | None, mode: str,
-               say: Callable[[str], None], attached: list) -> None:
-    """Attaches on every device by `mode` (tcx or clsact), appending each attachment to `attached`
-    as it is made: the caller detaches them, those made before a failure included."""
-    fds = [program.fd_for(has_ethernet_header(d.ifname, d.link_type)) for d in devices]
+    Every netlink exchange comes before the first tcx link: pyroute2 forks a helper for a namespace,
+    and a child that inherited a link fd would keep the link alive past our own exit."""
     if mode == "clsact":
-        for device, fd in zip(devices, fds):
-            _warn_what_hides(device, netns, say)
-            attachment = clsact.attach(fd, device.ifname, netns)
-            attached.append(attachment)
-            if attachment.replaced_stale:
-                say(f"{device.ifname}: replaced the filter a previous run left behind")
-        return
-    # Every netlink exchange first: pyroute2 forks a helper for a namespace, and a child that
-    # inherited a link fd would keep the link alive past our own exit.
-    for device in devices:
-        if clsact.remove_stale(device.ifname, netns):
-            say(f"{device.ifname}: removed the clsact filter a previous run left behind")
-    for device, fd in zip(devices, fds):
-        try:
-            attached.append(TcxLink(device.ifname, tcx.link(fd, device.ifindex, netns)))
-        except OSError as exc:
-            raise CollectorError(f"{device.ifname}: cannot link at tcx ingress ({exc.strerror}); "
-                                 "try --attach clsact") from None
+        _warn_what_hides(ifname, ifindex, netns, say)
+    elif clsact.remove_stale(ifname, netns):
+        say(f"{ifname}: removed the clsact filter a previous run left behind")
 
 
-def _warn_what_hides(device: clsact.Device, netns: str | None, say: Callable[[str], None]) -> None:
+def attach(program: CaptureProgram, ifname: str, ifindex: int, link_type: int, netns: str | None, mode: str,
+           say: Callable[[str], None]) -> clsact.Attachment | TcxLink:
+    """Our program, the entry point that fits the device's link layer, on `ifname`'s ingress by `mode`."""
+    fd = program.fd_for(has_ethernet_header(ifname, link_type))
+    if mode == "clsact":
+        attachment = clsact.attach(fd, ifname, netns)
+        if attachment.replaced_stale:
+            say(f"{ifname}: replaced the filter a previous run left behind")
+        return attachment
+    try:
+        return TcxLink(ifname, ifindex, tcx.link(fd, ifindex, netns))
+    except OSError as exc:
+        # EPERM: after --user (no CAP_NET_ADMIN left), where clsact would be refused as well.
+        hint = "" if exc.errno == errno.EPERM else "; try --attach clsact"
+        raise CollectorError(f"{ifname}: cannot link at tcx ingress ({exc.strerror}){hint}") from None
+
+
+def _warn_what_hides(ifname: str, ifindex: int, netns: str | None, say: Callable[[str], None]) -> None:
     if tcx.available():
-        for prog_id in tcx.ingress_programs(device.ifindex, netns):
-            say(f"warning: {device.ifname}: tcx program {tcx.program_name(prog_id)!r} (id {prog_id}) runs before "
+        for prog_id in tcx.ingress_programs(ifindex, netns):
+            say(f"warning: {ifname}: tcx program {tcx.program_name(prog_id)!r} (id {prog_id}) runs before "
                 "every clsact filter, and the packets it passes or drops never reach ours: use --attach tcx "
                 "(Linux >= 6.6), which links ours first")
-    for prio, name in clsact.filters_in_front(device.ifname, netns):
-        say(f"warning: {device.ifname}: direct-action filter {name!r} at prio {prio} runs before ours (prio "
+    for prio, name in clsact.filters_in_front(ifname, netns):
+        say(f"warning: {ifname}: direct-action filter {name!r} at prio {prio} runs before ours (prio "
             f"{clsact.PRIO}), and the packets it passes or drops never reach ours: move it after prio "
             f"{clsact.PRIO}, or use --attach tcx (Linux >= 6.6)")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import mmap
+import os
 import socket
 import sys
 import threading
@@ -14,11 +16,12 @@ from . import __version__
 from .anonymize import Anonymizer
 from .errors import CollectorError
 from .event import OptionEvent
-from .hook import attach_all, choose, find_devices
+from .hook import choose
+from .interfaces import WatchedInterfaces
 from .logfile import LogWriter
 from .metrics import MetricsServer
 from .privileges import check_user, drop_to, missing_capabilities
-from .program import CaptureProgram
+from .program import CaptureProgram, locked_bytes
 from .records import Recorder
 from .session import Session
 from .signals import on_signals
@@ -30,12 +33,38 @@ PERF_PAGES = 4096
 # 256 MiB of locked memory per CPU: beyond that the kernel refuses the mapping or the host runs short,
 # and no burst the collector can drain needs more.
 MAX_PERF_PAGES = 65536
+# And over all CPUs at most this share of RAM: locked pages are never swapped out, and a host with
+# many CPUs would otherwise lock gigabytes.
+MAX_RAM_SHARE = 4
 METRICS_INTERVAL = 1.0
+# How soon a deleted interface or namespace is noticed: one ioctl per interface, and a stat.
+INTERFACE_CHECK_INTERVAL = 0.5
 # How long an event may take from its kernel timestamp to its perf buffer: a longer delay (a vCPU
 # descheduled) could let a later event from another CPU be processed first.
 REORDER_WINDOW_NS = 100_000_000
 # A sample wakes the reader only once this many are waiting; the poll timeout bounds the delay.
 WAKEUP_EVENTS = 64
+
+
+def perf_pages_problem(pages: int, cpus: int | None = None, ram: int | None = None) -> str | None:
+    """Why `run --perf-pages` cannot be `pages`, or None. `cpus` (online) and `ram` (bytes): this host's."""
+    cpus = cpus or os.cpu_count()
+    ram = ram or os.sysconf("SC_PHYS_PAGES") * mmap.PAGESIZE
+    if pages & (pages - 1) or pages > MAX_PERF_PAGES:
+        return (f"{pages} is not a power of two up to {MAX_PERF_PAGES} "
+                f"({MAX_PERF_PAGES * mmap.PAGESIZE >> 20} MiB per CPU)")
+    locked = pages * mmap.PAGESIZE * cpus
+    if locked > ram // MAX_RAM_SHARE:
+        return (f"{pages} pages on each of {cpus} CPUs lock {locked >> 20} MiB, more than a quarter of "
+                f"this host's {ram >> 20} MiB of RAM: choose at most {_largest_pages(ram // MAX_RAM_SHARE, cpus)}")
+    return None
+
+
+def _largest_pages(budget: int, cpus: int) -> int:
+    pages = 1
+    while pages * 2 * mmap.PAGESIZE * cpus <= budget and pages * 2 <= MAX_PERF_PAGES:
+        pages *= 2
+    return pages
 
 
 @dataclass
@@ -66,7 +95,7 @@ class KernelClock:
         return (event.ktime_ns + self._offset_ns) / 1e9
 
 
-def _open_log(options: RunOptions, attach: str) -> LogWriter:
+def _open_log(options: RunOptions, anonymizer: Anonymizer | None, attach: str) -> LogWriter:
     header = {
         "host": socket.gethostname(),
         "interfaces": list(options.interfaces),
@@ -74,6 +103,7 @@ def _open_log(options: RunOptions, attach: str) -> LogWriter:
         "collector_version": __version__,
         "started": time.time(),
         "source": "live",
+        "anonymization": anonymizer and anonymizer.scheme,
         "attach": attach,
     }
     try:
@@ -84,33 +114,45 @@ def _open_log(options: RunOptions, attach: str) -> LogWriter:
 
 def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO = sys.stderr,
         ready: threading.Event | None = None) -> Session:
-    """Collects until `stop` is set or SIGINT/SIGTERM arrives; returns the finished session.
+    """Collects until `stop` is set, SIGINT/SIGTERM arrives or the namespace is deleted (then
+    `session.ended` says so); returns the finished session.
 
-    `ready` is set once the filters are attached, for callers that start traffic then.
+    Privileges, namespace and interfaces are checked, and the interfaces locked, before the log dir
+    or any file is made. `ready` is set once the filters are attached, for callers that start
+    traffic then.
     """
     missing = missing_capabilities(netns=options.netns is not None, drop=options.user is not None)
     if missing:
         raise CollectorError(f"addaddr run needs root, or {', '.join(missing)}: try sudo")
     if options.user is not None:
         check_user(options.user)  # now, not after seconds of compiling and attaching
-    stop = stop or threading.Event()
+    watched = WatchedInterfaces(options.interfaces, options.netns, status, choose(options.attach))
+    try:
+        return _run_watching(watched, options, stop or threading.Event(), status, ready)
+    finally:
+        watched.close()
+
+
+def _run_watching(watched: WatchedInterfaces, options: RunOptions, stop: threading.Event, status: TextIO,
+                  ready: threading.Event | None) -> Session:
     anonymizer = Anonymizer.from_key_file(options.anonymize_key) if options.anonymize_key else None
-    mode = choose(options.attach)
-    devices = find_devices(options.interfaces, options.netns)
-    writer = _open_log(options, mode)
+    writer = _open_log(options, anonymizer, watched.mode)
+    if writer.repaired is not None:
+        print(f"addaddr: {writer.repaired.describe()}", file=status)
     clock = KernelClock()
     session = Session(writer, Recorder(), clock.wall, anonymizer)
     metrics = None
-    attachments: list = []
     program = None
     try:
         program = CaptureProgram()
         # Before attaching: samples written before the buffer is open vanish uncounted.
         program.open_events(session.on_kernel_event, session.on_lost, pages=options.perf_pages,
                             wakeup_events=WAKEUP_EVENTS)
-        attach_all(program, devices, options.netns, mode,
-                   lambda line: print(f"addaddr: {line}", file=status), attachments)
-        metrics, publish = _serve_metrics(session, program, options.metrics) if options.metrics else (None, None)
+        watched.attach_all(program)
+        print(f"addaddr: kernel program relies on {program.features}; perf buffers lock "
+              f"{locked_bytes(options.perf_pages) >> 20} MiB", file=status)
+        metrics, publish = _serve_metrics(session, program, watched, options.metrics) \
+            if options.metrics else (None, None)
         if options.user is not None:
             # Everything that needs privilege is open: the fds stay valid, the capabilities go.
             drop_to(options.user, options.log_dir)
@@ -122,25 +164,13 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
             print(f"addaddr: metrics at http://{'[' + host + ']' if ':' in host else host}:{port}/metrics",
                   file=status)
         print(f"addaddr: collecting on {', '.join(options.interfaces)}"
-              f"{' in ' + options.netns if options.netns else ''} ({mode}) into {options.log_dir}", file=status)
-        _collect(program, session, clock, options, stop, status, publish)
+              f"{' in ' + options.netns if options.netns else ''} ({watched.mode}) into {options.log_dir}",
+              file=status)
+        _collect(program, session, clock, watched, options, stop, status, publish)
     finally:
         if metrics is not None:
             metrics.stop()
-        left = []
-        for attachment in attachments:
-            try:
-                attachment.detach()
-            except PermissionError:
-                left.append(attachment.ifname)
-            except (CollectorError, OSError) as exc:
-                # Whatever stands in the way of the detach, the drain and the final records below
-                # still happen: they are what "SIGTERM loses nothing" rests on.
-                print(f"addaddr: {attachment.ifname}: could not remove the filter ({exc})", file=status)
-        if left:
-            # After --user there is no CAP_NET_ADMIN to remove a filter: the next run replaces it,
-            # and scripts/addaddr.service removes it as root once we exit.
-            print(f"addaddr: the filter stays on {', '.join(left)} (no privilege left to remove it)", file=status)
+        watched.detach_all()
         if program is not None:
             # Detached: nothing new arrives, so one drain empties the buffers.
             program.drain()
@@ -168,20 +198,21 @@ class _Published:
         return self.figures
 
 
-def _serve_metrics(session: Session, program: CaptureProgram, listen: tuple[str, int]):
+def _serve_metrics(session: Session, program: CaptureProgram, watched: WatchedInterfaces,
+                   listen: tuple[str, int]):
     """The metrics server, and the call that refreshes what it serves."""
-    published = _Published(session.metrics(program.counters()))
+    published = _Published(session.metrics(program.counters(), watched.changes))
     server = MetricsServer(published, *listen)
     server.start()
 
     def publish() -> None:
-        published.figures = session.metrics(program.counters())
+        published.figures = session.metrics(program.counters(), watched.changes)
 
     return server, publish
 
 
-def _collect(program, session, clock, options, stop, status, publish) -> None:
-    next_stats = next_status = next_metrics = time.monotonic()
+def _collect(program, session, clock, watched, options, stop, status, publish) -> None:
+    next_stats = next_status = next_metrics = next_check = time.monotonic()
     next_stats += options.stats_interval
     next_status += options.status_interval
     while not stop.is_set() and session.write_error is None:
@@ -191,6 +222,13 @@ def _collect(program, session, clock, options, stop, status, publish) -> None:
         program.drain()
         session.process(cutoff)
         now = time.monotonic()
+        if now >= next_check:
+            if watched.netns_deleted():
+                session.ended = f"network namespace {options.netns!r} was deleted"
+                print(f"addaddr: {session.ended}: stopping", file=status, flush=True)
+                return
+            session.write(watched.check(program))
+            next_check = now + INTERFACE_CHECK_INTERVAL
         if now >= next_stats:
             session.write(session.recorder.expire(time.time()))
             session.write([session.stats_record(program.counters())])

@@ -1,96 +1,53 @@
-"""Append-only msgpack log files: writer with rotation and crash repair, reader, follower.
+"""Append-only log files: the writer (rotation, crash repair), the readers of finished and growing logs.
 
-A log directory holds files named ``addaddr-YYYYMMDDTHHMMSS.ffffffZ.msgpack``
-(UTC of creation), so name order is time order. Each file is a plain sequence
-of msgpack maps; the first is a header ``{"kind": "header", "format": 1, ...}``.
-Nothing else frames the records: a file is valid up to its first byte sequence
-that does not decode to a map, and everything after that point is damage
-(normally one record cut short by a crash).
+Names and safe opening are in collector/log_dir.py, the bytes of a file (format 2: every record
+framed with a length and a CRC) in collector/log_format.py, what repair may change in
+collector/log_repair.py, the shape of each record in collector/record_schema.py. Readers skip what
+is damaged or of the wrong shape, report it through a DamageHandler, and read on.
 """
 
 from __future__ import annotations
 
 import bisect
 import os
-import re
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import msgpack
 
-FORMAT = 1
+from collector.log_dir import NAME_FORMAT, NotALog, expand, log_files, open_to_read, writer_stamp, written_files
+from collector.log_format import FORMAT, DamageHandler, FileCursor, frame
+from collector.log_repair import Repair, repair_newest
+
+__all__ = ["FORMAT", "DamageHandler", "LogDamageWarning", "LogWriter", "Repair", "expand", "follow", "log_files",
+           "read_records", "warn_damage"]
+
 FILE_MODE = 0o640
 DIR_MODE = 0o750
-READ_SIZE = 1 << 20
-
-_NAME_FORMAT = "addaddr-%Y%m%dT%H%M%S.%fZ.msgpack"
-_NAME_RE = re.compile(r"addaddr-\d{8}T\d{6}\.\d{6}Z\.msgpack")
 _TICK = timedelta(microseconds=1)
-
-# (path, offset of the first byte not read as a record, reason)
-DamageHandler = Callable[[Path, int, str], None]
+# Names taken by someone else's entries (O_EXCL says so) are skipped, a microsecond at a time.
+_NAME_TRIES = 1000
+_RESERVED = frozenset({"kind", "format", "file_started", "repairs"})
 
 
 class LogDamageWarning(UserWarning):
-    """A log file ends in bytes that are not a complete record."""
+    """Something in a log could not be read as a record and was skipped."""
 
 
 def warn_damage(path: Path, offset: int, reason: str) -> None:
     """Default damage handler: a LogDamageWarning (filterable, catchable in tests)."""
-    warnings.warn(f"{path}: {reason} at byte {offset}; rest of file skipped",
-                  LogDamageWarning)
-
-
-def log_files(log_dir: str | os.PathLike) -> list[Path]:
-    """The log files of a directory, oldest first."""
-    return sorted(Path(log_dir, name) for name in os.listdir(log_dir) if _NAME_RE.fullmatch(name))
-
-
-@dataclass(frozen=True)
-class Repair:
-    """What crash repair cut from a file: it now ends at `offset` (0: file removed)."""
-
-    path: Path
-    offset: int
-    cut: int
-    reason: str
-
-
-def repair_newest(log_dir: str | os.PathLike) -> Repair | None:
-    """Cut the newest log file after its last complete record; None if it was intact.
-
-    Only the newest file can have been open for writing when a writer died. A file
-    left without a single record is removed, so every file starts with a header.
-    """
-    files = log_files(log_dir)
-    if not files:
-        return None
-    path = files[-1]
-    reasons = []
-    with _Cursor(path, lambda _path, _offset, reason: reasons.append(reason)) as cursor:
-        for _ in cursor.records():
-            pass
-        cursor.finish()
-    size = path.stat().st_size
-    if size and cursor.good == size:
-        return None
-    if cursor.good == 0:
-        path.unlink()
-    else:
-        with open(path, "r+b") as f:
-            f.truncate(cursor.good)
-            os.fsync(f.fileno())
-    return Repair(path, cursor.good, size - cursor.good, reasons[0] if reasons else "empty file")
+    warnings.warn(f"{path}: byte {offset}: {reason}", LogDamageWarning)
 
 
 class LogWriter:
-    """Appends records to rotating log files in `log_dir`.
+    """Appends records to rotating log files in `log_dir`, each a new file it creates.
 
+    Before the first file, the newest file already there is repaired (collector/log_repair.py): what
+    was found is in `repaired`, for the caller to report, and in the first file's header (`repairs`).
     Each record is written to the file as it comes, so a crash of the process
     loses none already handed over; the file is fsynced every `sync_records`
     records or `sync_interval` seconds (checked on write; call flush() from a
@@ -105,7 +62,7 @@ class LogWriter:
                  max_bytes: int = 64 * 2**20, max_age: float = 3600.0,
                  sync_records: int = 1000, sync_interval: float = 1.0,
                  clock: Callable[[], float] = time.time):
-        reserved = header.keys() & {"kind", "format", "file_started"}
+        reserved = header.keys() & _RESERVED
         if reserved:
             raise ValueError(f"header keys reserved by the log format: {sorted(reserved)}")
         self.log_dir = Path(log_dir)
@@ -132,7 +89,7 @@ class LogWriter:
             os.chmod(self.log_dir, DIR_MODE)  # mkdir's mode is filtered by the umask
         except FileExistsError:
             pass
-        self.repaired = repair_newest(self.log_dir)
+        self.repaired: Repair | None = repair_newest(self.log_dir, clock())
         self._open(clock())
 
     def write(self, record: dict) -> None:
@@ -141,7 +98,7 @@ class LogWriter:
                 raise ValueError("write to a closed LogWriter")
             now = self._clock()
             try:
-                data = self._packer.pack(record)
+                data = frame(self._packer.pack(record))
                 if (self._fd is None or self._size + len(self._buf) >= self.max_bytes
                         or now - self._started >= self.max_age):
                     self._close_file()
@@ -177,18 +134,27 @@ class LogWriter:
 
     def _open(self, now: float) -> None:
         stamp = datetime.fromtimestamp(now, timezone.utc)
-        files = log_files(self.log_dir)
+        files = written_files(self.log_dir, now)
         if files:
             # Same-microsecond rotations and clock steps back must still sort last.
-            newest = datetime.strptime(files[-1].name, _NAME_FORMAT).replace(tzinfo=timezone.utc)
-            stamp = max(stamp, newest + _TICK)
-        path = self.log_dir / stamp.strftime(_NAME_FORMAT)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC,
-                     FILE_MODE)
+            stamp = max(stamp, files[-1][1] + _TICK)
+        fd = path = None
+        for _ in range(_NAME_TRIES):
+            path = self.log_dir / stamp.strftime(NAME_FORMAT)
+            try:
+                # O_EXCL|O_NOFOLLOW: only a file this call creates, never one planted under that name.
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_APPEND | os.O_CLOEXEC,
+                             FILE_MODE)
+                break
+            except FileExistsError:
+                stamp += _TICK
+        if fd is None:
+            raise FileExistsError(f"{self.log_dir}: the next {_NAME_TRIES} log file names are all taken")
         try:
             os.fchmod(fd, FILE_MODE)  # os.open's mode is filtered by the umask
-            header = self._packer.pack(
-                {"kind": "header", "format": FORMAT, **self._header, "file_started": now})
+            repairs = {"repairs": [self.repaired.as_record()]} if self.repaired and self.path is None else {}
+            header = frame(self._packer.pack(
+                {"kind": "header", "format": FORMAT, **self._header, "file_started": now, **repairs}))
             _write_all(fd, header)
             os.fsync(fd)
             _fsync_dir(self.log_dir)
@@ -270,82 +236,30 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class _Cursor:
-    """Incremental reader of one log file: yields complete valid records only.
-
-    Each call to records() resumes after the last complete record, so the same
-    cursor serves a finished file and one still being written.
-    """
-
-    def __init__(self, path: str | os.PathLike, on_damage: DamageHandler):
-        self.path = Path(path)
-        self._file = open(self.path, "rb", buffering=0)
-        self.inode = os.fstat(self._file.fileno()).st_ino
-        self._on_damage = on_damage
-        self.good = 0  # file offset after the last valid record
-        self._damaged = False
-
-    def records(self) -> Iterator[dict]:
-        """Yield the records completed since the last call."""
-        if self._damaged:
-            return
-        # Bytes of an incomplete record are read again next time rather than kept
-        # in the Unpacker: a writer whose write failed cuts them back and may
-        # write another record in their place.
-        base = self.good
-        self._file.seek(base)
-        unpacker = msgpack.Unpacker(raw=False)
-        try:
-            while chunk := self._file.read(READ_SIZE):
-                unpacker.feed(chunk)
-                for record in unpacker:
-                    if type(record) is not dict:
-                        self._damage(f"not a record ({type(record).__name__})")
-                        return
-                    self.good = base + unpacker.tell()
-                    yield record
-        except (ValueError, msgpack.UnpackException) as e:
-            self._damage(f"undecodable ({e})")
-
-    def finish(self) -> None:
-        """Report bytes left after the last complete record; call once no more will come."""
-        if not self._damaged and os.fstat(self._file.fileno()).st_size > self.good:
-            self._damage("truncated record")
-
-    def _damage(self, reason: str) -> None:
-        self._damaged = True
-        self._on_damage(self.path, self.good, reason)
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> _Cursor:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+def open_cursor(path: Path, on_damage: DamageHandler) -> FileCursor | None:
+    """A cursor on the log file `path`, or None when it is not one to read (reported to on_damage)."""
+    try:
+        return FileCursor(path, open_to_read(path), on_damage)
+    except NotALog as why:
+        on_damage(path, 0, f"{why}: skipped")
+        return None
 
 
 def read_records(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
                  on_damage: DamageHandler | None = None) -> Iterator[dict]:
-    """Yield the records of log directories and/or files, in the order given.
+    """Yield the valid records of log directories and/or files, in the order given.
 
-    A directory is read file by file, oldest first. A file's damaged tail is
-    skipped and reported once through on_damage(path, offset, reason); by default
-    as a LogDamageWarning (the CLI passes a handler printing to stderr).
+    A directory is read file by file, oldest first; a directory or file given twice is read once.
+    What is skipped (damaged bytes, a record of the wrong shape, an entry that is no regular file, a
+    file of an unknown format) is reported through on_damage(path, offset, reason), once each; by
+    default as a LogDamageWarning (the commands print a line on stderr).
     """
     on_damage = on_damage or warn_damage
     for file in expand(paths):
-        with _Cursor(file, on_damage) as cursor:
-            yield from cursor.records()
-            cursor.finish()
-
-
-def expand(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """The log files of directories and/or files, in the order given, each directory's oldest first."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    return [file for path in paths for file in (log_files(path) if os.path.isdir(path) else [Path(path)])]
+        cursor = open_cursor(file, on_damage)
+        if cursor is not None:
+            with cursor:
+                yield from cursor.records(final=True)
 
 
 def follow(log_dir: str | os.PathLike, *, poll_interval: float = 0.2,
@@ -357,6 +271,7 @@ def follow(log_dir: str | os.PathLike, *, poll_interval: float = 0.2,
     Rotation is followed: a file is read to its end before moving to the next one
     by name, which a writer creates only after closing the previous one. Ends when
     `stop` (an Event or a callable) is set; waits for the directory if it is missing.
+    Names no writer of this host makes (collector/log_dir.py, written_files) are not followed.
     """
     log_dir = Path(log_dir)
     on_damage = on_damage or warn_damage
@@ -367,40 +282,43 @@ def follow(log_dir: str | os.PathLike, *, poll_interval: float = 0.2,
     else:
         stopped, wait = stop, time.sleep
 
-    files: list[Path] = []
-    while not files:
+    present: list[Path] = []
+    while not present:
         if stopped():
             return
-        files = log_files(log_dir) if log_dir.is_dir() else []
-        if not files:
+        present = [path for path, _ in written_files(log_dir)] if log_dir.is_dir() else []
+        if not present:
             from_start = True  # every file that appears from now on is new
             wait(poll_interval)
-    cursor = _Cursor(files[0] if from_start else files[-1], on_damage)
+    path = present[0] if from_start else present[-1]
+    cursor = open_cursor(path, on_damage)
     try:
-        if not from_start:
+        if not from_start and cursor is not None:
             for _ in cursor.records():
                 pass
         while True:
-            yield from cursor.records()
+            if cursor is not None:
+                yield from cursor.records()
             if stopped():
                 return
-            if _replaced(cursor):
-                target = cursor.path
+            if cursor is not None and _replaced(cursor):
+                target = path
             else:
-                target = next((p for p in log_files(log_dir) if p.name > cursor.path.name), None)
+                target = next((p for p in log_files(log_dir) if p.name > path.name and writer_stamp(p)), None)
             if target is None:
                 wait(poll_interval)
                 continue
-            yield from cursor.records()  # bytes written before the switch
-            cursor.finish()
-            cursor.close()
-            cursor = _Cursor(target, on_damage)
+            if cursor is not None:
+                yield from cursor.records(final=True)  # bytes written before the switch
+                cursor.close()
+            path, cursor = target, open_cursor(target, on_damage)
     finally:
-        cursor.close()
+        if cursor is not None:
+            cursor.close()
 
 
-def _replaced(cursor: _Cursor) -> bool:
+def _replaced(cursor: FileCursor) -> bool:
     try:
-        return os.stat(cursor.path).st_ino != cursor.inode
+        return os.stat(cursor.path, follow_symlinks=False).st_ino != cursor.inode
     except FileNotFoundError:
         return False

@@ -1,5 +1,7 @@
-"""`run --metrics ADDR:PORT`: the collector's figures at /metrics, in the Prometheus text exposition
-format (version 0.0.4), served over HTTP by a daemon thread.
+"""`run --metrics ADDR:PORT`: the collector's figures at /metrics for Prometheus, through
+prometheus_client: a custom collector turns the figures into metric families at each scrape, and the
+library's WSGI app negotiates the format (Prometheus text, or OpenMetrics when the scraper asks) and
+gzip. A daemon thread serves it.
 
 The figures come from a callable the collector hands over, called once per scrape from a server
 thread. It returns a dict of this shape, every value an int:
@@ -8,13 +10,16 @@ thread. It returns a dict of this shape, every value an int:
         "kernel": {"packets": 9, ..., "subtype_3": 2, ...},  # CaptureProgram.counters()
         "tracker": {"connections_tracked": 1, ...},           # Recorder.counters()
         "events": 12,                                         # events read from the perf buffer
-        "lost": 0,                                            # perf-buffer samples lost
+        "lost": 0,                                            # events lost: max(perf lost, event_errors)
         "unwritten": 0,                                       # records that could not be written
         "announcements": {("ipv4", "private"): 3, ...},       # non-echo add_addr records by (family, class)
+        "interface_changes": {"gone": 1, "back": 1},          # watched interfaces that went and came back
     }
 
 It runs outside the collector's thread, so it must hand back dicts that the collector does not change
-afterwards: copies (dict(d) copies a dict in one step under the GIL) or figures taken at a tick.
+afterwards: copies (dict(d) copies a dict in one step under the GIL) or figures taken at a tick. So
+the collector pays nothing per event for its metrics: the library's own Counter objects, updated per
+event under a lock, are not used.
 Counter names are those of docs/records.md; one this module has no text for is still exposed, with
 a generic HELP line, so a counter added to the kernel program or the tracker shows up at once.
 """
@@ -26,18 +31,20 @@ import re
 import socket
 import socketserver
 import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from collections.abc import Callable, Iterator
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from collector.errors import CollectorError
 
 PATH = "/metrics"
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PREFIX = "addaddr_"
 
 Figures = dict
-Sample = tuple[dict[str, str], int]
 
 _LISTEN = re.compile(r"(?:\[([^\]]+)\]|([^:\[\]]+)):(\d{1,5})", re.ASCII)
 
@@ -70,52 +77,88 @@ _TRACKER_HELP = {
 }
 
 
-# --- the exposition text -------------------------------------------------------------------------
+# --- the metric families -------------------------------------------------------------------------
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _family(lines: list[str], name: str, kind: str, help_text: str, samples: list[Sample]) -> None:
-    """One metric family: HELP and TYPE, then its samples, all together as the format requires."""
-    name = PREFIX + name
-    lines.append(f"# HELP {name} {help_text}")
-    lines.append(f"# TYPE {name} {kind}")
-    for labels, value in samples:
-        label_text = ",".join(f'{key}="{_escape(text)}"' for key, text in labels.items())
-        lines.append(f"{name}{{{label_text}}} {value}" if labels else f"{name} {value}")
-
-
-def render(figures: Figures) -> str:
-    """The exposition text of one figures dict (shape in the module docstring)."""
-    lines: list[str] = []
-    subtypes: list[Sample] = []
+def families(figures: Figures) -> Iterator[Metric]:
+    """The metric families of one figures dict (shape in the module docstring). Counters are named
+    without `_total`: the library adds it to their samples."""
+    subtypes = CounterMetricFamily(PREFIX + "kernel_mptcp_options", "MPTCP options seen, by subtype.",
+                                   labels=("subtype", "name"))
     for counter, value in figures["kernel"].items():
         subtype = _SUBTYPE.fullmatch(counter)
         if subtype is not None:
             number = subtype.group(1)
-            subtypes.append(({"subtype": number, "name": _SUBTYPE_NAMES[int(number)]}, value))
+            subtypes.add_metric((number, _SUBTYPE_NAMES[int(number)]), value)
         else:
             help_text = _KERNEL_HELP.get(counter, f"Kernel program counter {counter} (bpf/event.h).")
-            _family(lines, f"kernel_{counter}_total", "counter", help_text, [({}, value)])
-    _family(lines, "kernel_mptcp_options_total", "counter", "MPTCP options seen, by subtype.", subtypes)
+            yield CounterMetricFamily(f"{PREFIX}kernel_{counter}", help_text, value)
+    yield subtypes
     for counter, value in figures["tracker"].items():
         help_text = _TRACKER_HELP.get(counter, f"Connection state counter {counter}.")
-        if counter.endswith(_TRACKED):
-            _family(lines, counter, "gauge", help_text, [({}, value)])
-        else:
-            _family(lines, f"{counter}_total", "counter", help_text, [({}, value)])
-    _family(lines, "events_total", "counter", "Events read from the perf buffer.", [({}, figures["events"])])
-    _family(lines, "lost_events_total", "counter", "Perf-buffer samples lost because the collector fell behind.",
-            [({}, figures["lost"])])
-    _family(lines, "unwritten_records_total", "counter", "Records that could not be written to the log.",
-            [({}, figures["unwritten"])])
-    _family(lines, "announcements_total", "counter",
-            "ADD_ADDR announcements (echoes excluded) by family and class of the announced address.",
-            [({"family": family, "class": address_class}, value)
-             for (family, address_class), value in sorted(figures["announcements"].items())])
-    return "\n".join(lines) + "\n"
+        kind = GaugeMetricFamily if counter.endswith(_TRACKED) else CounterMetricFamily
+        yield kind(PREFIX + counter, help_text, value)
+    yield CounterMetricFamily(PREFIX + "events", "Events read from the perf buffer.", figures["events"])
+    yield CounterMetricFamily(PREFIX + "lost_events",
+                              "Events lost because the collector fell behind: the larger of the perf buffer's lost "
+                              "count and the kernel program's event_errors (each sees the same loss).", figures["lost"])
+    yield CounterMetricFamily(PREFIX + "unwritten_records", "Records that could not be written to the log.",
+                              figures["unwritten"])
+    announcements = CounterMetricFamily(
+        PREFIX + "announcements",
+        "ADD_ADDR announcements (echoes excluded) by family and class of the announced address.",
+        labels=("family", "class"))
+    for (family, address_class), value in sorted(figures["announcements"].items()):
+        announcements.add_metric((family, address_class), value)
+    yield announcements
+    changes = CounterMetricFamily(
+        PREFIX + "interface_changes",
+        "Watched interfaces that disappeared (state gone) and came back, watched again (state back).",
+        labels=("state",))
+    for state in ("gone", "back"):
+        changes.add_metric((state,), figures["interface_changes"].get(state, 0))
+    yield changes
+
+
+class _Figures(Collector):
+    """A registry's only collector: the figures of the moment, read once per scrape."""
+
+    def __init__(self, figures: Callable[[], Figures]) -> None:
+        self._figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        return families(self._figures())
+
+
+def app(figures: Callable[[], Figures]) -> Callable:
+    """The WSGI app: the library's exposition at PATH, for GET and HEAD; 404 elsewhere."""
+    # Not described at registration (that would call figures() once more), so registered as a collector
+    # "without names": the library's name[] filter then still asks it.
+    registry = CollectorRegistry(support_collectors_without_names=True)
+    registry.register(_Figures(figures))
+    library = make_wsgi_app(registry)
+
+    def serve(environ: dict, start_response: Callable) -> list[bytes]:
+        if environ["PATH_INFO"] != PATH:
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [] if environ["REQUEST_METHOD"] == "HEAD" else [f"the metrics are at {PATH}\n".encode()]
+        if environ["REQUEST_METHOD"] == "HEAD":
+            return _head(library, environ, start_response)
+        return library(environ, start_response)
+
+    return serve
+
+
+def _head(library: Callable, environ: dict, start_response: Callable) -> list[bytes]:
+    """The library answers HEAD with 405: its GET's status and headers instead, without the body."""
+    got = {}
+
+    def keep(status: str, headers: list, exc_info=None) -> None:
+        got.update(status=status, headers=headers)
+
+    body = b"".join(library({**environ, "REQUEST_METHOD": "GET"}, keep))
+    start_response(got["status"], [*got["headers"], ("Content-Length", str(len(body)))])
+    return []
 
 
 # --- where to listen -----------------------------------------------------------------------------
@@ -158,47 +201,36 @@ def _resolve(host: str, port: int) -> list[tuple]:
 # --- the server ----------------------------------------------------------------------------------
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        if urlsplit(self.path).path != PATH:
-            self.send_error(404, f"the metrics are at {PATH}")
-            return
-        body = render(self.server.figures()).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", CONTENT_TYPE)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
+class _Handler(WSGIRequestHandler):
     def log_message(self, format: str, *args) -> None:
         pass  # a line per scrape would bury the collector's status lines on stderr
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a stuck scraper must not hold up the collector's exit
 
-    def __init__(self, sockaddr: tuple, family: int, figures: Callable[[], Figures]) -> None:
+    def __init__(self, sockaddr: tuple, family: int, application: Callable) -> None:
         self.address_family = family  # read by TCPServer.__init__ when it makes the socket
-        self.figures = figures
         super().__init__(sockaddr, _Handler)
+        self.set_app(application)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind also looks up the host's FQDN, a DNS query that can hang where DNS
-        # is unreachable; the handler does not use it.
+        # is unreachable: the WSGI environment gets the address instead.
         socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+        self.setup_environ()
 
 
 class MetricsServer:
-    """Serves render(figures()) at http://host:port/metrics from a daemon thread, between start() and
-    stop(); also a context manager. Port 0 takes a free port: `address` says which."""
+    """Serves the metrics of figures() at http://host:port/metrics from a daemon thread, between
+    start() and stop(); also a context manager. Port 0 takes a free port: `address` says which."""
 
     # stop() waits up to this long for the serving loop to notice.
     POLL_SECONDS = 0.1
 
     def __init__(self, figures: Callable[[], Figures], host: str, port: int) -> None:
-        self._figures = figures
+        self._app = app(figures)
         self._host = host
         self._port = port
         self._server: _Server | None = None
@@ -214,7 +246,7 @@ class MetricsServer:
         # A name may resolve to several addresses (localhost: 127.0.0.1 and ::1): the first that binds.
         for family, _, _, _, sockaddr in _resolve(self._host, self._port):
             try:
-                self._server = _Server(sockaddr, family, self._figures)
+                self._server = _Server(sockaddr, family, self._app)
                 break
             except OSError as exc:
                 error = exc

@@ -18,7 +18,7 @@ import resource
 from pathlib import Path
 
 from .errors import CollectorError
-from .logfile import log_files
+from .log_dir import NotALog, log_files, open_ours
 
 # linux/capability.h, for the capabilities named in this module and in scripts/addaddr.service.
 CAP_NUMBERS = {
@@ -135,9 +135,17 @@ def drop_to(user: str, log_dir: str) -> None:
 
 def _hand_over(log_dir: Path, uid: int, gid: int) -> None:
     # The files first: once the dir is the user's, root without CAP_DAC_OVERRIDE cannot list it.
-    # follow_symlinks=False: a symlink planted there must not hand over what it points to.
+    # Through a checked descriptor: a symbolic or hard link planted there must not hand over the
+    # file it leads to (/etc/shadow, say), nor anything not the collector's.
     for path in log_files(log_dir):
-        os.chown(path, uid, gid, follow_symlinks=False)
+        try:
+            fd = open_ours(path, log_dir)
+        except NotALog:
+            continue  # not the collector's: left as it is, and readers skip what is no log file
+        try:
+            os.fchown(fd, uid, gid)
+        finally:
+            os.close(fd)
     os.chown(log_dir, uid, gid)
 
 

@@ -1,67 +1,106 @@
-"""The kernel program: compiled by bcc at load time from bpf/, its counters and its event stream."""
+"""The kernel program: the object built ahead from bpf/ (scripts/build-bpf), its counters and its
+event stream.
+
+Loaded through libbpf (collector/libbpf.py): no compiler and no kernel headers at run time. With
+ADDADDR_COMPILE=1, bcc compiles bpf/ at load time instead, for whoever edits bpf/ and has not rebuilt
+the object; everything after the load is the same code for both.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import mmap
+import os
 from pathlib import Path
 from typing import Callable
 
 from .errors import CollectorError
+from .event import MptcpEvent
+from .libbpf import PROG_TYPE_SCHED_CLS, BpfObject, Features, PerfBuffer, helpers_called, percpu_values
 
-BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
+# Package data: the sources and the object (a link to the checkout's bpf/, copied into wheels).
+BPF_DIR = Path(__file__).resolve().parent / "bpf"
 SOURCE = BPF_DIR / "addaddr.c"
+OBJECT = BPF_DIR / "addaddr.bpf.o"
 FUNCTION = "addaddr_ingress"
 # The same code for devices whose packets start at the IP header (tun, WireGuard, ip tunnels).
 RAW_IP_FUNCTION = "addaddr_raw_ip"
+FUNCTIONS = (FUNCTION, RAW_IP_FUNCTION)
+COMPILE_ENV = "ADDADDR_COMPILE"
 # Per CPU, a power of two: 256 pages (1 MiB) absorb bursts of ~10,000 events between polls.
 DEFAULT_PAGES = 256
+MPTCP_SUBTYPES = 16
 
 
-def _bcc():
-    try:
-        import bcc
-    except ImportError as exc:
-        raise CollectorError(
-            f"bcc is not importable ({exc}): run scripts/setup, or install Debian's python3-bpfcc"
-        ) from None
-    return bcc
+class CaptureCounters(ctypes.Structure):
+    """struct capture_counters of bpf/event.h (tests/test_prebuilt.py checks they agree)."""
+
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "packets", "not_tcp", "fragments", "unparsed", "tcp", "mptcp", "malformed_options", "events",
+        "event_errors")] + [("subtypes", ctypes.c_uint64 * MPTCP_SUBTYPES)]
+
+
+def compile_requested() -> bool:
+    return os.environ.get(COMPILE_ENV, "") not in ("", "0")
 
 
 class CaptureProgram:
-    """Compiles and loads the SCHED_CLS program; owns its maps for the life of the object."""
+    """Loads the SCHED_CLS program; owns its maps and perf buffer for the life of the object.
 
-    def __init__(self) -> None:
-        bcc = _bcc()
+    `compile` (default: ADDADDR_COMPILE set) builds bpf/ with bcc instead of loading the object.
+    """
+
+    def __init__(self, compile: bool | None = None) -> None:
+        self._object = self._bcc = None
+        self._perf: PerfBuffer | None = None
+        if compile_requested() if compile is None else compile:
+            self._compile()
+        else:
+            if not OBJECT.is_file():
+                raise CollectorError(f"the kernel program {OBJECT} is missing: reinstall addaddr, or in a "
+                                     "checkout run scripts/build-bpf")
+            self._object = BpfObject(str(OBJECT), FUNCTIONS)
+            self._fds = self._object.program_fds
+            self.features: Features = self._object.features
+            self._counters_fd = self._object.map_fd("counters")
+            self._events_fd = self._object.map_fd("events")
+
+    def _compile(self) -> None:
+        try:
+            import bcc  # the development path only: bcc brings LLVM and wants kernel headers
+        except ImportError as exc:
+            raise CollectorError(f"{COMPILE_ENV} is set but bcc is not importable ({exc}): run scripts/setup, "
+                                 "or unset it to load the built object") from None
         try:
             # bcc resolves a relative src_file against the running script: the path is absolute.
-            self.bpf = bcc.BPF(src_file=str(SOURCE), cflags=[f"-I{BPF_DIR}"])
-            self.function = self.bpf.load_func(FUNCTION, bcc.BPF.SCHED_CLS)
+            self._bcc = bcc.BPF(src_file=str(SOURCE), cflags=[f"-I{BPF_DIR}"])
+            self._fds = {name: self._bcc.load_func(name, bcc.BPF.SCHED_CLS).fd for name in FUNCTIONS}
         except Exception as exc:  # bcc raises bare Exception for compile and verifier failures
             raise CollectorError(
-                f"cannot load the kernel program ({exc}); are /lib/modules/$(uname -r)/build "
-                "headers present (scripts/setup links them) and are you root?"
+                f"bcc cannot compile or load {SOURCE} ({exc}); are /lib/modules/$(uname -r)/build headers "
+                "present (scripts/setup links them) and are you root?"
             ) from None
-        self.fd: int = self.function.fd
-        self._raw_ip_fd: int | None = None
-        self._counters = self.bpf["counters"]
-        self._events = self.bpf["events"]
+        counters, events = self._bcc["counters"], self._bcc["events"]
+        self._counters_fd, self._events_fd = counters.map_fd, events.map_fd
+        map_types = sorted(bcc.lib.bpf_table_type_id(self._bcc.module, t.map_id) for t in (counters, events))
+        self.features = Features(PROG_TYPE_SCHED_CLS, map_types,
+                                 helpers_called(b"".join(self._bcc.dump_func(name) for name in FUNCTIONS)))
+
+    @property
+    def fd(self) -> int:
+        """The program for devices with an Ethernet header."""
+        return self._fds[FUNCTION]
 
     def fd_for(self, ethernet: bool) -> int:
         """The program for a device with an Ethernet header, or for one whose packets start at the IP
-        header; the second is verified only when first asked for. Both feed the same maps."""
-        if ethernet:
-            return self.fd
-        if self._raw_ip_fd is None:
-            try:
-                self._raw_ip_fd = self.bpf.load_func(RAW_IP_FUNCTION, self.bpf.SCHED_CLS).fd
-            except Exception as exc:  # bcc's bare Exception for a verifier refusal
-                raise CollectorError(f"cannot load the kernel program for raw-IP devices ({exc})") from None
-        return self._raw_ip_fd
+        header (loaded together from one object: both feed the same maps)."""
+        return self._fds[FUNCTION if ethernet else RAW_IP_FUNCTION]
 
     def counters(self) -> dict[str, int]:
         """The per-CPU counters summed; subtypes keyed `subtype_N`."""
         total: dict[str, int] = {}
-        for per_cpu in self._counters.getvalue(self._counters.Key(0)):
-            for name, _ in per_cpu._fields_:
+        for per_cpu in percpu_values(self._counters_fd, 0, CaptureCounters):
+            for name, _ in CaptureCounters._fields_:
                 value = getattr(per_cpu, name)
                 if name == "subtypes":
                     for subtype, n in enumerate(value):
@@ -73,33 +112,41 @@ class CaptureProgram:
 
     def open_events(
         self,
-        on_event: Callable[[object], None],
+        on_event: Callable[[MptcpEvent], None],
         on_lost: Callable[[int], None],
         pages: int = DEFAULT_PAGES,
         wakeup_events: int = 1,
     ) -> None:
-        """Route each perf-buffer sample, as bcc's ctypes struct, to on_event; lost counts to on_lost.
+        """Route each perf-buffer sample, as an MptcpEvent over the sample's memory (valid only during
+        the call), to on_event; lost counts to on_lost.
 
         Events the kernel writes before this call are dropped uncounted by the kernel: open before
         attaching.
         """
-        events = self._events
+        at = MptcpEvent.from_address
 
-        def deliver(_cpu, data, _size):
-            on_event(events.event(data))
+        def sample(address: int) -> None:
+            on_event(at(address))
 
-        events.open_perf_buffer(deliver, page_cnt=pages, lost_cb=on_lost, wakeup_events=wakeup_events)
+        self._perf = PerfBuffer(self._events_fd, pages, wakeup_events, sample, on_lost)
 
     def poll(self, timeout_ms: int) -> None:
-        self.bpf.perf_buffer_poll(timeout=timeout_ms)
+        self._perf.poll(timeout_ms)
 
     def drain(self) -> None:
         """Read whatever the buffers hold without waiting."""
-        self.bpf.perf_buffer_consume()
+        self._perf.consume()
 
     def close(self) -> None:
-        # Closed here, while the map is open: bcc would otherwise close them in __del__, after
-        # cleanup() closed the map, and print a KeyError at exit.
-        for cpu in list(self._events._open_key_fds):
-            del self._events[cpu]
-        self.bpf.cleanup()
+        if self._perf is not None:
+            self._perf.close()
+            self._perf = None
+        if self._object is not None:
+            self._object.close()
+        if self._bcc is not None:
+            self._bcc.cleanup()
+
+
+def locked_bytes(pages: int) -> int:
+    """The memory a perf buffer of `pages` per CPU locks: a ring plus its header page on each online CPU."""
+    return (pages + 1) * mmap.PAGESIZE * os.sysconf("SC_NPROCESSORS_ONLN")

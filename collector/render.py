@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from collector.record_schema import TIME_MAX, TIME_MIN
+
 # Record fields that hold MPTCP tokens: shown as 8 hex digits, as `ip mptcp monitor` prints them.
 TOKEN_FIELDS = frozenset({"connection", "token"})
 TIME_FIELDS = frozenset({"time", "started", "file_started"})
@@ -22,16 +24,20 @@ def _json_value(key: str, value):
         return value.hex()
     if key in TOKEN_FIELDS and isinstance(value, int):
         return token_text(value)
-    if key in TIME_FIELDS and isinstance(value, (int, float)):
+    if key in TIME_FIELDS and type(value) in (int, float) and TIME_MIN <= value < TIME_MAX:
         return iso_time(value)
     if isinstance(value, dict):
-        return {k: _json_value(k, v) for k, v in value.items()}
-    return value
+        # JSON keys are strings: a map of a newer record kind may have bytes keys.
+        return {(k.hex() if isinstance(k, bytes) else k): _json_value(k, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_value(key, v) for v in value]
+    # msgpack extension types (a newer record's field): shown, not a crash of `tail --json`.
+    return value if value is None or isinstance(value, (str, int, float)) else str(value)
 
 
 def as_json(record: dict) -> dict:
     """JSON-ready: times ISO 8601 UTC, tokens hex, bytes hex; everything else as logged."""
-    return {key: _json_value(key, value) for key, value in record.items()}
+    return _json_value("", record)
 
 
 def _endpoint(address: str, port: int) -> str:

@@ -12,14 +12,14 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, TextIO
 
 from . import __version__
 from .anonymize import Anonymizer
-from .capture import CaptureError, read_capture
+from .capture import Capture, CaptureError
 from .errors import CollectorError
 from .logfile import LogWriter
-from .program import CaptureProgram
+from .program import CaptureProgram, locked_bytes
 from .records import Recorder
 from .session import Session
 from .testrun import MIN_FRAME, TestRunner
@@ -34,48 +34,66 @@ NO_WAKEUPS = 1 << 30
 # 4 KiB pages) and refuses a longer one with EINVAL. The program reads only headers, so a longer frame
 # (a TSO super-segment captured on its sender) runs cut to this, as a snap length would have cut it.
 MAX_TEST_FRAME = 2048
+# Packet times (UTC epoch seconds) replayed: from 1970 to 2200. if_tsoffset 2**62 or a huge time with
+# if_tsresol 0 lies far outside, and no capture was taken there.
+SANE_TIMES = (0.0, 7258118400.0)
 
 
 @dataclass
 class ReplayResult:
     packets: int = 0
     refused: int = 0  # frames the kernel will not test-run (shorter than their own headers)
+    bad_time: int = 0  # packets whose timestamp is outside SANE_TIMES: not replayed
     errors: list[CaptureError] = field(default_factory=list)  # captures cut short or unreadable
     session: Session | None = field(default=None, repr=False)
 
 
 def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None] | None = None,
-           anonymize_key: str | None = None) -> ReplayResult:
+           anonymize_key: str | None = None, status: TextIO | None = None) -> ReplayResult:
     """Replays `captures` in order into new logs in `log_dir`; `on_progress(bytes)` as they are read,
-    counting bytes over all the captures.
+    counting bytes over all the captures; the kernel features used, once loaded, to `status`.
 
-    A capture that cannot be read to its end keeps what was read from it; its error is in
-    `.errors` and the next capture is replayed all the same.
+    Every capture is opened and checked, and the program loaded, before anything is made: a capture
+    that cannot be opened or is not one raises CaptureError. A capture that cannot be read to its
+    end keeps what was read from it; its error is in `.errors` and the next capture is replayed
+    all the same.
     """
-    anonymizer = Anonymizer.from_key_file(anonymize_key) if anonymize_key else None
-    header = {"host": socket.gethostname(), "interfaces": list(captures), "netns": None,
-              "collector_version": __version__, "started": time.time(), "source": "replay"}
+    opened = _open_all(captures)  # first: a capture that is not one is refused at once
+    program = None
     try:
-        writer = LogWriter(log_dir, header)
-    except OSError as exc:
-        raise CollectorError(f"log dir {log_dir}: {exc.strerror}; choose one with --log-dir") from None
+        program = CaptureProgram()
+        anonymizer = Anonymizer.from_key_file(anonymize_key) if anonymize_key else None
+        header = {"host": socket.gethostname(), "interfaces": list(captures), "netns": None,
+                  "collector_version": __version__, "started": time.time(), "source": "replay",
+                  "anonymization": anonymizer and anonymizer.scheme}
+        try:
+            writer = LogWriter(log_dir, header)
+        except OSError as exc:
+            raise CollectorError(f"log dir {log_dir}: {exc.strerror}; choose one with --log-dir") from None
+    except BaseException:
+        _close_all(opened)
+        if program is not None:
+            program.close()
+        raise
     packet_times: dict[int, float] = {}
     session = Session(writer, Recorder(), lambda event: packet_times[event.mark], anonymizer)
     result = ReplayResult(session=session)
     try:
-        program = CaptureProgram()
-    except BaseException:
-        writer.close()
-        raise
-    try:
         program.open_events(session.on_kernel_event, session.on_lost, pages=REPLAY_PAGES, wakeup_events=NO_WAKEUPS)
         runner = TestRunner(program.fd)
+        if status is not None:
+            print(f"addaddr: kernel program relies on {program.features} and BPF_PROG_TEST_RUN; "
+                  f"perf buffers lock {locked_bytes(REPLAY_PAGES) >> 20} MiB", file=status)
         last_time = 0.0
         done_bytes = 0
-        for capture in captures:
+        for capture in opened:
             progress = None if on_progress is None else lambda n, base=done_bytes: on_progress(base + n)
             try:
-                for packet in read_capture(capture, progress):
+                for packet in capture.packets(progress):
+                    if not SANE_TIMES[0] <= packet.time < SANE_TIMES[1]:
+                        # Written, such a time would make every reader of the logs stumble.
+                        result.bad_time += 1
+                        continue
                     mark = result.packets
                     packet_times[mark] = last_time = packet.time
                     result.packets += 1
@@ -86,12 +104,12 @@ def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None]
             except CaptureError as exc:
                 result.errors.append(exc)
             except OSError as exc:
-                result.errors.append(CaptureError(f"{capture}: {exc.strerror}"))
-            done_bytes += _size(capture)
+                result.errors.append(CaptureError(f"{capture.path}: {exc.strerror}"))
+            done_bytes += _size(capture.path)
         _settle(program, session, packet_times)
         session.write(session.recorder.close(last_time))
         stats = session.stats_record(program.counters())
-        stats["replay"] = {"packets": result.packets, "refused": result.refused}
+        stats["replay"] = {"packets": result.packets, "refused": result.refused, "bad_time": result.bad_time}
         session.write([stats])
     finally:
         program.close()
@@ -100,6 +118,25 @@ def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None]
         raise CollectorError(f"log write failed ({session.write_error.strerror}); "
                              f"{session.unwritten} records not written")
     return result
+
+
+def _open_all(captures: list[str]) -> list[Capture]:
+    opened = []
+    try:
+        for path in captures:
+            try:
+                opened.append(Capture(path))
+            except OSError as exc:
+                raise CaptureError(f"{path}: {exc.strerror}") from None
+    except BaseException:
+        _close_all(opened)
+        raise
+    return opened
+
+
+def _close_all(opened: list[Capture]) -> None:
+    for capture in opened:
+        capture.close()
 
 
 def _size(path: str) -> int:

@@ -300,7 +300,7 @@ def report(paths: str | os.PathLike | Iterable[str | os.PathLike], *, since: flo
     files = expand(paths)
     total = Report(since, until)
     workers = min(os.cpu_count() or 1, len(files))
-    if workers < 2 or sum(f.stat().st_size for f in files) < PARALLEL_BYTES:
+    if workers < 2 or sum(map(_size, files)) < PARALLEL_BYTES:
         total.consume(read_records(files, on_damage=on_damage))
         return total.figures()
     with multiprocessing.get_context("fork").Pool(workers) as pool:
@@ -309,6 +309,14 @@ def report(paths: str | os.PathLike | Iterable[str | os.PathLike], *, since: flo
             for where in damage:
                 (on_damage or warn_damage)(*where)
     return total.figures()
+
+
+def _size(path: Path) -> int:
+    # Without following links: the reader opens none, and a dangling one must not stop the report.
+    try:
+        return path.lstat().st_size
+    except OSError:
+        return 0
 
 
 def _read_file(path: Path, *, since: float | None, until: float | None) -> tuple[Report, list[tuple]]:

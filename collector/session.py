@@ -35,8 +35,11 @@ class Session:
         self._anonymize = anonymizer.anonymize_record if anonymizer else None
         self.events = 0
         self.announced: Counter[tuple[str, str]] = Counter()  # client and server, by (family, class)
-        self.lost_samples = 0
+        self.perf_lost = 0  # what the perf buffer reported lost
+        self.kernel_lost = 0  # the program's event_errors: outputs that failed, at the last stats
+        self._lost_logged = 0  # the sum of the `lost` records written
         self.unwritten = 0
+        self.ended: str | None = None  # why a run stopped by itself (its namespace deleted)
         self.write_error: OSError | None = None
         self._pending: list[OptionEvent] = []
 
@@ -59,8 +62,26 @@ class Session:
 
     def on_lost(self, count: int) -> None:
         """The perf buffer overflowed: `count` samples never reached us. Logged, never silent."""
-        self.lost_samples += count
-        self.write([{"kind": "lost", "time": time.time(), "count": count}])
+        self.perf_lost += count
+        self._log_lost()
+
+    @property
+    def lost_samples(self) -> int:
+        """Events lost, counted once.
+
+        One sample dropped for a full buffer is counted twice by the kernel: perf's lost count
+        (reported late, with the next sample that fits) and the program's event_errors (the output
+        call failed, counted at once; it also counts outputs that found no buffer open). Their sum
+        would count it twice; their maximum counts every loss either one saw.
+        """
+        return max(self.perf_lost, self.kernel_lost)
+
+    def _log_lost(self) -> None:
+        # `lost` records add up to lost_samples: a reader sums them (report, tail) and gets the same.
+        count = self.lost_samples - self._lost_logged
+        if count > 0:
+            self._lost_logged += count
+            self.write([{"kind": "lost", "time": time.time(), "count": count}])
 
     def write(self, records: list[dict]) -> None:
         if self.write_error is not None:
@@ -87,13 +108,17 @@ class Session:
             "kernel": kernel,
             "tracker": self.recorder.counters(),
             "events": self.events,
-            "lost": self.lost_samples,
+            "lost": max(self.perf_lost, kernel["event_errors"]),
             "unwritten": self.unwritten,
         }
 
     def stats_record(self, kernel: dict[str, int]) -> dict:
+        """The `stats` record, after a `lost` record for the kernel's losses perf has not reported."""
+        self.kernel_lost = kernel["event_errors"]
+        self._log_lost()
         return {"kind": "stats", "time": time.time(), **self._totals(kernel), "announcements": self.announcements}
 
-    def metrics(self, kernel: dict[str, int]) -> dict:
+    def metrics(self, kernel: dict[str, int], interface_changes: Counter[str]) -> dict:
         """The figures collector.metrics serves."""
-        return {**self._totals(kernel), "announcements": dict(self.announced)}
+        return {**self._totals(kernel), "announcements": dict(self.announced),
+                "interface_changes": dict(interface_changes)}

@@ -1,6 +1,6 @@
 """Frames through the loaded kernel program with BPF_PROG_TEST_RUN: the replay path and the tests.
 
-bcc 0.26 has no wrapper, so libbpf's bpf_prog_test_run_opts is called through ctypes. SCHED_CLS test
+libbpf's bpf_prog_test_run_opts, through ctypes (collector/libbpf.py). SCHED_CLS test
 runs take the frame from its Ethernet header on, as TC ingress sees it; perf_submit inside a test
 run reaches the program's perf buffer like live traffic.
 """
@@ -8,10 +8,14 @@ run reaches the program's perf buffer like live traffic.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import errno
 import os
 
 from .errors import CollectorError
+from .libbpf import library
+
+# The kernel's own errno for an operation a program type does not support (include/linux/errno.h).
+ENOTSUPP = 524
 
 
 class _TestRunOpts(ctypes.Structure):
@@ -46,12 +50,7 @@ MIN_FRAME = 14
 
 
 def _libbpf():
-    name = ctypes.util.find_library("bpf") or "libbpf.so.1"
-    try:
-        lib = ctypes.CDLL(name, use_errno=True)
-        run = lib.bpf_prog_test_run_opts
-    except (OSError, AttributeError) as exc:
-        raise CollectorError(f"libbpf with bpf_prog_test_run_opts is missing ({exc}): apt-get install libbpf1") from None
+    run = library().bpf_prog_test_run_opts
     run.argtypes = [ctypes.c_int, ctypes.POINTER(_TestRunOpts)]
     run.restype = ctypes.c_int
     return run
@@ -85,6 +84,9 @@ class TestRunner:
         opts.data_size_out = 0
         if self._run(self._fd, self._opts_ref) != 0:
             err = ctypes.get_errno()
+            if err in (ENOTSUPP, errno.EOPNOTSUPP):
+                raise CollectorError(f"kernel {os.uname().release} lacks BPF_PROG_TEST_RUN for SCHED_CLS "
+                                     "programs, which addaddr replay needs (Linux 5.10 or later has it)")
             raise OSError(err, f"BPF_PROG_TEST_RUN failed: {os.strerror(err)}")
         return opts.retval - (1 << 32) if opts.retval >= 1 << 31 else opts.retval
 

@@ -60,13 +60,9 @@ class LoadedProgram:
 
 @pytest.fixture(scope="session")
 def loaded_program():
-    # Skipped rather than failed: these are the only tests that need root and bcc.
+    # Skipped rather than failed: these are the only tests that need root.
     if os.geteuid() != 0:
         pytest.skip("loading the kernel program and BPF_PROG_TEST_RUN need root")
-    try:
-        import bcc  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"bcc is not importable ({exc}): run scripts/setup --test")
     loaded = LoadedProgram()
     yield loaded
     loaded.program.close()

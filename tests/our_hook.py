@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 import subprocess
 
+from pyroute2 import IPRoute
+
 from collector import tcx
-from collector.attach import FILTER_NAME, find_device
+from collector.attach import FILTER_NAME
 from collector.program import FUNCTION, RAW_IP_FUNCTION
 
 
@@ -17,10 +19,14 @@ def clsact_filters(netns: str, ifname: str) -> int:
     return len(re.findall(rf"handle 0xadd {FILTER_NAME}\b", shown))
 
 
+def ifindex(netns: str, ifname: str) -> int:
+    with IPRoute(netns=netns) as ipr:
+        return ipr.link_lookup(ifname=ifname)[0]
+
+
 def tcx_programs(netns: str, ifname: str) -> list[str]:
     """The names of the programs in the interface's tcx ingress chain, in the order they run."""
-    index = find_device(ifname, netns).ifindex
-    return [tcx.program_name(i) for i in tcx.ingress_programs(index, netns)]
+    return [tcx.program_name(i) for i in tcx.ingress_programs(ifindex(netns, ifname), netns)]
 
 
 def ours_attached(netns: str, ifname: str) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "scripts" / "bench"
-BENCHMARKS = {"kernel", "overhead", "pipeline", "replay", "report", "memory"}
+BENCHMARKS = {"kernel", "overhead", "pipeline", "replay", "report", "memory", "logs", "anonymize", "startup"}
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (BPF programs, network namespaces)"),

@@ -5,6 +5,7 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -501,15 +502,96 @@ def test_pipe(tmp_path):
     assert packets == list(read_capture(write(tmp_path, data)))
 
 
+@pytest.mark.parametrize("make", [pcap_of, pcapng_of], ids=["pcap", "pcapng"])
+def test_a_slowly_fed_pipe_yields_packets_before_it_ends(make):
+    """A FIFO was read whole before the first packet: `tcpdump -w - | addaddr replay -` got nothing."""
+    data, offsets = (lambda w: (w.getvalue(), w.packet_offsets))(make(3))
+    read_end, write_end = os.pipe()
+    os.write(write_end, data[:offsets[2]])  # two packets, and the writer still there
+    try:
+        got = []
+        reader = threading.Thread(target=lambda: got.extend(p for _, p in zip(range(2), read_capture(
+            f"/dev/fd/{read_end}"))))
+        reader.start()
+        reader.join(timeout=10)
+        assert not reader.is_alive(), "got no packet before the end of the stream"
+        assert [p.index for p in got] == [0, 1]
+    finally:
+        os.close(write_end)
+        os.close(read_end)
+
+
+def test_zeros_from_a_device_end_at_once():
+    with pytest.raises(CaptureError, match="/dev/zero is not a pcap or pcapng file"):
+        read_capture("/dev/zero")
+
+
+STREAM_MIB = 256
+READER = """
+import re
+from collector.capture import read_capture
+count = sum(1 for _ in read_capture("-"))
+# VmHWM, not ru_maxrss: that one outlives execve, and would be the parent's peak.
+print(count, int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) >> 10)
+"""
+
+
+def test_a_long_stream_is_read_in_bounded_memory():
+    """256 MiB of 1 MiB packets through a pipe: the reader holds a record or two, not the stream."""
+    writer = PcapWriter()
+    header = writer.getvalue()
+    reader = subprocess.Popen([sys.executable, "-c", READER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=False)
+    reader.stdin.write(header)
+    record = PcapWriter()
+    record.packet(T0, bytes(1 << 20))
+    one = record.getvalue()[len(header):]
+    for _ in range(STREAM_MIB):
+        reader.stdin.write(one)
+    reader.stdin.close()
+    count, max_rss_mib = map(int, reader.stdout.read().split())
+    assert reader.wait(timeout=60) == 0
+    assert count == STREAM_MIB, f"got {count} packets; want {STREAM_MIB}"
+    assert max_rss_mib < 64, f"got a peak RSS of {max_rss_mib} MiB for a {STREAM_MIB} MiB stream"
+
+
 # --- fuzz: any bytes give packets or a CaptureError -----------------------------------------------
 
-def read_all(path: Path) -> list[Packet]:
+def outcome(path: str | Path) -> tuple[list[Packet], str | None]:
+    """The packets read, and the error after them without the path it starts with."""
     packets = []
     try:
         for packet in read_capture(path):
             packets.append(packet)
     except CaptureError as error:
         assert str(error).startswith(str(path))
+        return packets, str(error)[len(str(path)):]
+    return packets, None
+
+
+def piped(data: bytes) -> tuple[list[Packet], str | None]:
+    """outcome() of the bytes read from a pipe, as `tcpdump -w - | addaddr replay -` gives them."""
+    read_end, write_end = os.pipe()
+
+    def feed():
+        with open(write_end, "wb") as pipe:
+            try:
+                pipe.write(data)
+            except BrokenPipeError:
+                pass  # the reader stopped at damage before the end
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        return outcome(f"/dev/fd/{read_end}")
+    finally:
+        os.close(read_end)
+        feeder.join()
+
+
+def read_all(path: Path) -> list[Packet]:
+    packets, error = outcome(path)
+    assert piped(path.read_bytes()) == (packets, error), "got another reading through a pipe"
     for index, packet in enumerate(packets):
         assert packet.index == index
         assert isinstance(packet.time, float) and isinstance(packet.frame, bytes)

@@ -64,3 +64,12 @@ def test_terminated_demo_leaves_nothing():
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
     assert set(our_namespaces()) == before, "got testbed namespaces left after SIGTERM"
+
+
+def test_demo_without_root_makes_no_log_dir(tmp_path):
+    tmp_path.chmod(0o777)  # nobody could make it, were the check not first
+    logs = tmp_path / "logs"
+    result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ADDAADDR, "demo",
+                             "--keep-logs", str(logs)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "needs root" in result.stderr, f"got {result.returncode}: {result.stderr}"
+    assert not logs.exists(), "got a log dir made before the check"

@@ -31,7 +31,7 @@ ADD_ADDR = bytes.fromhex("1e 08 31 07 c0000207")
 @pytest.fixture(scope="module")
 def fuzzer(loaded_program):
     """A Fuzzer on a program of its own: it reads the perf buffer by mark, a whole batch at a time.
-    `loaded_program` brings its skips (root, bcc)."""
+    `loaded_program` brings its skip (root)."""
     program = CaptureProgram()
     yield fuzzing.Fuzzer(program)
     program.close()

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from foreign_tcx import NAME as FOREIGN, ForeignProgram
-from our_hook import clsact_filters, ours_attached, tcx_programs
+from our_hook import clsact_filters, ifindex, ours_attached, tcx_programs
 from pyroute2 import IPRoute
 
 from collector import tcx
-from collector.attach import ETH_P_ALL, INGRESS, find_device
+from collector.attach import ETH_P_ALL, INGRESS
 from collector.cli import ATTACH_MODES
 from collector.hook import MODES
 from collector.live import BackgroundRun, RunOptions
@@ -49,7 +49,7 @@ def foreign_on(bed: Testbed, hook: str):
     link = None
     try:
         if hook == "tcx":
-            link = tcx.link(program.fd, find_device(ifname, bed.server).ifindex, bed.server, first=False)
+            link = tcx.link(program.fd, ifindex(bed.server, ifname), bed.server, first=False)
         else:
             with IPRoute(netns=bed.server) as ipr:
                 index = ipr.link_lookup(ifname=ifname)[0]

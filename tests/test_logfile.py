@@ -7,11 +7,14 @@ import subprocess
 import tempfile
 import threading
 import time
+from datetime import timedelta
 
 import msgpack
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from collector.log_dir import NAME_FORMAT, stamp_of
+from collector.log_format import frame
 from collector.logfile import (LogDamageWarning, LogWriter, Repair, follow, log_files,
                                read_records)
 
@@ -19,9 +22,15 @@ HEADER = {"host": "test-host", "interfaces": ["eth0", "eth1"], "version": "0.1.0
 
 
 def rec(seq):
-    return {"kind": "add_addr", "seq": seq, "ts": 1700000000.25 + seq, "addr": "2001:db8::1",
+    """A record of a kind readers do not know: only its `kind` and `time` are checked."""
+    return {"kind": "test", "seq": seq, "time": 1700000000.25 + seq, "addr": "2001:db8::1",
             "port": 443, "echo": seq % 2 == 0, "v4": None, "raw": bytes([seq % 256]) * 20,
             "path": ["eth0", seq], "tcp": {"sport": 51234, "dport": 443, "note": "x" * 40}}
+
+
+def framed(record):
+    """The bytes of one record as the writer puts it in a file."""
+    return frame(msgpack.packb(record, use_bin_type=True))
 
 
 def collect_damage():
@@ -72,7 +81,7 @@ def test_round_trip_and_modes(tmp_path, umask):
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     records, damage = read_all(log_dir)
     assert damage == []
-    assert records[0] == {"kind": "header", "format": 1, **HEADER,
+    assert records[0] == {"kind": "header", "format": 2, **HEADER,
                           "file_started": records[0]["file_started"]}
     assert records[1:] == [rec(i) for i in range(500)]
 
@@ -88,7 +97,7 @@ values = st.recursive(
 @settings(max_examples=50, deadline=None)
 @given(st.dictionaries(st.text(max_size=8), values, max_size=6))
 def test_round_trip_any_values(fields):
-    record = {**fields, "kind": "stats"}
+    record = {**fields, "kind": "test", "time": 1.0}
     with tempfile.TemporaryDirectory() as log_dir:
         with LogWriter(log_dir, HEADER) as w:
             w.write(record)
@@ -103,7 +112,7 @@ def test_rotation_by_size(tmp_path):
             w.write(rec(i))
     files = log_files(tmp_path)
     assert len(files) > 20
-    record_size = len(msgpack.packb(rec(999)))
+    record_size = len(framed(rec(999)))
     for path in files[:-1]:
         assert 4000 <= path.stat().st_size < 4000 + record_size
     records, damage = read_all(tmp_path)
@@ -183,7 +192,7 @@ def test_unpackable_record_is_dropped(tmp_path):
     with LogWriter(tmp_path, HEADER) as w:
         w.write(rec(0))
         with pytest.raises(TypeError):
-            w.write({"kind": "stats", "when": object()})
+            w.write({"kind": "test", "time": 1.0, "when": object()})
         w.write(rec(1))
     assert (w.written, w.dropped) == (2, 1)
     assert seqs(read_all(tmp_path)[0]) == [0, 1]
@@ -206,46 +215,49 @@ def write_sample(log_dir):
 def test_truncated_last_record_at_every_offset(tmp_path):
     path, records = write_sample(tmp_path / "orig")
     data = path.read_bytes()
-    start = len(data) - len(msgpack.packb(records[-1], use_bin_type=True))
+    start = len(data) - len(framed(records[-1]))
     for cut in range(start + 1, len(data)):
         log_dir = tmp_path / f"cut{cut}"
         log_dir.mkdir()
         damaged = log_dir / path.name
         damaged.write_bytes(data[:cut])
 
-        assert read_all(log_dir) == (records[:-1], [(damaged, start, "truncated record")])
+        assert read_all(log_dir) == (records[:-1], [(damaged, start, "record cut short at the end of the file "
+                                                                      f"({cut - start} bytes)")])
 
         with LogWriter(log_dir, HEADER) as w:
             pass
-        assert w.repaired == Repair(damaged, start, cut - start, "truncated record")
+        assert (w.repaired.path, w.repaired.offset, w.repaired.cut) == (damaged, start, cut - start)
         assert damaged.stat().st_size == start
         after, damage = read_all(log_dir)
         assert damage == []
         assert after[:-1] == records[:-1] and after[-1]["kind"] == "header"
+        assert after[-1]["repairs"] == [w.repaired.as_record()]
 
 
 def test_damage_warns_by_default(tmp_path):
     path, records = write_sample(tmp_path)
     with open(path, "ab") as f:
         f.write(b"\x00")
-    with pytest.warns(LogDamageWarning, match="not a record"):
+    with pytest.warns(LogDamageWarning, match="damaged"):
         assert list(read_records(tmp_path)) == records
 
 
 def test_partial_header_file_is_removed_by_repair(tmp_path):
     path, records = write_sample(tmp_path)
-    partial = tmp_path / "addaddr-29990101T000000.000000Z.msgpack"
+    partial = tmp_path / (stamp_of(path) + timedelta(seconds=1)).strftime(NAME_FORMAT)
     partial.write_bytes(path.read_bytes()[:10])
     with LogWriter(tmp_path, HEADER) as w:
         pass
-    assert w.repaired == Repair(partial, 0, 10, "truncated record")
+    assert (w.repaired.path, w.repaired.offset, w.repaired.cut) == (partial, 0, 10)
     assert not partial.exists()
     assert read_all(tmp_path)[1] == []
 
 
 @pytest.mark.parametrize("garbage", [bytes(100), random.Random(7).randbytes(300)],
                          ids=["zeros", "random"])
-def test_garbage_tail(tmp_path, garbage):
+def test_garbage_tail_is_left_in_place(tmp_path, garbage):
+    """Bytes that are no beginning of a record are damage, not a torn write: repair keeps them."""
     path, records = write_sample(tmp_path)
     good_size = path.stat().st_size
     with open(path, "ab") as f:
@@ -255,25 +267,30 @@ def test_garbage_tail(tmp_path, garbage):
     assert len(damage) == 1 and damage[0][:2] == (path, good_size)
     with LogWriter(tmp_path, HEADER) as w:
         pass
-    assert (w.repaired.offset, w.repaired.cut) == (good_size, len(garbage))
-    assert read_all(path) == (records, [])
+    assert (w.repaired.offset, w.repaired.cut) == (good_size, 0)
+    assert "left as it is" in w.repaired.reason
+    assert path.stat().st_size == good_size + len(garbage)
+    assert read_all(path) == (records, damage)
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.binary(min_size=1, max_size=200))
-def test_any_garbage_tail_is_cut_where_reading_stops(garbage):
+def test_repair_cuts_only_an_incomplete_record(garbage):
     with tempfile.TemporaryDirectory() as tmp:
         path, records = write_sample(tmp)
+        good = path.read_bytes()
         with open(path, "ab") as f:
             f.write(garbage)
-        # Garbage can happen to decode as maps: those read as records.
         before, damage = read_all(path)
-        assert before[:len(records)] == records
-        assert len(damage) <= 1
+        assert before == records
+        assert len(damage) == 1
         with LogWriter(tmp, HEADER) as w:
             pass
-        assert (w.repaired is None) == (damage == [])
-        assert read_all(path) == (before, [])
+        after = path.read_bytes()
+        torn = damage[0][2].startswith("record cut short")
+        assert after == (good if torn else good + garbage)
+        assert w.repaired.cut == (len(garbage) if torn else 0)
+        assert read_all(path) == (records, [] if torn else damage)
 
 
 def start_follower(log_dir, **kwargs):
@@ -338,8 +355,8 @@ def test_follow_under_rotation(tmp_path):
 
 def test_follow_finishes_old_file_when_rotation_races_its_end(tmp_path):
     path, records = write_sample(tmp_path)
-    newer = tmp_path / "addaddr-29990101T000000.000000Z.msgpack"
-    new_header = {"kind": "header", "format": 1}
+    newer = tmp_path / (stamp_of(path) + timedelta(seconds=1)).strftime(NAME_FORMAT)
+    new_header = {"kind": "header", "format": 2, "file_started": 1.0}
     seen = []
     deadline = time.monotonic() + 10
 
@@ -348,8 +365,8 @@ def test_follow_finishes_old_file_when_rotation_races_its_end(tmp_path):
         # the next one: the worst moment for a last write and a rotation.
         if len(seen) == len(records) and not newer.exists():
             with open(path, "ab") as f:
-                f.write(msgpack.packb(rec(3)))
-            newer.write_bytes(msgpack.packb(new_header) + msgpack.packb(rec(4)))
+                f.write(framed(rec(3)))
+            newer.write_bytes(framed(new_header) + framed(rec(4)))
         return len(seen) == len(records) + 3 or time.monotonic() > deadline
 
     damage, on_damage = collect_damage()
@@ -364,7 +381,7 @@ def test_follow_record_written_in_two_halves(tmp_path):
     out, damage, stop = start_follower(tmp_path)
     try:
         assert take(out, 4) == records and quiet(out)
-        data = msgpack.packb(rec(3))
+        data = framed(rec(3))
         with open(path, "ab", buffering=0) as f:
             f.write(data[:len(data) // 2])
             assert quiet(out)
@@ -383,11 +400,11 @@ def test_follow_rereads_after_writer_cuts_partial_record(tmp_path):
         size = path.stat().st_size
         with open(path, "r+b", buffering=0) as f:
             f.seek(size)
-            f.write(msgpack.packb(rec(3))[:30])  # a failed write's partial record...
+            f.write(framed(rec(3))[:30])  # a failed write's partial record...
             assert quiet(out)
             f.truncate(size)  # ...cut back by the writer, which then goes on
             f.seek(size)
-            f.write(msgpack.packb(rec(4)))
+            f.write(framed(rec(4)))
         assert take(out, 1) == [rec(4)] and quiet(out)
     finally:
         stop.set()

@@ -1,17 +1,26 @@
-"""collector.metrics: what a scrape of /metrics says, read back by a small parser of the text format
-(0.0.4), label escaping, where the server may listen, 404s, and a port freed by stop()."""
+"""collector.metrics: what a scrape of /metrics says, read back by prometheus_client's parsers, in the
+Prometheus text format and in OpenMetrics, gzipped or not, HEAD, label escaping, where the server may
+listen, 404s, a port freed by stop(), and the figures of a live run."""
 
 from __future__ import annotations
 
+import gzip
+import os
 import re
 import socket
+import time
+from collections import Counter
 import urllib.error
 import urllib.request
 
 import pytest
+from prometheus_client import parser as text_parser
+from prometheus_client.openmetrics import parser as openmetrics_parser
 
 from collector.errors import CollectorError
-from collector.metrics import CONTENT_TYPE, MetricsServer, parse_listen
+from collector.logfile import read_records
+from collector.metrics import MetricsServer, parse_listen
+from collector.testbed import Testbed
 
 KERNEL = {"packets": 1000, "not_tcp": 10, "fragments": 1, "unparsed": 2, "tcp": 987, "mptcp": 400,
           "malformed_options": 3, "events": 120, "event_errors": 4,
@@ -19,7 +28,8 @@ KERNEL = {"packets": 1000, "not_tcp": 10, "fragments": 1, "unparsed": 2, "tcp": 
 TRACKER = {"connections_tracked": 5, "subflows_tracked": 9, "connections": 40, "attempts": 6, "evictions": 2,
            "bogus_joins": 1, "malformed": 7}
 FIGURES = {"kernel": KERNEL, "tracker": TRACKER, "events": 116, "lost": 4, "unwritten": 0,
-           "announcements": {("ipv4", "private"): 30, ("ipv4", "global"): 8, ("ipv6", "6to4"): 2}}
+           "announcements": {("ipv4", "private"): 30, ("ipv4", "global"): 8, ("ipv6", "6to4"): 2},
+           "interface_changes": {"gone": 2}}
 
 # What a scrape of FIGURES must say: (name, labels) -> value, written out by hand.
 WANT = {
@@ -48,58 +58,39 @@ WANT = {
     ("addaddr_announcements_total", (("class", "private"), ("family", "ipv4"))): 30,
     ("addaddr_announcements_total", (("class", "global"), ("family", "ipv4"))): 8,
     ("addaddr_announcements_total", (("class", "6to4"), ("family", "ipv6"))): 2,
+    ("addaddr_interface_changes_total", (("state", "gone"),)): 2,
+    ("addaddr_interface_changes_total", (("state", "back"),)): 0,
 }
 GAUGES = {"addaddr_connections_tracked", "addaddr_subflows_tracked"}
 
-# --- a small reader of the text format --------------------------------------------------------------
+# --- reading a scrape back with the library's parsers --------------------------------------------------
 
-NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-SAMPLE = re.compile(rf"({NAME})(?:\{{(.*)\}})? (-?\d+)")
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)')
-UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+PLAIN = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
 
-def parse_labels(text: str) -> tuple[tuple[str, str], ...]:
-    labels, at = {}, 0
-    while at < len(text):
-        match = LABEL.match(text, at)
-        assert match, f"bad labels at {text[at:]!r}"
-        labels[match.group(1)] = re.sub(r'\\[\\"n]', lambda m: UNESCAPE[m.group(0)], match.group(2))
-        at = match.end()
-    return tuple(sorted(labels.items()))
-
-
-def parse(text: str) -> tuple[dict, dict[str, str]]:
-    """(samples as (name, labels) -> value, family name -> type). Each family must open with HELP then
-    TYPE, and its samples must follow them with no other family's between."""
-    assert text.endswith("\n")
-    samples, types, helps = {}, {}, set()
-    family = None
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            name, _, help_text = line[7:].partition(" ")
-            assert help_text and name not in helps, line
-            helps.add(name)
-        elif line.startswith("# TYPE "):
-            family, kind = line[7:].split(" ")
-            assert family in helps and family not in types, f"want HELP before TYPE, once: {line}"
-            assert kind in ("counter", "gauge"), line
-            types[family] = kind
-        else:
-            match = SAMPLE.fullmatch(line)
-            assert match, f"not a sample line: {line!r}"
-            name, labels = match.group(1), parse_labels(match.group(2) or "")
-            assert name == family, f"{name} is not under its own HELP and TYPE"
-            assert (name, labels) not in samples, f"{line} twice"
-            samples[name, labels] = int(match.group(3))
-    assert helps == types.keys(), "want a TYPE for every HELP"
+def parse(text: str, openmetrics: bool = False) -> tuple[dict, dict[str, str]]:
+    """(samples as (name, labels) -> value, sample name -> family type) of a scrape."""
+    parser = openmetrics_parser if openmetrics else text_parser
+    samples, types = {}, {}
+    for family in parser.text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = sample.name, tuple(sorted(sample.labels.items()))
+            assert key not in samples, f"{key} twice"
+            samples[key] = sample.value
+            types[sample.name] = family.type
     return samples, types
 
 
-def scrape(server: MetricsServer, path: str = "/metrics") -> tuple[str, str]:
+def request(server: MetricsServer, path: str = "/metrics", method: str = "GET", **headers: str):
     host, port = server.address
     host = f"[{host}]" if ":" in host else host
-    with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=5) as response:
+    return urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}{path}", method=method,
+                                                         headers=headers), timeout=5)
+
+
+def scrape(server: MetricsServer, path: str = "/metrics") -> tuple[str, str]:
+    with request(server, path) as response:
         return response.headers["Content-Type"], response.read().decode()
 
 
@@ -124,11 +115,43 @@ def serving():
 
 def test_a_scrape_gives_every_figure_under_its_name(serving):
     content_type, text = scrape(serving())
-    assert content_type == CONTENT_TYPE
+    assert content_type == PLAIN
     samples, types = parse(text)
     assert samples == WANT
     assert {name for name, kind in types.items() if kind == "gauge"} == GAUGES
     assert all(name.endswith("_total") for name, kind in types.items() if kind == "counter")
+
+
+@pytest.mark.parametrize("gzipped", [False, True], ids=["identity", "gzip"])
+def test_openmetrics_is_served_to_who_asks_for_it(serving, gzipped):
+    headers = {"Accept": f"{OPENMETRICS},text/plain;version=0.0.4;q=0.5"}
+    if gzipped:
+        headers["Accept-Encoding"] = "gzip"
+    with request(serving(), **headers) as response:
+        assert response.headers["Content-Type"].startswith(OPENMETRICS + ";"), response.headers["Content-Type"]
+        assert response.headers["Content-Encoding"] == ("gzip" if gzipped else None)
+        body = response.read()
+    text = (gzip.decompress(body) if gzipped else body).decode()
+    assert text.endswith("# EOF\n")
+    samples, types = parse(text, openmetrics=True)
+    assert samples == WANT
+    assert {name for name, kind in types.items() if kind == "gauge"} == GAUGES
+
+
+def test_the_text_format_is_gzipped_when_asked(serving):
+    with request(serving(), **{"Accept-Encoding": "gzip"}) as response:
+        assert response.headers["Content-Encoding"] == "gzip"
+        assert parse(gzip.decompress(response.read()).decode())[0] == WANT
+
+
+def test_head_gives_the_headers_of_get_without_a_body(serving):
+    server = serving()
+    with request(server) as response:
+        length = len(response.read())
+    with request(server, method="HEAD") as head:
+        assert head.status == 200 and head.read() == b""
+        assert head.headers["Content-Type"] == PLAIN
+        assert int(head.headers["Content-Length"]) == length
 
 
 def test_every_scrape_asks_for_the_figures_afresh(serving):
@@ -140,6 +163,7 @@ def test_every_scrape_asks_for_the_figures_afresh(serving):
 
     server = serving(figures)
     assert [parse(scrape(server)[1])[0]["addaddr_events_total", ()] for _ in range(3)] == [1, 2, 3]
+    assert len(calls) == 3, "want one call per scrape and none at start"
 
 
 def test_a_counter_without_help_text_still_shows(serving):
@@ -159,20 +183,30 @@ def test_label_values_are_escaped(serving):
 
 
 def test_no_announcements_yet_is_a_family_without_samples(serving):
-    samples, types = parse(scrape(serving(lambda: {**FIGURES, "announcements": {}}))[1])
-    assert types["addaddr_announcements_total"] == "counter"
-    assert not any(name == "addaddr_announcements_total" for name, _ in samples)
+    text = scrape(serving(lambda: {**FIGURES, "announcements": {}}))[1]
+    assert "# TYPE addaddr_announcements_total counter\n" in text
+    assert not any(name == "addaddr_announcements_total" for name, _ in parse(text)[0])
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
 @pytest.mark.parametrize("path", ["/", "/metric", "/metrics/", "/favicon.ico"])
-def test_other_paths_are_not_found(serving, path):
+def test_other_paths_are_not_found(serving, path, method):
     with pytest.raises(urllib.error.HTTPError) as error:
-        scrape(serving(), path)
+        request(serving(), path, method)
     assert error.value.code == 404
+    assert error.value.read() == (b"" if method == "HEAD" else b"the metrics are at /metrics\n")
 
 
-def test_a_query_string_does_not_matter(serving):
-    assert parse(scrape(serving(), "/metrics?name[]=x")[1])[0] == WANT
+def test_other_methods_are_refused_as_the_library_does(serving):
+    with pytest.raises(urllib.error.HTTPError) as error:
+        request(serving(), method="POST")
+    assert error.value.code == 405
+
+
+def test_a_query_for_names_gives_those_only(serving):
+    # prometheus_client's name[] filter, which federation and debugging use.
+    samples = parse(scrape(serving(), "/metrics?name[]=addaddr_events_total&name[]=addaddr_connections_tracked")[1])[0]
+    assert samples == {key: WANT[key] for key in (("addaddr_events_total", ()), ("addaddr_connections_tracked", ()))}
 
 
 def test_ipv6_loopback_serves(serving):
@@ -237,3 +271,64 @@ def test_a_malformed_listen_address_says_the_form(text):
 def test_a_name_that_does_not_resolve_is_one_clear_error():
     with pytest.raises(CollectorError, match="cannot resolve no-such-host.invalid"):
         parse_listen("no-such-host.invalid:9464")
+
+
+# --- a live run -----------------------------------------------------------------------------------
+
+SETTLED_WITHIN = 15.0  # seconds for the published figures to reach what the traffic made
+
+
+def scrape_url(url: str, **headers: str) -> dict:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as response:
+        openmetrics = response.headers["Content-Type"].startswith(OPENMETRICS)
+        body = response.read()
+        if response.headers["Content-Encoding"] == "gzip":
+            body = gzip.decompress(body)
+        return parse(body.decode(), openmetrics)[0]
+
+
+def announced(samples: dict) -> dict[tuple[str, str], float]:
+    return {(dict(labels)["family"], dict(labels)["class"]): value
+            for (name, labels), value in samples.items() if name == "addaddr_announcements_total"}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="attaching filters needs root")
+def test_a_live_run_serves_the_counts_it_logs(tmp_path):
+    from test_run_command import ONE_CLIENT, Collector
+
+    with Testbed(ONE_CLIENT) as bed:
+        collector = Collector(bed, tmp_path, "--metrics", "127.0.0.1:0")
+        try:
+            url = next(re.search(r"metrics at (\S+)", line).group(1) for line in collector.started
+                       if "metrics at" in line)
+            traffic = bed.drive(3)
+            want = sum(c.announced for c in traffic.connections)
+            # The figures are published once a second: wait until they hold every announcement and
+            # stay the same over two publications.
+            deadline, previous = time.monotonic() + SETTLED_WITHIN, None
+            while True:
+                plain = scrape_url(url)
+                if sum(announced(plain).values()) == want and plain == previous:
+                    break
+                assert time.monotonic() < deadline, f"got {announced(plain)} after {SETTLED_WITHIN} s; want {want}"
+                previous = plain
+                time.sleep(1.1)
+            openmetrics = scrape_url(url, Accept=OPENMETRICS, **{"Accept-Encoding": "gzip"})
+        finally:
+            assert collector.stop() == 0, collector.stderr
+    assert traffic.connections and not traffic.failures, traffic.failures
+    records = list(read_records(tmp_path))
+    stats = records[-1]
+    assert stats["kind"] == "stats"
+    logged = Counter((r["family"], r["class"]) for r in records if r["kind"] == "add_addr" and not r["echo"])
+    assert announced(plain) == dict(logged) and sum(logged.values()) == want
+    # The log's last figures, taken after the scrapes: what only this run's traffic moves is equal.
+    assert plain["addaddr_events_total", ()] == stats["events"]
+    assert plain["addaddr_connections_total", ()] == stats["tracker"]["connections"] == len(traffic.connections)
+    assert plain["addaddr_kernel_mptcp_total", ()] == stats["kernel"]["mptcp"]
+    assert plain["addaddr_lost_events_total", ()] == stats["lost"] == 0
+    adds = plain["addaddr_kernel_mptcp_options_total", (("name", "ADD_ADDR"), ("subtype", "3"))]
+    assert adds == stats["kernel"]["subtype_3"] >= want
+    # Gauges move with the state; the counters of both formats are the same figures.
+    counters = {key: value for key, value in plain.items() if not key[0].endswith("_tracked")}
+    assert {key: openmetrics[key] for key in counters} == counters

@@ -65,7 +65,7 @@ from collector.program import CaptureProgram
 netns, log_dir, user = sys.argv[1:]
 now = [1_000_000.0]  # the log's clock: moved an hour on to make it rotate
 writer = LogWriter(log_dir, {"source": "test"}, max_age=60, clock=lambda: now[0])
-writer.write({"kind": "before"})
+writer.write({"kind": "before", "time": now[0]})
 options = []
 program = CaptureProgram()
 program.open_events(lambda raw: options.append(from_kernel(raw).option.hex()), lambda lost: None, pages=8)
@@ -83,7 +83,7 @@ for _ in range(50):
         break
 counted = program.counters()["events"]
 now[0] += 3600
-writer.write({"kind": "after"})
+writer.write({"kind": "after", "time": now[0]})
 writer.close()
 
 def refused(action):

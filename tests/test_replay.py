@@ -397,12 +397,6 @@ def bad_captures(tmp: Path) -> dict:
     made = scenario().capture
     cut = made.index(CUT_AT)
     bad = {}
-    path = tmp / "empty.pcap"
-    path.write_bytes(b"")
-    bad["empty"] = (path, 0, "is empty")
-    path = tmp / "wrong-magic.pcap"
-    path.write_bytes(b"GIF89a" + bytes(58))
-    bad["wrong magic"] = (path, 0, "is not a pcap or pcapng file")
     for name, (data, offsets) in (("truncated pcap", made.pcap()), ("truncated pcapng", pcapng_of(made))):
         path = tmp / f"{name.replace(' ', '.')}"
         # Past the record's header, halfway into the frame.
@@ -423,7 +417,7 @@ def bad_replays(offline):
     return cases, offline["scenarios"]["good"].capture, offline["pcaps"]["good"]
 
 
-@pytest.mark.parametrize("name", ["empty", "wrong magic", "truncated pcap", "truncated pcapng", "link type 105"])
+@pytest.mark.parametrize("name", ["truncated pcap", "truncated pcapng", "link type 105"])
 def test_bad_capture_fails_with_one_line_and_the_next_is_replayed(name, bad_replays):
     cases, good, good_path = bad_replays
     result, log_dir, path, read, error = cases[name]
@@ -463,3 +457,57 @@ def test_truncated_capture_keeps_the_records_before_the_cut(name, bad_replays):
     end = (of_bad[-1]["reason"], of_bad[-1]["time"])
     want_end = ("shutdown", iso_time(made.capture.time_of(len(made.capture.packets) - 1)))
     assert end == want_end, f"got its end {end}; want {want_end}"
+
+
+# --- 5. checked before anything is made; streams; times no reader could take ---------------------------
+
+@pytest.mark.parametrize("content, says", [(b"", "is empty"), (b"GIF89a" + bytes(58), "is not a pcap or pcapng file"),
+                                           (None, "No such file or directory")],
+                         ids=["empty", "wrong magic", "missing"])
+def test_a_capture_that_is_not_one_refuses_the_replay_before_anything_is_made(content, says, offline, tmp_path):
+    bad, logs = tmp_path / "bad.pcap", tmp_path / "logs"
+    if content is not None:
+        bad.write_bytes(content)
+    result = addaddr("replay", str(offline["pcaps"]["good"]), str(bad), "--log-dir", str(logs))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1, f"got exit {result.returncode} ({result.stderr.strip()}); want 1"
+    assert len(lines) == 1 and str(bad) in lines[0] and says in lines[0], f"got {lines}; want one line saying {says!r}"
+    assert not logs.exists(), "got a log dir made before the captures were checked"
+
+
+def test_tcpdump_writing_to_a_pipe_replays_as_its_file(offline, tmp_path):
+    if shutil.which("tcpdump") is None:
+        pytest.skip("tcpdump is not installed (scripts/setup --test installs it)")
+    tcpdump = subprocess.Popen(["tcpdump", "-r", str(offline["pcaps"]["crafted"]), "-w", "-"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    result = subprocess.run([ADDADDR, "replay", "-", "--log-dir", str(tmp_path)], stdin=tcpdump.stdout,
+                            capture_output=True, text=True, timeout=120)
+    tcpdump.stdout.close()
+    assert tcpdump.wait(timeout=30) == 0
+    assert_succeeded(result)
+    rows = sorted(logged_row(r) for r in add_addrs(tail(tmp_path)))
+    want = sorted(logged_row(r) for r in add_addrs(tail(offline["crafted"][1])))
+    assert rows == want and rows, f"got {len(rows)} add_addr records from the pipe; want the file's {len(want)}"
+
+
+def test_packets_timed_outside_1970_to_2200_are_refused_and_counted(offline, tmp_path):
+    made = scenario().capture
+    writer = PcapngWriter()
+    writer.section()
+    writer.interface(tsresol=9)
+    writer.interface(tsresol=9, tsoffset=2**62)  # seconds added to every time: year 10**11
+    writer.interface(tsresol=0)  # whole seconds, and a time of 2**63 of them
+    for i, packet in enumerate(made.packets):
+        writer.enhanced(0, T0_NS + i * STEP_NS, packet.frame)
+    for packet in made.packets[:3]:
+        writer.enhanced(1, T0_NS, packet.frame)
+        writer.enhanced(2, 2**63, packet.frame)
+    capture = tmp_path / "hostile-times.pcapng"
+    capture.write_bytes(writer.getvalue())
+    result = addaddr("replay", str(capture), "--log-dir", str(tmp_path / "logs"))
+    assert result.returncode == 1, f"got exit {result.returncode} ({result.stderr.strip()}); want 1"
+    assert "6 packets timed before 1970 or after 2200 were not replayed" in result.stderr, result.stderr
+    records = tail(tmp_path / "logs")
+    assert replay_stats(records)["replay"] == {"packets": len(made.packets), "refused": 0, "bad_time": 6}
+    rows = sorted(logged_row(r) for r in add_addrs(records))
+    assert rows == sorted(logged_row(r) for r in add_addrs(tail(offline["crafted"][1])))

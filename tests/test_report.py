@@ -284,7 +284,7 @@ def test_damaged_log_is_reported_and_the_rest_counted(tmp_path):
     result = run_report("--log-dir", str(tmp_path), "--format", "json")
     assert result.exit_code == 1, f"got exit {result.exit_code}; want 1: some input could not be used"
     assert json.loads(result.stdout)["announcements"] == 9, "want the records before the damage counted"
-    assert "damaged from byte" in result.stderr and result.stderr.count("\n") == 1, f"got {result.stderr!r}"
+    assert "record cut short" in result.stderr and result.stderr.count("\n") == 1, f"got {result.stderr!r}"
 
 
 def test_missing_log_dir_is_one_line(tmp_path):

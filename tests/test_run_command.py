@@ -15,6 +15,7 @@ import time
 import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from collector.attach import ETH_P_ALL, FILTER_NAME, INGRESS
 from collector.logfile import read_records
@@ -125,14 +126,18 @@ def test_kill_9_leaves_one_filter_that_the_next_run_replaces(bed, tmp_path):
     (["--iface", "nosuch0"], "no interface 'nosuch0'"),
     (["--iface", "lo", "--netns", "addaddr-no-such-ns"], "no network namespace 'addaddr-no-such-ns'"),
     (["--iface", "lo", "--log-dir", "/proc/addaddr"], "log dir /proc/addaddr"),
-], ids=["no-such-interface", "no-such-namespace", "log-dir-not-writable"])
+    (["--iface", "lo", "--iface", "lo"], "--iface lo given twice"),
+], ids=["no-such-interface", "no-such-namespace", "log-dir-not-writable", "same-interface-twice"])
 def test_run_fails_with_one_line(args, says, tmp_path):
+    """And before making anything: no log dir is left behind."""
+    logs = tmp_path / "logs"
     if "--log-dir" not in args:
-        args = [*args, "--log-dir", str(tmp_path)]
+        args = [*args, "--log-dir", str(logs)]
     result = subprocess.run([ADDAADDR, "run", *args], capture_output=True, text=True, timeout=60)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1, f"got exit {result.returncode}; want 1"
     assert len(lines) == 1 and says in lines[0], f"got {lines}; want one line with {says!r}"
+    assert not logs.exists(), "got a log dir made before the check failed"
 
 
 def test_run_refuses_without_root(tmp_path):
@@ -150,9 +155,11 @@ def test_metrics_served_and_logs_anonymized(bed, tmp_path):
     scraped = urllib.request.urlopen(url, timeout=5).read().decode()
     assert collector.stop() == 0, f"got exit {collector.proc.returncode}: {collector.stderr}"
     want = len(traffic.connections)  # each connection announced 10.1.2.3 once: private
-    line = re.search(r'^addaddr_announcements_total\{family="ipv4",class="private"\} (\S+)$', scraped, re.M)
-    assert line and float(line.group(1)) == want, f"got {line and line.group(0)}; want {want} private announcements"
+    private = [sample.value for family in text_string_to_metric_families(scraped) for sample in family.samples
+               if sample.name == "addaddr_announcements_total" and sample.labels == {"family": "ipv4", "class": "private"}]
+    assert private == [want], f"got {private}; want {want} private announcements"
     assert oct(key.stat().st_mode & 0o777) == "0o600", f"got key mode {oct(key.stat().st_mode)}"
+    assert next(read_records(logs))["anonymization"] == "crypto-pan", "want the header to name the scheme"
     records = [r for r in read_records(logs) if r["kind"] == "add_addr"]
     real = {"10.1.2.3", "2001:db8::5"}
     assert records and not {r["address"] for r in records} & real, "got a real announced address in the logs"
@@ -227,3 +234,17 @@ def test_namespace_deleted_under_the_run_still_drains_and_writes_final_stats(tmp
     assert records[-1]["kind"] == "stats", f"last record {records[-1]['kind']}; want the final stats"
     assert run.session.announcements == sum(c.announced for c in traffic.connections) > 0
     assert sum(r["kind"] == "add_addr" and not r["echo"] for r in records) == run.session.announcements
+
+
+@pytest.mark.parametrize("pages, cpus, ram_gib, want", [
+    (65536, 64, 8, "65536 pages on each of 64 CPUs lock 16384 MiB, more than a quarter of this host's 8192 MiB "
+                   "of RAM: choose at most 8192"),
+    (16384, 2, 0.25, "choose at most 8192"),
+    (4096, 2, 24, None),
+    (65536, 2, 24, None),
+])
+def test_perf_pages_bounded_by_a_quarter_of_ram_over_all_cpus(pages, cpus, ram_gib, want):
+    from collector.live import perf_pages_problem
+
+    got = perf_pages_problem(pages, cpus, int(ram_gib * (1 << 30)))
+    assert (got is None) if want is None else (got is not None and want in got), f"got {got!r}; want {want!r}"

@@ -52,7 +52,8 @@ def test_cut_last_record_is_skipped_and_reported(tmp_path):
     result = CliRunner().invoke(main, ["tail", "--json", "--log-dir", str(tmp_path)])
     ids = [json.loads(line).get("address_id") for line in result.stdout.splitlines()[1:]]
     assert ids == [0, 1], f"got address ids {ids}; want the two whole records"
-    assert "damaged from byte" in result.stderr, f"got stderr {result.stderr!r}; want the damage reported"
+    assert "record cut short" in result.stderr, f"got stderr {result.stderr!r}; want the damage reported"
+    assert result.exit_code == 1, f"got exit {result.exit_code}; want 1: a record was skipped"
 
 
 def test_missing_log_dir_is_one_line(tmp_path):

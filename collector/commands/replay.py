@@ -1,5 +1,6 @@
 """`addaddr replay`: captures through the kernel program into logs, as `run` writes them."""
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,11 +15,20 @@ def capture_bytes(captures: tuple[str, ...]) -> int:
 
 def replay_captures(captures: tuple[str, ...], log_dir: str, anonymize_key: str | None,
                     progress: Callable[[int], None] | None = None) -> int:
-    """A capture that cannot be read to its end keeps what was read and is named on stderr (exit 1)."""
-    result = replay(list(captures), log_dir, progress, anonymize_key)
+    """A capture that cannot be read to its end keeps what was read and is named on stderr (exit 1);
+    so are packets whose time cannot be (before 1970, after 2200), refused one by one.
+
+    The line naming the kernel features goes to stderr too, unless a progress bar is drawn there.
+    """
+    result = replay(list(captures), log_dir, progress, anonymize_key, status=None if progress else sys.stderr)
     session = result.session
+    if session.writer.repaired is not None:
+        console.message(session.writer.repaired.describe())
     console.message(f"{result.packets} packets, {session.events} events, {session.announcements} "
                     f"announcements, {session.lost_samples} lost, {result.refused} refused; logs in {log_dir}")
     for problem in result.errors:
         console.error(str(problem))
-    return console.EXIT_BAD_INPUT if result.errors else console.EXIT_OK
+    if result.bad_time:
+        console.error(f"{result.bad_time} packets timed before 1970 or after 2200 were not replayed "
+                      "(a damaged timestamp, if_tsoffset or if_tsresol); counted as bad_time in the stats")
+    return console.EXIT_BAD_INPUT if result.errors or result.bad_time else console.EXIT_OK

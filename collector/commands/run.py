@@ -5,7 +5,11 @@ from collector.live import RunOptions, run
 
 
 def run_collector(options: RunOptions) -> int:
+    """Exit 1 when the run ended by itself (its namespace deleted), its final records written."""
     session = run(options)
     console.message(f"stopped: {session.events} events, {session.announcements} announcements, "
                     f"{session.lost_samples} lost")
+    if session.ended is not None:
+        console.error(f"{session.ended}; the final stats are in {options.log_dir}")
+        return console.EXIT_FAILED
     return console.EXIT_OK

@@ -5,20 +5,19 @@ import sys
 
 from collector.commands import console
 from collector.commands.log_dirs import require_log_dirs
+from collector.commands.skipped import Skipped
 from collector.logfile import follow as follow_log, read_records
 from collector.render import as_json as record_json, as_text
 
 
-def _damage_to_stderr(path, offset, reason) -> None:
-    console.error(f"{path}: damaged from byte {offset} ({reason}); the records before it are shown")
-
-
 def tail(log_dir: str, follow: bool, as_json: bool) -> int:
+    """What is skipped (damaged, of the wrong shape, not a log) is named on stderr (exit status 1)."""
+    skipped = Skipped()
     if follow:
-        records = follow_log(log_dir, on_damage=_damage_to_stderr)
+        records = follow_log(log_dir, on_damage=skipped)
     else:
         require_log_dirs((log_dir,))
-        records = read_records(log_dir, on_damage=_damage_to_stderr)
+        records = read_records(log_dir, on_damage=skipped)
     try:
         for record in records:
             console.data(json.dumps(record_json(record)) if as_json else as_text(record))
@@ -26,4 +25,4 @@ def tail(log_dir: str, follow: bool, as_json: bool) -> int:
         pass
     except BrokenPipeError:
         sys.stderr.close()  # `addaddr tail | head`: stop quietly
-    return console.EXIT_OK
+    return skipped.status()

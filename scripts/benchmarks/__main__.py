@@ -12,11 +12,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import kernel, memory, overhead, pipeline, replay, report
+from . import anonymize, kernel, logs, memory, overhead, pipeline, replay, report, startup
 from .measure import Result, markdown_table
 
 BENCHMARKS = {module.__name__.rsplit(".", 1)[1]: module for module in
-              (kernel, overhead, pipeline, replay, report, memory)}
+              (kernel, overhead, pipeline, replay, report, memory, logs, anonymize, startup)}
 LATEST = Path(__file__).with_name("LATEST.md")
 
 

@@ -13,6 +13,8 @@ import random
 import signal
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -158,6 +160,29 @@ def run(command: Sequence[str], anon: bool = False, **popen) -> Cost:
     return finish(process, start, anon)
 
 
+# A forked child's ru_maxrss counts its parent's memory until exec: the benchmarks' Python, 100 MiB
+# and more, would hide a small command's peak. This launcher, small itself, forks and execs the
+# command and writes its wall time and peak RSS (KiB) to the file named first.
+_LAUNCHER = """import os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(f"{time.perf_counter() - start} {usage.ru_maxrss}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_alone(command: Sequence[str], **popen) -> Cost:
+    """Like run(), with the peak RSS the command's own (see _LAUNCHER) and the wall time from its fork."""
+    with tempfile.NamedTemporaryFile("r", prefix="bench-launcher-") as figures:
+        cost = run([sys.executable, "-c", _LAUNCHER, figures.name, *command], **popen)
+        wall, max_rss_kib = figures.read().split()
+    return Cost(float(wall), cost.cpu, int(max_rss_kib) / 1024, None)
+
+
 # Short, so that a sampled run's wall time ends at most this late.
 ANON_SAMPLE = 0.01
 
@@ -228,12 +253,14 @@ def interrupt(process: subprocess.Popen) -> None:
     process.send_signal(signal.SIGINT)
 
 
-def wait_for_text(path: Path, text: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
-    """Until `text` appears in the file a process writes its stderr to (its 'ready' line)."""
+def wait_for_text(path: Path, text: str, process: subprocess.Popen, timeout: float = 60.0,
+                  interval: float = 0.05) -> None:
+    """Until `text` appears in the file a process writes its stderr to (its 'ready' line), looking
+    every `interval` seconds."""
     deadline = time.monotonic() + timeout
     while text not in path.read_text(errors="replace"):
         if process.poll() is not None:
             raise RuntimeError(f"{process.args[0]} exited early: {path.read_text(errors='replace').strip()}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"{process.args[0]} did not say {text!r} within {timeout:.0f} s")
-        time.sleep(0.05)
+        time.sleep(interval)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from replay_fixtures import SERVER, SERVER_PORT
@@ -32,6 +33,8 @@ ANNOUNCED_PER_CONNECTION = 3
 REPEATS = (1, 7)
 STATS_EVERY = 10_000
 T0 = 1_700_000_000.0
+HEADER = {"host": socket.gethostname(), "interfaces": ["bench0"], "netns": None, "collector_version": "bench",
+          "started": T0, "source": "live"}
 
 
 def _classes(address: str) -> dict:
@@ -40,41 +43,47 @@ def _classes(address: str) -> dict:
             "embedded_ipv4": None if c.embedded_ipv4 is None else c.embedded_ipv4.as_json()}
 
 
+def log_records(connections: int, repeats: int) -> Iterator[dict]:
+    """The records of the log, as a live collector writes them (headers left out)."""
+    classes = {address: _classes(address) for address in ANNOUNCED}
+    written = 0
+    for i in range(connections):
+        time = T0 + i * 0.001
+        token = (i * 2_654_435_761) & 0xFFFF_FFFF
+        client, port = client_of(i)
+        key = {"src": client, "sport": port, "dst": SERVER, "dport": SERVER_PORT, "ifindex": 2,
+               "connection": token}
+        back = key | {"src": SERVER, "sport": SERVER_PORT, "dst": client, "dport": port}
+        records = [{"kind": "connection", "time": time, "connection": token, "version": 1, "client": client,
+                    "client_port": port, "server": SERVER, "server_port": SERVER_PORT,
+                    "client_key": i, "server_key": i ^ 0x5A5A_5A5A_5A5A_5A5A}]
+        for _ in range(repeats):
+            for n in range(ANNOUNCED_PER_CONNECTION):
+                address = ANNOUNCED[(i + n) % len(ANNOUNCED)]
+                add_addr = {"kind": "add_addr", "time": time, "subflow": "initial", "version": 1,
+                            "address_id": n + 1, "address": address, "port": None, **classes[address]}
+                records.append(key | add_addr | {"announcer": "client", "echo": False, "hmac": bytes(8)})
+                records.append(back | add_addr | {"announcer": "server", "echo": True, "hmac": None})
+        records.append(key | {"kind": "mp_join", "time": time, "token": token, "address_id": 2,
+                              "backup": False, "form": "syn"})
+        records.append({"kind": "connection_end", "time": time, "connection": token, "reason": "closed"})
+        for record in records:
+            yield record
+            written += 1
+            if written % STATS_EVERY == 0:
+                yield {"kind": "stats", "time": time, "kernel": {"packets": written}, "tracker": {},
+                       "events": written, "announcements": written, "lost": 0, "unwritten": 0}
+                written += 1
+
+
 def write_log(log_dir: Path, connections: int, repeats: int) -> int:
     """Writes the log; returns its record count (headers left out)."""
-    classes = {address: _classes(address) for address in ANNOUNCED}
-    header = {"host": socket.gethostname(), "interfaces": ["bench0"], "netns": None, "collector_version": "bench",
-              "started": T0, "source": "live"}
     written = 0
     # fsync once per file, not per 1,000 records: writing the log is not what is measured.
-    with LogWriter(log_dir, header, sync_records=1 << 30, sync_interval=3600.0) as writer:
-        for i in range(connections):
-            time = T0 + i * 0.001
-            token = (i * 2_654_435_761) & 0xFFFF_FFFF
-            client, port = client_of(i)
-            key = {"src": client, "sport": port, "dst": SERVER, "dport": SERVER_PORT, "ifindex": 2,
-                   "connection": token}
-            back = key | {"src": SERVER, "sport": SERVER_PORT, "dst": client, "dport": port}
-            records = [{"kind": "connection", "time": time, "connection": token, "version": 1, "client": client,
-                        "client_port": port, "server": SERVER, "server_port": SERVER_PORT,
-                        "client_key": i, "server_key": i ^ 0x5A5A_5A5A_5A5A_5A5A}]
-            for _ in range(repeats):
-                for n in range(ANNOUNCED_PER_CONNECTION):
-                    address = ANNOUNCED[(i + n) % len(ANNOUNCED)]
-                    add_addr = {"kind": "add_addr", "time": time, "subflow": "initial", "version": 1,
-                                "address_id": n + 1, "address": address, "port": None, **classes[address]}
-                    records.append(key | add_addr | {"announcer": "client", "echo": False, "hmac": bytes(8)})
-                    records.append(back | add_addr | {"announcer": "server", "echo": True, "hmac": None})
-            records.append(key | {"kind": "mp_join", "time": time, "token": token, "address_id": 2,
-                                  "backup": False, "form": "syn"})
-            records.append({"kind": "connection_end", "time": time, "connection": token, "reason": "closed"})
-            for record in records:
-                writer.write(record)
-                written += 1
-                if written % STATS_EVERY == 0:
-                    writer.write({"kind": "stats", "time": time, "kernel": {"packets": written}, "tracker": {},
-                                  "events": written, "announcements": written, "lost": 0, "unwritten": 0})
-                    written += 1
+    with LogWriter(log_dir, HEADER, sync_records=1 << 30, sync_interval=3600.0) as writer:
+        for record in log_records(connections, repeats):
+            writer.write(record)
+            written += 1
     return written
 
 

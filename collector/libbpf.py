@@ -1,0 +1,326 @@
+"""libbpf.so.1 (Debian's libbpf1) through ctypes: the only way userspace reaches the kernel's BPF.
+
+Loads a prebuilt object (program fd, map fds), checks first that the kernel has what the program
+uses, reads per-CPU maps, reads perf buffers, and test-runs programs (collector/testrun.py). No
+compiler, no headers: the only system requirement at run time is this library.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import tempfile
+from collections import deque
+from functools import cache
+from typing import Callable
+
+from .errors import CollectorError
+
+LIBRARY = "libbpf.so.1"
+_p = ctypes.c_void_p
+
+# Program, map and helper numbers of include/uapi/linux/bpf.h, for those the program uses: a helper
+# outside this table is named by its number.
+PROG_TYPE_SCHED_CLS = 3
+_MAP_TYPES = {4: "perf event array", 6: "per-CPU array"}
+_HELPERS = {1: "map_lookup_elem", 5: "ktime_get_ns", 25: "perf_event_output", 26: "skb_load_bytes"}
+# struct bpf_insn: 8 bytes, code first; a helper call is BPF_JMP|BPF_CALL with src_reg 0, imm the id.
+_CALL = 0x85
+
+
+@cache
+def library() -> ctypes.CDLL:
+    """libbpf.so.1 with the signatures used here; a CollectorError naming the package when absent."""
+    try:
+        lib = ctypes.CDLL(LIBRARY, use_errno=True)
+        lib.bpf_prog_test_run_opts  # the newest symbol used: libbpf >= 0.7
+    except (OSError, AttributeError) as exc:
+        raise CollectorError(f"{LIBRARY} is missing or too old ({exc}): apt-get install libbpf1") from None
+    for name, restype, argtypes in (
+        ("libbpf_set_print", _p, [_p]),
+        ("bpf_object__open_file", _p, [ctypes.c_char_p, _p]),
+        ("bpf_object__load", ctypes.c_int, [_p]),
+        ("bpf_object__close", None, [_p]),
+        ("bpf_object__find_program_by_name", _p, [_p, ctypes.c_char_p]),
+        ("bpf_object__find_map_fd_by_name", ctypes.c_int, [_p, ctypes.c_char_p]),
+        ("bpf_object__next_map", _p, [_p, _p]),
+        ("bpf_map__type", ctypes.c_int, [_p]),
+        ("bpf_program__fd", ctypes.c_int, [_p]),
+        ("bpf_program__set_log_buf", ctypes.c_int, [_p, _p, ctypes.c_size_t]),
+        ("bpf_program__type", ctypes.c_int, [_p]),
+        ("bpf_program__insns", _p, [_p]),
+        ("bpf_program__insn_cnt", ctypes.c_size_t, [_p]),
+        ("bpf_map_lookup_elem", ctypes.c_int, [ctypes.c_int, _p, _p]),
+        ("libbpf_num_possible_cpus", ctypes.c_int, []),
+        ("libbpf_strerror", ctypes.c_int, [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]),
+        ("libbpf_probe_bpf_prog_type", ctypes.c_int, [ctypes.c_int, _p]),
+        ("libbpf_probe_bpf_map_type", ctypes.c_int, [ctypes.c_int, _p]),
+        ("libbpf_probe_bpf_helper", ctypes.c_int, [ctypes.c_int, ctypes.c_int, _p]),
+        ("perf_buffer__new_raw", _p, [ctypes.c_int, ctypes.c_size_t, _p, _p, _p, _p]),
+        ("perf_buffer__poll", ctypes.c_int, [_p, ctypes.c_int]),
+        ("perf_buffer__consume", ctypes.c_int, [_p]),
+        ("perf_buffer__free", None, [_p]),
+    ):
+        function = getattr(lib, name)
+        function.restype, function.argtypes = restype, argtypes
+    return lib
+
+
+# libbpf prints to stderr by default: its messages are kept here instead, and written out when a load
+# fails. Set before each load: bcc, on the same libbpf.so.1, sets its own.
+_log: deque[str] = deque(maxlen=1000)
+# The verifier's log, which libbpf asks for only when a load has failed (then it loads once more with
+# logging on): it can run to megabytes, and its end says why. Kernels since 6.4 keep the end when
+# it does not fit.
+VERIFIER_LOG_BYTES = 1 << 20
+_PRINT = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, _p)
+_libc = ctypes.CDLL(None)
+_libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, _p]
+
+
+@_PRINT
+def _on_print(_level, fmt, args):
+    # va_list is passed as a pointer on x86-64 and arm64 alike, so libc formats it.
+    text = ctypes.create_string_buffer(4096)
+    _libc.vsnprintf(text, len(text), fmt, args)
+    _log.append(text.value.decode(errors="replace"))
+    return 0
+
+
+def _capture_log(lib: ctypes.CDLL) -> None:
+    _log.clear()
+    lib.libbpf_set_print(ctypes.cast(_on_print, _p))
+
+
+def _strerror(lib: ctypes.CDLL, err: int) -> str:
+    """Also libbpf's own codes (4000 and up: a malformed object, say)."""
+    text = ctypes.create_string_buffer(256)
+    lib.libbpf_strerror(err, text, len(text))
+    return text.value.decode(errors="replace")
+
+
+def _error(what: str, err: int) -> CollectorError:
+    if err in (errno.EPERM, errno.EACCES):
+        return CollectorError(f"{what}: not permitted; BPF needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON): try sudo")
+    return CollectorError(f"{what}: {os.strerror(err)}")
+
+
+class BpfObject:
+    """One object file, opened, checked against the kernel, and loaded; owns its fds until close()."""
+
+    def __init__(self, path: str, programs: tuple[str, ...]) -> None:
+        lib = library()
+        self._lib = lib
+        _capture_log(lib)
+        obj = lib.bpf_object__open_file(os.fsencode(path), None)
+        if not obj:
+            raise CollectorError(f"cannot open the kernel program {path} ({_strerror(lib, ctypes.get_errno())}); "
+                                 "reinstall addaddr")
+        self._obj = obj
+        try:
+            progs = {}
+            for name in programs:
+                progs[name] = lib.bpf_object__find_program_by_name(obj, name.encode())
+                if not progs[name]:
+                    raise CollectorError(f"{path} has no program {name}; reinstall addaddr")
+            self.features = _features(lib, obj, list(progs.values()))
+            _check_kernel(lib, self.features)
+            # One buffer each: libbpf loads every program of the object, and the one refused keeps its log.
+            logs = [ctypes.create_string_buffer(VERIFIER_LOG_BYTES) for _ in progs]
+            for prog, verifier_log in zip(progs.values(), logs):
+                lib.bpf_program__set_log_buf(prog, verifier_log, VERIFIER_LOG_BYTES)
+            err = lib.bpf_object__load(obj)
+            if err:
+                raise _load_error(path, -err, "".join(log.value.decode(errors="replace") for log in logs))
+            self.program_fds: dict[str, int] = {name: lib.bpf_program__fd(prog) for name, prog in progs.items()}
+        except BaseException:
+            self.close()
+            raise
+
+    def map_fd(self, name: str) -> int:
+        fd = self._lib.bpf_object__find_map_fd_by_name(self._obj, name.encode())
+        if fd < 0:
+            raise CollectorError(f"the kernel program has no map {name}; reinstall addaddr")
+        return fd
+
+    def close(self) -> None:
+        """Closes the program and map fds: a filter attached by fd keeps its own reference."""
+        if self._obj:
+            self._lib.bpf_object__close(self._obj)
+            self._obj = None
+
+
+class Features:
+    """What a program needs from the kernel: its type, its maps' types, the helpers it calls."""
+
+    def __init__(self, prog_type: int, map_types: list[int], helpers: list[int]) -> None:
+        self.prog_type = prog_type
+        self.map_types = map_types
+        self.helpers = helpers
+
+    def __str__(self) -> str:
+        maps = ", ".join(_map_name(t) for t in self.map_types)
+        return f"{_prog_name(self.prog_type)} programs; maps: {maps}; helpers: " + \
+            ", ".join(_helper_name(h) for h in self.helpers)
+
+
+def _prog_name(prog_type: int) -> str:
+    return "SCHED_CLS" if prog_type == PROG_TYPE_SCHED_CLS else f"type {prog_type}"
+
+
+def _map_name(map_type: int) -> str:
+    return _MAP_TYPES.get(map_type, f"type {map_type}")
+
+
+def _helper_name(helper: int) -> str:
+    return f"bpf_{_HELPERS[helper]}" if helper in _HELPERS else f"helper {helper}"
+
+
+def helpers_called(instructions: bytes) -> list[int]:
+    """The helper ids a program's instructions call, in id order."""
+    found = set()
+    for i in range(0, len(instructions) - 7, 8):
+        if instructions[i] == _CALL and instructions[i + 1] >> 4 == 0:
+            found.add(int.from_bytes(instructions[i + 4:i + 8], "little", signed=True))
+    return sorted(found)
+
+
+def _features(lib: ctypes.CDLL, obj: int, progs: list[int]) -> Features:
+    """What the programs need together (they are of one type)."""
+    map_types = []
+    bpf_map = lib.bpf_object__next_map(obj, None)
+    while bpf_map:
+        map_types.append(lib.bpf_map__type(bpf_map))
+        bpf_map = lib.bpf_object__next_map(obj, bpf_map)
+    instructions = b"".join(ctypes.string_at(lib.bpf_program__insns(prog), lib.bpf_program__insn_cnt(prog) * 8)
+                            for prog in progs)
+    return Features(lib.bpf_program__type(progs[0]), sorted(set(map_types)), helpers_called(instructions))
+
+
+def _check_kernel(lib: ctypes.CDLL, features: Features) -> None:
+    """Probes each feature with a tiny program of libbpf's: a clear refusal rather than a verifier dump."""
+    prog = _prog_name(features.prog_type)
+    probes = [(f"{prog} programs", lib.libbpf_probe_bpf_prog_type, (features.prog_type,))]
+    probes += [(f"{_map_name(t)} maps", lib.libbpf_probe_bpf_map_type, (t,)) for t in features.map_types]
+    probes += [(f"{_helper_name(h)} in {prog} programs", lib.libbpf_probe_bpf_helper, (features.prog_type, h))
+               for h in features.helpers]
+    for what, probe, args in probes:
+        ctypes.set_errno(0)
+        result = probe(*args, None)
+        # A probe refused for want of privilege says "unsupported" (0) and leaves EPERM behind.
+        err = -result if result < 0 else ctypes.get_errno() if result == 0 else 0
+        if err in (errno.EPERM, errno.EACCES) or result < 0:
+            raise _error("probing the kernel's BPF features", err)
+        if result == 0:
+            raise CollectorError(f"kernel {os.uname().release} lacks {what}, which the kernel program needs; "
+                                 "run addaddr on Linux 5.10 or later")
+
+
+def _load_error(path: str, err: int, verifier_log: str) -> CollectorError:
+    if err in (errno.EPERM, errno.EACCES) and not verifier_log:
+        return _error("loading the kernel program", err)
+    fd, log_path = tempfile.mkstemp(prefix="addaddr-load-", suffix=".log")
+    with os.fdopen(fd, "w") as log:
+        log.writelines(_log)
+        log.write(f"\n-- the verifier's log --\n{verifier_log}")
+    return CollectorError(f"the kernel refused the kernel program {path} "
+                          f"({_reason(verifier_log) or os.strerror(err)}); libbpf's log and the verifier's "
+                          f"are in {log_path}")
+
+
+def _reason(verifier_log: str) -> str | None:
+    """The verifier's last word: the line before its statistics ("processed N insns ...")."""
+    lines = [line.strip() for line in verifier_log.splitlines() if line.strip()]
+    for before, line in zip(lines, lines[1:]):
+        if line.startswith("processed ") and " insns " in line:
+            return before
+    return lines[-1] if lines else None
+
+
+def percpu_values(map_fd: int, key: int, value_type: type[ctypes.Structure]) -> list:
+    """The value of `key` on each possible CPU. value_type's size must be a multiple of 8, as the
+    kernel lays per-CPU values out 8-byte aligned."""
+    lib = library()
+    values = (value_type * lib.libbpf_num_possible_cpus())()
+    k = ctypes.c_uint32(key)
+    if lib.bpf_map_lookup_elem(map_fd, ctypes.byref(k), values) != 0:
+        raise _error("reading the kernel program's counters", ctypes.get_errno())
+    return list(values)
+
+
+class _PerfEventAttr(ctypes.Structure):
+    # struct perf_event_attr up to config1: PERF_ATTR_SIZE_VER0, which every kernel accepts.
+    _fields_ = [("type", ctypes.c_uint32), ("size", ctypes.c_uint32), ("config", ctypes.c_uint64),
+                ("sample_period", ctypes.c_uint64), ("sample_type", ctypes.c_uint64),
+                ("read_format", ctypes.c_uint64), ("flags", ctypes.c_uint64),
+                ("wakeup_events", ctypes.c_uint32), ("bp_type", ctypes.c_uint32), ("config1", ctypes.c_uint64)]
+
+
+PERF_TYPE_SOFTWARE = 1
+PERF_COUNT_SW_BPF_OUTPUT = 10
+PERF_SAMPLE_RAW = 1 << 10
+PERF_RECORD_LOST = 2
+PERF_RECORD_SAMPLE = 9
+# struct perf_event_header is 8 bytes; a raw sample then has its u32 size, a lost record its u64 id.
+_SAMPLE_DATA = 12
+_LOST_COUNT = 16
+_CONTINUE = -2  # LIBBPF_PERF_EVENT_CONT
+_RECORD = ctypes.CFUNCTYPE(ctypes.c_int, _p, ctypes.c_int, _p)
+
+
+class PerfBuffer:
+    """libbpf's perf buffer over a perf event array, one ring of `pages` pages per CPU (locked memory).
+
+    `on_sample(address)` gets each sample's data in place, valid only during the call;
+    `on_lost(count)` the samples the kernel could not write. A sample wakes `poll` only when
+    `wakeup_events` are waiting (wakeups cost microseconds each); `consume` reads without waiting.
+    """
+
+    def __init__(self, map_fd: int, pages: int, wakeup_events: int, on_sample: Callable[[int], None],
+                 on_lost: Callable[[int], None]) -> None:
+        lib = library()
+        self._lib = lib
+        self._error: BaseException | None = None
+        u32_at, u64_at = ctypes.c_uint32.from_address, ctypes.c_uint64.from_address
+
+        def record(_ctx, _cpu, header):
+            try:
+                kind = u32_at(header).value
+                if kind == PERF_RECORD_SAMPLE:
+                    on_sample(header + _SAMPLE_DATA)
+                elif kind == PERF_RECORD_LOST:
+                    on_lost(u64_at(header + _LOST_COUNT).value)
+            except BaseException as exc:  # raised again once libbpf returns, not lost in ctypes
+                self._error = self._error or exc
+            return _CONTINUE
+
+        self._record = _RECORD(record)  # referenced for as long as libbpf may call it
+        attr = _PerfEventAttr(type=PERF_TYPE_SOFTWARE, size=ctypes.sizeof(_PerfEventAttr),
+                              config=PERF_COUNT_SW_BPF_OUTPUT, sample_period=1, sample_type=PERF_SAMPLE_RAW,
+                              wakeup_events=wakeup_events)
+        self._pb = lib.perf_buffer__new_raw(map_fd, pages, ctypes.byref(attr), ctypes.cast(self._record, _p),
+                                            None, None)
+        if not self._pb:
+            err = ctypes.get_errno()
+            hint = "; raise LimitMEMLOCK or give fewer pages" if err in (errno.ENOMEM, errno.EPERM) else ""
+            raise CollectorError(f"cannot open the perf buffer of {pages} pages per CPU "
+                                 f"({os.strerror(err)}){hint}")
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def poll(self, timeout_ms: int) -> None:
+        self._lib.perf_buffer__poll(self._pb, timeout_ms)
+        self._raise_pending()
+
+    def consume(self) -> None:
+        self._lib.perf_buffer__consume(self._pb)
+        self._raise_pending()
+
+    def close(self) -> None:
+        if self._pb:
+            self._lib.perf_buffer__free(self._pb)
+            self._pb = None

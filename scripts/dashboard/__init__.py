@@ -1,0 +1,2 @@
+"""scripts/render-dashboard: a live test run scraped by Prometheus, and the Grafana dashboard's
+queries over it drawn as the dashboard lays them out."""

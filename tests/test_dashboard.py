@@ -1,0 +1,52 @@
+"""docs/grafana-dashboard.json: every query names metrics and labels that `run --metrics` serves, and
+the panels tile the dashboard's grid. (scripts/render-dashboard evaluates the queries themselves with
+Prometheus over a live run: too slow for the suite.)"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from collector.metrics import families
+
+DASHBOARD = json.loads((Path(__file__).resolve().parents[1] / "docs" / "grafana-dashboard.json").read_text())
+GRID_COLUMNS = 24
+# Every kernel and tracker counter the collector has, and announcements: all families and labels.
+FIGURES = {
+    "kernel": {name: 1 for name in ("packets", "not_tcp", "fragments", "unparsed", "tcp", "mptcp",
+                                    "malformed_options", "events", "event_errors", "subtype_0")},
+    "tracker": {name: 1 for name in ("connections_tracked", "subflows_tracked", "connections", "attempts",
+                                     "evictions", "bogus_joins", "malformed")},
+    "events": 1, "lost": 0, "unwritten": 0, "announcements": {("ipv4", "private"): 1}, "interface_changes": {},
+}
+SERVED = {sample.name: set(sample.labels) for family in families(FIGURES) for sample in family.samples}
+TARGETS = [target for panel in DASHBOARD["panels"] for target in panel["targets"]]
+
+
+def test_the_collector_serves_what_the_dashboard_asks_for():
+    for target in TARGETS:
+        names = set(re.findall(r"\baddaddr_\w+", target["expr"]))
+        assert names and names <= SERVED.keys(), f"{target['expr']}: {names - SERVED.keys()} not served"
+        labels = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", target.get("legendFormat", "")))
+        grouped = {label.strip() for by in re.findall(r"by \(([^)]*)\)", target["expr"]) for label in by.split(",")}
+        assert labels <= grouped, f"{target['legendFormat']}: {labels - grouped} not kept by the query"
+        assert all(grouped <= SERVED[name] | {"instance", "job"} for name in names), target["expr"]
+
+
+def test_every_query_is_scoped_to_the_chosen_collectors():
+    for target in TARGETS:
+        selectors = re.findall(r"\baddaddr_\w+(\{[^}]*\})?", target["expr"])
+        assert selectors and all('instance=~"$instance"' in s for s in selectors), target["expr"]
+
+
+def test_the_panels_tile_the_grid_without_overlapping():
+    taken = set()
+    for panel in DASHBOARD["panels"]:
+        place = panel["gridPos"]
+        assert place["x"] + place["w"] <= GRID_COLUMNS, panel["title"]
+        cells = {(x, y) for x in range(place["x"], place["x"] + place["w"])
+                 for y in range(place["y"], place["y"] + place["h"])}
+        assert not cells & taken, f"{panel['title']} overlaps another panel"
+        taken |= cells
+    assert len({panel["id"] for panel in DASHBOARD["panels"]}) == len(DASHBOARD["panels"])

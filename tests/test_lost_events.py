@@ -1,0 +1,74 @@
+"""Events lost in the kernel are counted once, everywhere lost is shown: perf's lost count and the
+program's event_errors see the same loss, and `lost` records add up to the larger of the two."""
+
+from __future__ import annotations
+
+import os
+from ipaddress import IPv4Address
+
+import pytest
+from frames import ACK, ETH_P_IP, IPPROTO_TCP, ether, ipv4, tcp
+from mptcp_encoder import encode
+
+from collector.logfile import LogWriter, read_records
+from collector.mptcp_option import AddAddr
+from collector.records import Recorder
+from collector.session import Session
+
+FRAME = ether(ETH_P_IP, ipv4("192.0.2.1", "198.51.100.2", IPPROTO_TCP,
+                             tcp(43210, 443, seq=1, ack=1, flags=ACK,
+                                 options=encode(AddAddr(1, 7, IPv4Address("203.0.113.9"), None, False, bytes(8))))))
+
+
+def lost_records(log_dir) -> list[int]:
+    return [r["count"] for r in read_records(log_dir) if r["kind"] == "lost"]
+
+
+def test_lost_records_add_up_to_the_larger_count(tmp_path):
+    with LogWriter(tmp_path, {"host": "test"}) as writer:
+        session = Session(writer, Recorder(), lambda event: 0.0)
+        session.on_lost(3)
+        stats = session.stats_record({"event_errors": 5})  # the kernel saw 2 more, not yet reported by perf
+        assert stats["lost"] == session.lost_samples == 5
+        session.on_lost(2)  # perf reports them late: already counted
+        session.on_lost(1)  # one more than the kernel had counted at the last stats
+        assert session.lost_samples == 6
+        assert session.metrics({"event_errors": 6}, {})["lost"] == 6
+    assert lost_records(tmp_path) == [3, 2, 1]
+
+
+def flood(log_dir) -> tuple[dict, Session, dict]:
+    """2000 ADD_ADDR test runs into a 1-page perf buffer, read once at the end: the kernel counters, the
+    session and its stats record. Root only."""
+    from collector.program import CaptureProgram
+    from collector.testrun import TestRunner
+
+    program = CaptureProgram()
+    # One CPU: perf reports a CPU's losses with that CPU's next sample, which the last run below
+    # writes only on the CPU it runs on.
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        with LogWriter(log_dir, {"host": "test"}) as writer:
+            session = Session(writer, Recorder(), lambda event: 0.0)
+            program.open_events(lambda raw: None, session.on_lost, pages=1)
+            runner = TestRunner(program.fd)
+            for _ in range(2000):  # ~130 bytes a sample: far more than one page holds
+                runner.run(FRAME, 0)
+            program.drain()
+            runner.run(FRAME, 0)  # perf reports its lost count with the next sample that fits
+            program.drain()
+            kernel = program.counters()
+            return kernel, session, session.stats_record(kernel)
+    finally:
+        os.sched_setaffinity(0, cpus)
+        program.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="loading the kernel program needs root")
+def test_a_full_perf_buffer_is_counted_once(tmp_path):
+    kernel, session, stats = flood(tmp_path)
+    errors = kernel["event_errors"]
+    assert errors > 0, "got no event_errors: the buffer never filled"
+    assert session.perf_lost == errors, f"got perf lost {session.perf_lost}, event_errors {errors}: want one loss seen by both"
+    assert stats["lost"] == sum(lost_records(tmp_path)) == errors, "got the loss counted twice or not at all"

@@ -1,0 +1,240 @@
+"""The kernel program built ahead (bpf/addaddr.bpf.o): built from bpf/ byte for byte, read by userspace
+as bpf/event.h lays it out, behaving as the bcc build of the same source, refusing clearly what the
+kernel lacks, and shipped in a wheel that replays without bcc."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fuzzing
+from collector.errors import CollectorError
+from collector.event import MptcpEvent, from_kernel
+from collector.libbpf import PROG_TYPE_SCHED_CLS, BpfObject, Features, _check_kernel, library
+from collector.program import OBJECT, CaptureCounters, CaptureProgram
+from collector.testrun import TestRunner
+from replay_fixtures import scenario
+
+REPO = Path(__file__).resolve().parent.parent
+EVENT_H = REPO / "bpf" / "event.h"
+ADDADDR = str(Path(sys.executable).with_name("addaddr"))
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="loading BPF programs needs root")
+
+
+def test_object_is_built_from_the_sources_byte_for_byte(tmp_path):
+    assert shutil.which("clang-14"), "clang-14 is missing: scripts/setup --test installs it"
+    rebuilt = tmp_path / "addaddr.bpf.o"
+    subprocess.run([str(REPO / "scripts" / "build-bpf"), str(rebuilt)], check=True, capture_output=True)
+    assert rebuilt.read_bytes() == OBJECT.read_bytes(), \
+        f"{OBJECT} is not what bpf/ builds to: run scripts/build-bpf and commit the object"
+
+
+# --- bpf/event.h and the ctypes structs ---------------------------------------------------------------
+
+_BITS = {ctypes.c_uint8: 8, ctypes.c_uint16: 16, ctypes.c_uint32: 32, ctypes.c_uint64: 64}
+
+
+def header_layout(text: str, struct: str) -> list[tuple[str, int, int]]:
+    """(name, bits, count) for each field of `struct` in a C header of __uN fields and N-sized arrays."""
+    defines = dict(re.findall(r"#define (\w+) (\d+)", text))
+    body = re.search(rf"struct {struct} \{{(.*?)\}};", text, re.S).group(1)
+    return [(name, int(bits), int(defines.get(count, count)) if count else 1)
+            for bits, name, count in re.findall(r"^\s*__u(8|16|32|64) (\w+)(?:\[(\w+)\])?;", body, re.M)]
+
+
+def ctypes_layout(structure: type[ctypes.Structure]) -> list[tuple[str, int, int]]:
+    layout = []
+    for name, ctype in structure._fields_:
+        count = getattr(ctype, "_length_", 1)
+        layout.append((name, _BITS[ctype._type_ if count > 1 else ctype], count))
+    return layout
+
+
+@pytest.mark.parametrize("struct, structure", [("mptcp_event", MptcpEvent), ("capture_counters", CaptureCounters)])
+def test_ctypes_structs_follow_event_h(struct, structure):
+    text = EVENT_H.read_text()
+    assert ctypes_layout(structure) == header_layout(text, struct), \
+        f"{structure.__name__} and struct {struct} of {EVENT_H} drifted apart: change both"
+
+
+def test_a_drifted_header_is_told():
+    """The comparison above can fail: a field widened in the header shows."""
+    drifted = EVENT_H.read_text().replace("__u16 sport;", "__u32 sport;")
+    assert ctypes_layout(MptcpEvent) != header_layout(drifted, "mptcp_event")
+
+
+# --- the object beside the bcc build -------------------------------------------------------------------
+
+
+class Twin:
+    """One build of the program with its runner; returns per frame what the kernel did."""
+
+    def __init__(self, compile: bool) -> None:
+        self.program = CaptureProgram(compile=compile)
+        self.events: list = []
+        self.lost = 0
+        self.program.open_events(lambda raw: self.events.append(from_kernel(raw)._replace(ktime_ns=0)),
+                                 self._lost, pages=64)
+        self.runner = TestRunner(self.program.fd)
+
+    def _lost(self, count: int) -> None:
+        self.lost += count
+
+    def run(self, frame: bytes, mark: int):
+        before = self.program.counters()
+        try:
+            retval = self.runner.run(frame, mark)
+        except OSError as exc:
+            retval = f"refused: {exc.errno}"
+        self.program.drain()
+        assert not self.lost, f"{self.lost} samples lost: the comparison would be incomplete"
+        after = self.program.counters()
+        events, self.events = self.events, []
+        return retval, events, {name: after[name] - before[name] for name in after if after[name] != before[name]}
+
+
+@pytest.fixture(scope="module")
+def twins():
+    if os.geteuid() != 0:
+        pytest.skip("loading BPF programs needs root")
+    pytest.importorskip("bcc", reason="bcc (scripts/setup --test) builds the reference")
+    built, compiled = Twin(compile=False), Twin(compile=True)
+    yield built, compiled
+    built.program.close()
+    compiled.program.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(frame=fuzzing.structured_frames(), seed=st.integers(0, 2**32 - 1))
+def test_object_and_bcc_build_agree_on_the_fuzz_corpus(twins, frame, seed):
+    built, compiled = twins
+    for mark, case in enumerate(fuzzing.cases(frame, random.Random(seed), 15)):
+        if len(case) < fuzzing.MIN_FRAME:
+            continue
+        assert built.run(case, mark) == compiled.run(case, mark), f"frame {case.hex()}"
+
+
+def test_both_builds_name_the_same_kernel_features(twins):
+    built, compiled = twins
+    assert str(built.program.features) == str(compiled.program.features)
+    assert "bpf_skb_load_bytes" in str(built.program.features)
+
+
+# --- the kernel's refusals ----------------------------------------------------------------------------
+
+
+@root_only
+def test_a_missing_helper_is_one_clear_line():
+    """libbpf's own probe, on this kernel, of a helper no kernel has."""
+    with pytest.raises(CollectorError) as refused:
+        _check_kernel(library(), Features(PROG_TYPE_SCHED_CLS, [], [5, 9999]))
+    assert "lacks helper 9999 in SCHED_CLS programs" in str(refused.value) and "\n" not in str(refused.value)
+
+
+REFUSED_PROGRAM = r"""
+#include <linux/bpf.h>
+__attribute__((section("tc"), used)) int unchecked(struct __sk_buff *skb)
+{
+	return *(unsigned char *)(long)skb->data;	/* no bounds check: the verifier refuses */
+}
+char LICENSE[] __attribute__((section("license"), used)) = "GPL";
+"""
+
+
+@root_only
+def test_a_verifier_refusal_is_one_line_and_the_log_is_kept(tmp_path):
+    source, built = tmp_path / "refused.c", tmp_path / "refused.o"
+    source.write_text(REFUSED_PROGRAM)
+    subprocess.run(["clang-14", "-target", "bpfel", "-O2", "-g", "-I/usr/include/x86_64-linux-gnu", "-c",
+                    str(source), "-o", str(built)], check=True)
+    with pytest.raises(CollectorError) as refused:
+        BpfObject(str(built), ("unchecked",))
+    message = str(refused.value)
+    named = re.search(r"libbpf's log and the verifier's are in (\S+)", message)
+    assert named, f"got {message!r}; want it to name the log"
+    log = Path(named.group(1))
+    try:
+        assert "\n" not in message and "(R1 offset is outside of the packet)" in message, message
+        assert "invalid access to packet" in log.read_text(), f"got a log without the verifier's: {log.read_text()!r}"
+    finally:
+        log.unlink()
+
+
+@root_only
+def test_loading_prints_nothing():
+    """libbpf's messages are kept, not printed: an ordinary load leaves stderr to addaddr."""
+    result = subprocess.run([sys.executable, "-c", "from collector.program import CaptureProgram; "
+                             "CaptureProgram().close()"], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_missing_libbpf_is_one_line_naming_the_package(tmp_path):
+    code = ("import sys, collector.libbpf as l; l.LIBRARY = 'libbpf.so.999'; from collector.cli import main; "
+            "sys.argv = ['addaddr', 'replay', sys.argv[1], '--log-dir', sys.argv[2]]; main()")
+    capture = tmp_path / "c.pcap"
+    capture.write_bytes(scenario().capture.pcap()[0])
+    result = subprocess.run([sys.executable, "-c", code, str(capture), str(tmp_path / "logs")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "apt-get install libbpf1" in result.stderr, \
+        f"got {result.returncode}: {result.stderr!r}"
+
+
+# --- the wheel ----------------------------------------------------------------------------------------
+
+
+@root_only
+def test_wheel_without_bcc_replays_as_the_checkout(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(REPO)],
+                   check=True, capture_output=True, timeout=300)
+    wheel = next((tmp_path / "dist").glob("addaddr-*.whl"))
+    venv = tmp_path / "venv"
+    subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    no_bcc = subprocess.run([str(venv / "bin" / "python"), "-c", "import bcc"], capture_output=True)
+    assert no_bcc.returncode != 0, "the new venv can import bcc: the test would prove nothing"
+    capture = tmp_path / "scenario.pcap"
+    capture.write_bytes(scenario().capture.pcap()[0])
+    reports = []
+    for addaddr in (str(venv / "bin" / "addaddr"), ADDADDR):
+        logs = tmp_path / f"logs-{len(reports)}"
+        replayed = subprocess.run([addaddr, "replay", str(capture), "--log-dir", str(logs)], cwd=tmp_path,
+                                  capture_output=True, text=True, timeout=120)
+        assert replayed.returncode == 0, f"{addaddr}: {replayed.stderr}"
+        report = subprocess.run([addaddr, "report", "--format", "json", "--log-dir", str(logs)],
+                                capture_output=True, text=True, timeout=120)
+        assert report.returncode == 0, f"{addaddr}: {report.stderr}"
+        reports.append(report.stdout)
+    assert reports[0] == reports[1]
+    assert json.loads(reports[0])["announcements"] > 0, f"got a report of nothing: {reports[0]}"
+
+
+@root_only
+def test_without_privilege_replay_says_so():
+    """libbpf's probes answer "unsupported" when refused for privilege: that must not read as an old kernel."""
+    # pytest's tmp_path is root's alone: nobody needs a directory it can reach.
+    shared = Path(tempfile.mkdtemp(prefix="addaddr-prebuilt-"))
+    try:
+        shared.chmod(0o777)
+        capture = shared / "scenario.pcap"
+        capture.write_bytes(scenario().capture.pcap()[0])
+        capture.chmod(0o644)
+        result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ADDADDR, "replay",
+                                 str(capture), "--log-dir", str(shared / "logs")], capture_output=True, text=True,
+                                timeout=60)
+    finally:
+        shutil.rmtree(shared)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "BPF needs root" in result.stderr, \
+        f"got {result.returncode}: {result.stderr!r}"
