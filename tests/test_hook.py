@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,10 +23,10 @@ from collector.live import BackgroundRun, RunOptions
 from collector.logfile import read_records
 from collector.program import FUNCTION
 from collector.testbed import ClientPlan, Testbed
+from test_run_command import Collector
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="attaching programs needs root")
 
-ADDAADDR = str(Path(sys.executable).with_name("addaddr"))
 PLAN = (ClientPlan(("10.1.2.3", "2001:db8::5")),)
 CONNECTIONS = 4
 # In front of ours (0xad) at clsact ingress.
@@ -61,24 +59,6 @@ def foreign_on(bed: Testbed, hook: str):
         if link is not None:
             os.close(link)
         program.close()
-
-
-class Collector:
-    """`addaddr run` as a process; returns once it collects, with the lines it printed before."""
-
-    def __init__(self, bed: Testbed, log_dir: Path, *options: str):
-        self.proc = subprocess.Popen([ADDAADDR, "run", "--netns", bed.server, "--iface", bed.server_interfaces[0],
-                                      "--log-dir", str(log_dir), *options], stderr=subprocess.PIPE, text=True)
-        self.started = []
-        while "collecting on" not in (line := self.proc.stderr.readline()):
-            assert line, f"got {self.started} then exit {self.proc.wait()}; want 'collecting on'"
-            self.started.append(line)
-        self.started.append(line)
-
-    def stop(self, signum: int = signal.SIGTERM) -> str:
-        self.proc.send_signal(signum)
-        _, err = self.proc.communicate(timeout=30)
-        return err
 
 
 def announced(log_dir: Path) -> int:

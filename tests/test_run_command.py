@@ -69,7 +69,7 @@ class ForeignFilter:
 
 
 class Collector:
-    """`addaddr run` in the background; returns once its filter is attached."""
+    """`addaddr run` in the background; returns once it is attached, with the lines it printed."""
 
     def __init__(self, bed: Testbed, log_dir: Path, *options: str):
         self.proc = subprocess.Popen([ADDAADDR, "run", "--netns", bed.server, "--iface", bed.server_interfaces[0],
@@ -78,6 +78,7 @@ class Collector:
         while "collecting on" not in (line := self.proc.stderr.readline()):
             assert line, f"got {self.started} then exit {self.proc.wait()}; want 'collecting on'"
             self.started.append(line)
+        self.started.append(line)  # the start line, naming the mode
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         self.proc.send_signal(signum)

@@ -13,7 +13,8 @@ import pytest
 
 from collector.logfile import read_records
 from collector.testbed import Testbed
-from test_run_command import ADDAADDR, ONE_CLIENT, Collector, our_filters
+from test_crash_safety import our_filters
+from test_run_command import ADDAADDR, ONE_CLIENT, Collector
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="attaching filters needs root")
 
@@ -78,15 +79,18 @@ def move_out_and_back(bed: Testbed, away: str, url: str) -> None:
         subprocess.run([*srv, *command], check=True, timeout=10)
 
 
-def test_an_interface_that_leaves_is_reported_and_watched_again_when_back(bed, tmp_path):
+@pytest.mark.parametrize("mode", ["auto", "clsact"])
+def test_an_interface_that_leaves_is_reported_and_watched_again_when_back(mode, bed, tmp_path):
+    """auto is tcx here: the link went with the old interface, and a new one is made."""
     away = f"{bed.name}-away"
     subprocess.run(["ip", "netns", "add", away], check=True, timeout=10)
     try:
-        collector = Collector(bed, tmp_path, "--metrics", "127.0.0.1:0")
+        collector = Collector(bed, tmp_path, "--metrics", "127.0.0.1:0", "--attach", mode)
         url = next(re.search(r"metrics at (\S+)", line).group(1) for line in collector.started if "metrics at" in line)
         before = bed.drive(1)
         move_out_and_back(bed, away, url)
         assert wait_for_metric(url, 'addaddr_interface_changes_total{state="back"}', 1) == 1, "got no reattach"
+        assert our_filters(bed) == 1, f"got {our_filters(bed)} programs of ours on the interface back; want 1"
         after = bed.drive(2)
         time.sleep(0.5)
         assert collector.stop() == 0, f"got exit {collector.proc.returncode}: {collector.stderr}"
