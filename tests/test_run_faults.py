@@ -14,7 +14,7 @@ import pytest
 from collector.logfile import read_records
 from collector.testbed import Testbed
 from test_crash_safety import our_filters
-from test_run_command import ADDAADDR, ONE_CLIENT, Collector
+from test_run_command import ADDAADDR, ONE_CLIENT, Collector, reachable_dir  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="attaching filters needs root")
 
@@ -106,6 +106,25 @@ def test_an_interface_that_leaves_is_reported_and_watched_again_when_back(mode, 
     assert not before.failures and not after.failures
     assert logged_announcements(tmp_path) == announced(before) + announced(after), "got announcements missed"
     assert our_filters(bed) == 0, "got the reattached filter left after the run"
+
+
+def test_after_user_an_interface_back_is_said_unwatched_once_and_the_run_goes_on(bed, tmp_path, reachable_dir):
+    """auto is tcx here: linking needs CAP_NET_ADMIN (and --netns, CAP_SYS_ADMIN), gone after the drop."""
+    away = f"{bed.name}-away"
+    subprocess.run(["ip", "netns", "add", away], check=True, timeout=10)
+    try:
+        collector = Collector(bed, reachable_dir, "--metrics", "127.0.0.1:0", "--user", "nobody")
+        url = next(re.search(r"metrics at (\S+)", line).group(1) for line in collector.started if "metrics at" in line)
+        move_out_and_back(bed, away, url)
+        # Several checks (every 0.5 s) after the return: the refusal must be said once, not per check.
+        time.sleep(3)
+        attached = our_filters(bed)
+        assert collector.stop() == 0, f"got exit {collector.proc.returncode}: {collector.stderr}"
+    finally:
+        subprocess.run(["ip", "netns", "del", away], capture_output=True, timeout=10)
+    unwatched = [line for line in collector.stderr.splitlines() if "but not watched" in line]
+    assert len(unwatched) == 1 and "Operation not permitted" in unwatched[0], f"got {collector.stderr}"
+    assert attached == 0, f"got {attached} of ours on the interface back; want none after the drop"
 
 
 def test_a_deleted_namespace_ends_the_run_with_status_1_and_its_final_records(bed, tmp_path):
