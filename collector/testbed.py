@@ -8,6 +8,7 @@ come only from each client's join address, on the client's own link. Names carry
 
 from __future__ import annotations
 
+import errno
 import secrets
 import socket
 import struct
@@ -218,6 +219,19 @@ class Testbed:
             return f"client {client} to {server}: {exc}"
 
 
+def _bind(sock: socket.socket, address: str, deadline: float) -> None:
+    # Seen under load (tests/test_crash_safety's back-to-back drives): EADDRINUSE for a moment after the
+    # previous drive's listener closed, while its MPTCP connections are still being torn down.
+    while True:
+        try:
+            sock.bind((address, PORT))
+            return
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
 class _EchoServer:
     """Echo listeners (IPv4 and IPv6) in the server namespace; learns each connection's token."""
 
@@ -228,7 +242,7 @@ class _EchoServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind((address, PORT))
+            _bind(sock, address, time.monotonic() + timeout)
             sock.listen(128)
             sock.settimeout(0.2)
             self._listeners.append(sock)
