@@ -1,7 +1,12 @@
-/* TC ingress (clsact, direct action) program: finds MPTCP options in TCP segments and hands the ones
- * that announce addresses or make and join connections to userspace, byte for byte. It never
+/* TC ingress (tcx, or clsact in direct action) program: finds MPTCP options in TCP segments and hands
+ * the ones that announce addresses or make and join connections to userspace, byte for byte. It never
  * interprets an option beyond its subtype (decoding lives in Python, in one place) and returns
- * TC_ACT_UNSPEC on every path, so the packet goes on to the next filter and to the stack untouched. */
+ * TC_ACT_UNSPEC on every path, which tcx calls TCX_NEXT (both -1): the packet goes on to the next
+ * program or filter and to the stack untouched, whichever hook we are on.
+ *
+ * Two entry points share the code and the maps: addaddr_ingress for devices with an Ethernet header,
+ * addaddr_raw_ip for those without one (tun, WireGuard, ipip/sit/gre tunnels, raw-IP modems), whose
+ * packets start at the IP header; userspace attaches the one that fits the device. */
 #include "event.h"
 #include "compat.h"
 #include <uapi/linux/pkt_cls.h>
@@ -94,9 +99,10 @@ static __always_inline int copy_option(struct __sk_buff *skb, struct mptcp_event
 #define TCPOPT_NOP_NOP_TSTAMP 0x0101080a
 
 /* Reads the headers up to TCP: returns IPPROTO_TCP with *seg, the option area's size and its first
- * four bytes (0 when shorter) set, another protocol, or a parse_error. */
-static __always_inline int parse_segment(struct __sk_buff *skb, struct segment *seg, __u32 *opt_size,
-					 __u32 *opt_head)
+ * four bytes (0 when shorter) set, another protocol, or a parse_error. Without an Ethernet header the
+ * packet starts at the IP header, and skb->protocol (what the stack will go by) names its family. */
+static __always_inline int parse_segment(struct __sk_buff *skb, int ethernet, struct segment *seg,
+					 __u32 *opt_size, __u32 *opt_head)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -107,9 +113,13 @@ static __always_inline int parse_segment(struct __sk_buff *skb, struct segment *
 	__u32 ip_len = 0;	/* 0: no usable length (BIG TCP aggregates leave it 0) */
 	int proto, hdrsize;
 
-	proto = parse_ethhdr(&c, data_end);
-	if (proto < 0)
-		return proto;
+	if (ethernet) {
+		proto = parse_ethhdr(&c, data_end);
+		if (proto < 0)
+			return proto;
+	} else {
+		proto = skb->protocol;
+	}
 	seg->ip_off = c.pos - data;
 	if (proto == bpf_htons(ETH_P_IP)) {
 		seg->ip_version = 4;
@@ -142,7 +152,8 @@ static __always_inline int parse_segment(struct __sk_buff *skb, struct segment *
 	return IPPROTO_TCP;
 }
 
-ADDADDR_PROGRAM int addaddr_ingress(struct __sk_buff *skb)
+/* `ethernet` is a constant in each entry point below: the compiler keeps one parser per program. */
+static __always_inline int capture(struct __sk_buff *skb, int ethernet)
 {
 	struct capture_counters *count;
 	struct segment seg = {};
@@ -163,7 +174,7 @@ ADDADDR_PROGRAM int addaddr_ingress(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	count->packets++;
 
-	proto = parse_segment(skb, &seg, &opt_size, &opt_head);
+	proto = parse_segment(skb, ethernet, &seg, &opt_size, &opt_head);
 	if (proto == PARSE_TRUNCATED) {
 		count->unparsed++;
 		return TC_ACT_UNSPEC;
@@ -240,4 +251,14 @@ ADDADDR_PROGRAM int addaddr_ingress(struct __sk_buff *skb)
 	if (mptcp_seen)
 		count->mptcp++;
 	return TC_ACT_UNSPEC;
+}
+
+ADDADDR_PROGRAM int addaddr_ingress(struct __sk_buff *skb)
+{
+	return capture(skb, 1);
+}
+
+ADDADDR_PROGRAM int addaddr_raw_ip(struct __sk_buff *skb)
+{
+	return capture(skb, 0);
 }

@@ -26,6 +26,7 @@ HANDLE = 0xADD
 FILTER_NAME = "addaddr"
 ETH_P_ALL = 0x0003
 NETNS_DIR = "/run/netns"
+TCA_BPF_FLAG_ACT_DIRECT = 1
 
 
 def _where(netns: str | None) -> str:
@@ -52,6 +53,34 @@ def _ours_at_our_place(f) -> bool:
     return f["info"] >> 16 == PRIO and f["handle"] == HANDLE
 
 
+def _lookup(ipr: IPRoute, ifname: str, netns: str | None) -> int:
+    found = ipr.link_lookup(ifname=ifname)
+    if not found:
+        raise CollectorError(f"no interface {ifname!r} in {_where(netns)} (see: ip link)")
+    return found[0]
+
+
+def filters_in_front(ifname: str, netns: str | None) -> list[tuple[int, str]]:
+    """(prio, name) of the direct-action filters that run before ours at clsact ingress: one that
+    returns TC_ACT_OK (or any verdict) ends the chain, and we never see that packet."""
+    with _open(netns) as ipr:
+        index = _lookup(ipr, ifname, netns)
+        return [(f["info"] >> 16, _filter_name(f) or "(no name)") for f in _filters(ipr, index, INGRESS_PARENT)
+                if f["info"] >> 16 < PRIO
+                and (f.get_attr("TCA_OPTIONS").get_attr("TCA_BPF_FLAGS") or 0) & TCA_BPF_FLAG_ACT_DIRECT]
+
+
+def remove_stale(ifname: str, netns: str | None) -> bool:
+    """Removes the filter a crashed clsact run of ours left at ingress; True if there was one."""
+    with _open(netns) as ipr:
+        index = _lookup(ipr, ifname, netns)
+        stale = [f for f in _filters(ipr, index, INGRESS_PARENT)
+                 if _ours_at_our_place(f) and _filter_name(f) == FILTER_NAME]
+        if stale:
+            ipr.tc("del-filter", "bpf", index, handle=HANDLE, parent=INGRESS, prio=PRIO, protocol=ETH_P_ALL)
+        return bool(stale)
+
+
 @dataclass
 class Attachment:
     """Our filter on one interface; `replaced_stale` says a crashed run's filter was found there."""
@@ -61,6 +90,9 @@ class Attachment:
     ifindex: int
     created_clsact: bool
     replaced_stale: bool
+
+    def gone(self) -> None:
+        """The interface is gone: our filter went with it."""
 
     def detach(self) -> None:
         """Removes our filter; PermissionError when this process no longer may (after --user)."""
@@ -89,10 +121,7 @@ def _others_attached(ipr: IPRoute, index: int) -> bool:
 def attach(prog_fd: int, ifname: str, netns: str | None = None) -> Attachment:
     """Adds our filter at ingress of `ifname`, replacing one a crashed run of ours left there."""
     with _open(netns) as ipr:
-        found = ipr.link_lookup(ifname=ifname)
-        if not found:
-            raise CollectorError(f"no interface {ifname!r} in {_where(netns)} (see: ip link)")
-        index = found[0]
+        index = _lookup(ipr, ifname, netns)
         created = False
         try:
             try:

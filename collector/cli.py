@@ -17,6 +17,8 @@ DEFAULT_LOG_DIR = "/var/log/addaddr"
 # collector.report_format.FORMATS, spelled out so that loading the CLI does not load the report;
 # tests/test_report.py checks the two agree.
 REPORT_FORMATS = ("table", "json", "csv", "markdown")
+# collector.hook.MODES, spelled out for the same reason; tests/test_hook.py checks the two agree.
+ATTACH_MODES = ("auto", "tcx", "clsact")
 
 json_option = click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
 log_dir_option = click.option("--log-dir", default=DEFAULT_LOG_DIR, show_default=True,
@@ -116,16 +118,19 @@ def _perf_pages(ctx, param, value):
 @click.option("--user", metavar="NAME",
               help="Once attached, drop to user NAME with no capability left (like tcpdump -Z); the logs "
                    "are handed to NAME.")
+@click.option("--attach", type=click.Choice(ATTACH_MODES), default="auto", show_default=True,
+              help="tcx links the program first on the hook (Linux >= 6.6, beside Cilium; gone when we "
+                   "exit); clsact adds a filter; auto takes tcx where the kernel has it.")
 @exits_with_status
 def run_command(interfaces: tuple[str, ...], netns: str | None, log_dir: str, anonymize_key: str | None,
                 host: str | None, metrics_allow_remote: bool, metrics: tuple[str, int] | None, perf_pages: int,
-                user: str | None) -> int:
+                user: str | None, attach: str) -> int:
     """Collect MPTCP announcements at the ingress of IFACE until SIGINT or SIGTERM."""
     from collector.commands.run import run_collector
     from collector.live import RunOptions
 
     return run_collector(RunOptions(interfaces, netns, log_dir, anonymize_key=anonymize_key, metrics=metrics,
-                                    user=user, perf_pages=perf_pages, host=host))
+                                    user=user, perf_pages=perf_pages, host=host, attach=attach))
 
 
 @main.command("tail")

@@ -16,14 +16,19 @@ import time
 from collections import Counter
 from typing import TextIO
 
-from .attach import Attachment, attach
+from . import hook
+from .attach import Attachment
 from .errors import CollectorError
+from .link_layer import has_ethernet_header
 from .netns import socket_in
+from .program import CaptureProgram
 from .watchers import WatchLock, netns_inode
 
 SIOCGIFINDEX = 0x8933
+SIOCGIFHWADDR = 0x8927
 IFNAMSIZ = 16
 _IFREQ = struct.Struct("16si12x")  # struct ifreq: the name, then ifr_ifindex in the union
+_IFREQ_HWADDR = struct.Struct("16sH22x")  # the name, then ifr_hwaddr: its sa_family is the ARPHRD_* type
 GONE, BACK = "gone", "back"
 
 
@@ -36,15 +41,17 @@ def no_interface(ifname: str, netns: str | None) -> CollectorError:
 
 
 class WatchedInterfaces:
-    """Checks the namespace and the interfaces and takes their locks (CollectorError, nothing made,
-    when one fails); then attaches, follows and detaches the filters. close() frees the locks."""
+    """Checks the namespace, the interfaces and their link types and takes their locks (CollectorError,
+    nothing made, when one fails); then attaches by `mode` (tcx or clsact), follows and detaches the
+    program. close() frees the locks."""
 
-    def __init__(self, interfaces: tuple[str, ...], netns: str | None, status: TextIO) -> None:
+    def __init__(self, interfaces: tuple[str, ...], netns: str | None, status: TextIO, mode: str) -> None:
         twice = sorted({ifname for ifname in interfaces if interfaces.count(ifname) > 1})
         if twice:
             # Its second lock would be refused, naming this very run.
             raise CollectorError(f"--iface {twice[0]} given twice: give each interface once")
         self.netns = netns
+        self.mode = mode
         self._status = status
         try:
             self._netns_inode = netns_inode(netns)
@@ -58,13 +65,14 @@ class WatchedInterfaces:
             for ifname in interfaces:
                 if self._index(ifname) is None:
                     raise no_interface(ifname, netns)
+                has_ethernet_header(ifname, self._link_type(ifname))  # before the program loads
             for ifname in interfaces:
                 self._locks.append(WatchLock(ifname, netns))
         except BaseException:
             self.close()
             raise
         self.interfaces = interfaces
-        self.attachments: dict[str, Attachment] = {}
+        self.attachments: dict[str, Attachment | hook.TcxLink] = {}
         self._refused: dict[str, int] = {}  # interfaces back that could not be reattached: at which index
         self.changes: Counter[str] = Counter()  # GONE and BACK
 
@@ -79,12 +87,21 @@ class WatchedInterfaces:
             raise
         return _IFREQ.unpack(request)[1]
 
-    def attach_all(self, prog_fd: int) -> None:
-        for ifname in self.interfaces:
-            attachment = attach(prog_fd, ifname, self.netns)
-            self.attachments[ifname] = attachment
-            if attachment.replaced_stale:
-                self._say(f"{ifname}: replaced the filter a previous run left behind")
+    def _link_type(self, ifname: str) -> int:
+        request = fcntl.ioctl(self._socket, SIOCGIFHWADDR, _IFREQ_HWADDR.pack(ifname.encode(), 0))
+        return _IFREQ_HWADDR.unpack(request)[1]
+
+    def _attach(self, program: CaptureProgram, ifname: str, index: int) -> Attachment | hook.TcxLink:
+        return hook.attach(program, ifname, index, self._link_type(ifname), self.netns, self.mode, self._say)
+
+    def attach_all(self, program: CaptureProgram) -> None:
+        indexes = {ifname: self._index(ifname) for ifname in self.interfaces}
+        for ifname, index in indexes.items():
+            if index is None:
+                raise no_interface(ifname, self.netns)
+            hook.prepare(ifname, index, self.netns, self.mode, self._say)
+        for ifname, index in indexes.items():
+            self.attachments[ifname] = self._attach(program, ifname, index)
 
     def netns_deleted(self) -> bool:
         """The namespace's name is gone, or names another namespace now."""
@@ -93,8 +110,8 @@ class WatchedInterfaces:
         except FileNotFoundError:
             return True
 
-    def check(self, prog_fd: int) -> list[dict]:
-        """The `interface` records of what changed since the last check; the filter attached again on
+    def check(self, program: CaptureProgram) -> list[dict]:
+        """The `interface` records of what changed since the last check; the program attached again on
         an interface that came back."""
         records = []
         for ifname in self.interfaces:
@@ -102,16 +119,18 @@ class WatchedInterfaces:
             attached = self.attachments.get(ifname)
             if attached is not None and index != attached.ifindex:
                 del self.attachments[ifname]
+                attached.gone()
                 self._say(f"{ifname}: interface gone (ifindex {attached.ifindex}); "
                           "watching for its return")
                 records.append(self._record(ifname, attached.ifindex, GONE))
             if index is not None and ifname not in self.attachments and self._refused.get(ifname) != index:
-                records.extend(self._reattach(prog_fd, ifname, index))
+                records.extend(self._reattach(program, ifname, index))
         return records
 
-    def _reattach(self, prog_fd: int, ifname: str, index: int) -> list[dict]:
+    def _reattach(self, program: CaptureProgram, ifname: str, index: int) -> list[dict]:
         try:
-            self.attachments[ifname] = attach(prog_fd, ifname, self.netns)
+            # A new interface under the old name: no filter of a crashed run on it to remove.
+            self.attachments[ifname] = self._attach(program, ifname, index)
         except (CollectorError, OSError) as exc:
             # After --user there is no privilege left to attach: said once per return.
             self._refused[ifname] = index

@@ -109,7 +109,7 @@ def _error(what: str, err: int) -> CollectorError:
 class BpfObject:
     """One object file, opened, checked against the kernel, and loaded; owns its fds until close()."""
 
-    def __init__(self, path: str, program: str) -> None:
+    def __init__(self, path: str, programs: tuple[str, ...]) -> None:
         lib = library()
         self._lib = lib
         _capture_log(lib)
@@ -119,17 +119,21 @@ class BpfObject:
                                  "reinstall addaddr")
         self._obj = obj
         try:
-            prog = lib.bpf_object__find_program_by_name(obj, program.encode())
-            if not prog:
-                raise CollectorError(f"{path} has no program {program}; reinstall addaddr")
-            self.features = _features(lib, obj, prog)
+            progs = {}
+            for name in programs:
+                progs[name] = lib.bpf_object__find_program_by_name(obj, name.encode())
+                if not progs[name]:
+                    raise CollectorError(f"{path} has no program {name}; reinstall addaddr")
+            self.features = _features(lib, obj, list(progs.values()))
             _check_kernel(lib, self.features)
-            verifier_log = ctypes.create_string_buffer(VERIFIER_LOG_BYTES)
-            lib.bpf_program__set_log_buf(prog, verifier_log, VERIFIER_LOG_BYTES)
+            # One buffer each: libbpf loads every program of the object, and the one refused keeps its log.
+            logs = [ctypes.create_string_buffer(VERIFIER_LOG_BYTES) for _ in progs]
+            for prog, verifier_log in zip(progs.values(), logs):
+                lib.bpf_program__set_log_buf(prog, verifier_log, VERIFIER_LOG_BYTES)
             err = lib.bpf_object__load(obj)
             if err:
-                raise _load_error(path, -err, verifier_log.value.decode(errors="replace"))
-            self.program_fd: int = lib.bpf_program__fd(prog)
+                raise _load_error(path, -err, "".join(log.value.decode(errors="replace") for log in logs))
+            self.program_fds: dict[str, int] = {name: lib.bpf_program__fd(prog) for name, prog in progs.items()}
         except BaseException:
             self.close()
             raise
@@ -182,14 +186,16 @@ def helpers_called(instructions: bytes) -> list[int]:
     return sorted(found)
 
 
-def _features(lib: ctypes.CDLL, obj: int, prog: int) -> Features:
+def _features(lib: ctypes.CDLL, obj: int, progs: list[int]) -> Features:
+    """What the programs need together (they are of one type)."""
     map_types = []
     bpf_map = lib.bpf_object__next_map(obj, None)
     while bpf_map:
         map_types.append(lib.bpf_map__type(bpf_map))
         bpf_map = lib.bpf_object__next_map(obj, bpf_map)
-    instructions = ctypes.string_at(lib.bpf_program__insns(prog), lib.bpf_program__insn_cnt(prog) * 8)
-    return Features(lib.bpf_program__type(prog), sorted(set(map_types)), helpers_called(instructions))
+    instructions = b"".join(ctypes.string_at(lib.bpf_program__insns(prog), lib.bpf_program__insn_cnt(prog) * 8)
+                            for prog in progs)
+    return Features(lib.bpf_program__type(progs[0]), sorted(set(map_types)), helpers_called(instructions))
 
 
 def _check_kernel(lib: ctypes.CDLL, features: Features) -> None:

@@ -15,6 +15,7 @@ from . import __version__
 from .anonymize import Anonymizer
 from .errors import CollectorError
 from .event import OptionEvent
+from .hook import choose
 from .interfaces import WatchedInterfaces
 from .logfile import LogWriter
 from .metrics import MetricsServer
@@ -77,6 +78,7 @@ class RunOptions:
     user: str | None = None  # drop to this user once attached, like tcpdump -Z
     perf_pages: int = PERF_PAGES
     host: str | None = None  # the logs' host name; None: this machine's
+    attach: str = "auto"  # tcx, clsact, or auto: tcx where the kernel has it
 
 
 class KernelClock:
@@ -93,7 +95,7 @@ class KernelClock:
         return (event.ktime_ns + self._offset_ns) / 1e9
 
 
-def _open_log(options: RunOptions, anonymizer: Anonymizer | None) -> LogWriter:
+def _open_log(options: RunOptions, anonymizer: Anonymizer | None, attach: str) -> LogWriter:
     header = {
         "host": host_name(options.host),
         "interfaces": list(options.interfaces),
@@ -102,6 +104,7 @@ def _open_log(options: RunOptions, anonymizer: Anonymizer | None) -> LogWriter:
         "started": time.time(),
         "source": "live",
         "anonymization": anonymizer and anonymizer.scheme,
+        "attach": attach,
     }
     try:
         return LogWriter(options.log_dir, header)
@@ -123,7 +126,7 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
         raise CollectorError(f"addaddr run needs root, or {', '.join(missing)}: try sudo")
     if options.user is not None:
         check_user(options.user)  # now, not after seconds of compiling and attaching
-    watched = WatchedInterfaces(options.interfaces, options.netns, status)
+    watched = WatchedInterfaces(options.interfaces, options.netns, status, choose(options.attach))
     try:
         return _run_watching(watched, options, stop or threading.Event(), status, ready)
     finally:
@@ -133,7 +136,7 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
 def _run_watching(watched: WatchedInterfaces, options: RunOptions, stop: threading.Event, status: TextIO,
                   ready: threading.Event | None) -> Session:
     anonymizer = Anonymizer.from_key_file(options.anonymize_key) if options.anonymize_key else None
-    writer = _open_log(options, anonymizer)
+    writer = _open_log(options, anonymizer, watched.mode)
     if writer.repaired is not None:
         print(f"addaddr: {writer.repaired.describe()}", file=status)
     clock = KernelClock()
@@ -145,7 +148,7 @@ def _run_watching(watched: WatchedInterfaces, options: RunOptions, stop: threadi
         # Before attaching: samples written before the buffer is open vanish uncounted.
         program.open_events(session.on_kernel_event, session.on_lost, pages=options.perf_pages,
                             wakeup_events=WAKEUP_EVENTS)
-        watched.attach_all(program.fd)
+        watched.attach_all(program)
         print(f"addaddr: kernel program relies on {program.features}; perf buffers lock "
               f"{locked_bytes(options.perf_pages) >> 20} MiB", file=status)
         metrics, publish = _serve_metrics(session, program, watched, options.metrics) \
@@ -161,7 +164,8 @@ def _run_watching(watched: WatchedInterfaces, options: RunOptions, stop: threadi
             print(f"addaddr: metrics at http://{'[' + host + ']' if ':' in host else host}:{port}/metrics",
                   file=status)
         print(f"addaddr: collecting on {', '.join(options.interfaces)}"
-              f"{' in ' + options.netns if options.netns else ''} into {options.log_dir}", file=status)
+              f"{' in ' + options.netns if options.netns else ''} ({watched.mode}) into {options.log_dir}",
+              file=status)
         _collect(program, session, clock, watched, options, stop, status, publish)
     finally:
         if metrics is not None:
@@ -223,7 +227,7 @@ def _collect(program, session, clock, watched, options, stop, status, publish) -
                 session.ended = f"network namespace {options.netns!r} was deleted"
                 print(f"addaddr: {session.ended}: stopping", file=status, flush=True)
                 return
-            session.write(watched.check(program.fd))
+            session.write(watched.check(program))
             next_check = now + INTERFACE_CHECK_INTERVAL
         if now >= next_stats:
             session.write(session.recorder.expire(time.time()))

@@ -2,8 +2,10 @@
 unprivileged user once the program is loaded, attached and its perf buffer open (like tcpdump -Z).
 
 The fds opened before the drop (program, maps, perf buffers, the open log file) keep working: the
-kernel checks privilege when such an fd is made, not when it is read. What needs privilege afterwards
-fails: loading, attaching, and also removing the filter on exit (scripts/addaddr.service does that).
+kernel checks privilege when such an fd is made, not when it is read. A tcx link is such an fd too: it
+stays attached for as long as the dropped process lives and goes with it. What needs privilege
+afterwards fails: loading, attaching, and also removing a clsact filter on exit
+(scripts/addaddr.service does that).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ CAP_NUMBERS = {
 # What `run` needs each capability for, when it runs without full root.
 RUN_CAPABILITIES = {
     "CAP_BPF": "load the program and create its maps",
-    "CAP_NET_ADMIN": "load a SCHED_CLS program and add its filter at clsact ingress",
+    "CAP_NET_ADMIN": "load a SCHED_CLS program and link it in tcx or add its filter at clsact ingress",
     "CAP_PERFMON": "open the per-CPU perf events behind the perf buffer",
     "CAP_SYS_ADMIN": "enter a named network namespace (--netns)",
     "CAP_IPC_LOCK": "lock the perf buffer's pages beyond RLIMIT_MEMLOCK (not needed with LimitMEMLOCK=infinity)",

@@ -23,6 +23,9 @@ BPF_DIR = Path(__file__).resolve().parent / "bpf"
 SOURCE = BPF_DIR / "addaddr.c"
 OBJECT = BPF_DIR / "addaddr.bpf.o"
 FUNCTION = "addaddr_ingress"
+# The same code for devices whose packets start at the IP header (tun, WireGuard, ip tunnels).
+RAW_IP_FUNCTION = "addaddr_raw_ip"
+FUNCTIONS = (FUNCTION, RAW_IP_FUNCTION)
 COMPILE_ENV = "ADDADDR_COMPILE"
 # Per CPU, a power of two: 256 pages (1 MiB) absorb bursts of ~10,000 events between polls.
 DEFAULT_PAGES = 256
@@ -56,8 +59,8 @@ class CaptureProgram:
             if not OBJECT.is_file():
                 raise CollectorError(f"the kernel program {OBJECT} is missing: reinstall addaddr, or in a "
                                      "checkout run scripts/build-bpf")
-            self._object = BpfObject(str(OBJECT), FUNCTION)
-            self.fd: int = self._object.program_fd
+            self._object = BpfObject(str(OBJECT), FUNCTIONS)
+            self._fds = self._object.program_fds
             self.features: Features = self._object.features
             self._counters_fd = self._object.map_fd("counters")
             self._events_fd = self._object.map_fd("events")
@@ -71,7 +74,7 @@ class CaptureProgram:
         try:
             # bcc resolves a relative src_file against the running script: the path is absolute.
             self._bcc = bcc.BPF(src_file=str(SOURCE), cflags=[f"-I{BPF_DIR}"])
-            self.fd = self._bcc.load_func(FUNCTION, bcc.BPF.SCHED_CLS).fd
+            self._fds = {name: self._bcc.load_func(name, bcc.BPF.SCHED_CLS).fd for name in FUNCTIONS}
         except Exception as exc:  # bcc raises bare Exception for compile and verifier failures
             raise CollectorError(
                 f"bcc cannot compile or load {SOURCE} ({exc}); are /lib/modules/$(uname -r)/build headers "
@@ -80,7 +83,18 @@ class CaptureProgram:
         counters, events = self._bcc["counters"], self._bcc["events"]
         self._counters_fd, self._events_fd = counters.map_fd, events.map_fd
         map_types = sorted(bcc.lib.bpf_table_type_id(self._bcc.module, t.map_id) for t in (counters, events))
-        self.features = Features(PROG_TYPE_SCHED_CLS, map_types, helpers_called(self._bcc.dump_func(FUNCTION)))
+        self.features = Features(PROG_TYPE_SCHED_CLS, map_types,
+                                 helpers_called(b"".join(self._bcc.dump_func(name) for name in FUNCTIONS)))
+
+    @property
+    def fd(self) -> int:
+        """The program for devices with an Ethernet header."""
+        return self._fds[FUNCTION]
+
+    def fd_for(self, ethernet: bool) -> int:
+        """The program for a device with an Ethernet header, or for one whose packets start at the IP
+        header (loaded together from one object: both feed the same maps)."""
+        return self._fds[FUNCTION if ethernet else RAW_IP_FUNCTION]
 
     def counters(self) -> dict[str, int]:
         """The per-CPU counters summed; subtypes keyed `subtype_N`."""

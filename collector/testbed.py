@@ -8,6 +8,7 @@ come only from each client's join address, on the client's own link. Names carry
 
 from __future__ import annotations
 
+import errno
 import secrets
 import socket
 import struct
@@ -18,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .netns import socket_in
+from .tun_wire import TunWire, open_tun
 
 IPPROTO_MPTCP = 262
 SOL_MPTCP = 284
@@ -96,7 +98,10 @@ class Testbed:
 
     __test__ = False  # not a pytest class, despite the name
 
-    def __init__(self, plans: tuple[ClientPlan, ...] = DEFAULT_PLANS, name: str | None = None) -> None:
+    def __init__(self, plans: tuple[ClientPlan, ...] = DEFAULT_PLANS, name: str | None = None,
+                 tun: bool = False) -> None:
+        """`tun` joins each client to the server by a pair of tun devices and a wire between them
+        (collector.tun_wire): links without an Ethernet header, as behind a VPN."""
         for plan in plans:
             if len(plan.announce) > MAX_ANNOUNCED_PER_CLIENT:
                 raise ValueError(f"a client announces at most {MAX_ANNOUNCED_PER_CLIENT} addresses")
@@ -111,6 +116,8 @@ class Testbed:
             for i in range(len(plans))
         ]
         self._made: list[str] = []
+        self.tun = tun
+        self._wires: list[TunWire] = []
 
     @property
     def server_interfaces(self) -> list[str]:
@@ -137,8 +144,12 @@ class Testbed:
             self._link_up(client, link, plan)
 
     def _link_up(self, client: str, link: Link, plan: ClientPlan) -> None:
-        _ip("link", "add", link.server_if, "netns", self.server, "type", "veth",
-            "peer", "name", link.client_if, "netns", client)
+        if self.tun:
+            server_end = open_tun(self.server, link.server_if)
+            self._wires.append(TunWire(server_end, open_tun(client, link.client_if)))
+        else:
+            _ip("link", "add", link.server_if, "netns", self.server, "type", "veth",
+                "peer", "name", link.client_if, "netns", client)
         srv, cli = ("-n", self.server), ("-n", client)
         _ip(*srv, "link", "set", link.server_if, "up")
         _ip(*cli, "link", "set", link.client_if, "up")
@@ -157,7 +168,10 @@ class Testbed:
         _ip(*cli, "mptcp", "limits", "set", "add_addr_accepted", "0", "subflows", "2")
 
     def down(self) -> None:
-        """Removes every namespace made (their veths go with them); safe to call twice."""
+        """Removes every namespace made (their veths go with them) and every tun wire; safe to call
+        twice."""
+        while self._wires:
+            self._wires.pop().close()
         while self._made:
             subprocess.run(["ip", "netns", "del", self._made.pop()], capture_output=True)
 
@@ -205,6 +219,19 @@ class Testbed:
             return f"client {client} to {server}: {exc}"
 
 
+def _bind(sock: socket.socket, address: str, deadline: float) -> None:
+    # Seen under load (tests/test_crash_safety's back-to-back drives): EADDRINUSE for a moment after the
+    # previous drive's listener closed, while its MPTCP connections are still being torn down.
+    while True:
+        try:
+            sock.bind((address, PORT))
+            return
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
 class _EchoServer:
     """Echo listeners (IPv4 and IPv6) in the server namespace; learns each connection's token."""
 
@@ -215,7 +242,7 @@ class _EchoServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind((address, PORT))
+            _bind(sock, address, time.monotonic() + timeout)
             sock.listen(128)
             sock.settimeout(0.2)
             self._listeners.append(sock)

@@ -36,6 +36,7 @@ class LoadedProgram:
         self.lost = 0
         self.program.open_events(self._on_event, self._on_lost, pages=8)
         self.runner = TestRunner(self.program.fd)
+        self._raw_ip_runner: TestRunner | None = None
 
     def _on_event(self, raw) -> None:
         self.received.append(from_kernel(raw))
@@ -43,13 +44,20 @@ class LoadedProgram:
     def _on_lost(self, count: int) -> None:
         self.lost += count
 
-    def run(self, frame: bytes, mark: int = 0) -> Result:
+    def run(self, frame: bytes, mark: int = 0, ethernet: bool = True) -> Result:
+        """`ethernet=False` runs the entry point for devices without an Ethernet header."""
+        if ethernet:
+            runner = self.runner
+        else:
+            if self._raw_ip_runner is None:
+                self._raw_ip_runner = TestRunner(self.program.fd_for(ethernet=False))
+            runner = self._raw_ip_runner
         # The counters live for the whole session: a run's effect is the difference.
         before = self.program.counters()
         # Drained first, so that samples of runs made outside this method are not taken for ours.
         self.program.drain()
         self.received.clear()
-        retval = self.runner.run(frame, mark)
+        retval = runner.run(frame, mark)
         # The test run has returned, so its samples are already in the buffer.
         self.program.drain()
         if self.lost:
@@ -71,7 +79,7 @@ def loaded_program():
 
 @pytest.fixture
 def kernel(loaded_program) -> LoadedProgram:
-    """`kernel.run(frame, mark=0)` -> Result(retval, events, counters_delta) for one frame."""
+    """`kernel.run(frame, mark=0, ethernet=True)` -> Result(retval, events, counters_delta) for one frame."""
     return loaded_program
 
 

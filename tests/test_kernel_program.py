@@ -386,3 +386,45 @@ def test_runner_longer_frame_after_shorter(loaded_program):
     runner = TestRunner(loaded_program.program.fd)
     got = [runner.run(frame) for frame in (over_ipv4(segment()), over_ipv4(segment(DSS)))]
     assert got == [TC_ACT_UNSPEC] * 2, f"got {got}; want {[TC_ACT_UNSPEC] * 2}"
+
+
+# --- devices without an Ethernet header (tun, WireGuard, ipip...): addaddr_raw_ip --------------
+# Their packets reach TC starting at the IP header, and skb->protocol names the family. A test run
+# always takes skb->protocol from bytes 12-13 of the frame (eth_type_trans), which in a raw IP
+# packet fall in the source address: these sources spell the EtherType there, as a device would set it.
+RAW_SOURCES = {4: ("8.0.2.1", "198.51.100.2"), 6: ("2001:db8:86dd::1", "2001:db8:1::2")}
+RAW_IP = {4: lambda seg: ipv4(*RAW_SOURCES[4], IPPROTO_TCP, seg), 6: lambda seg: ipv6(*RAW_SOURCES[6], IPPROTO_TCP, seg)}
+
+
+@pytest.mark.parametrize("ip_version", [4, 6], ids=["ipv4", "ipv6"])
+def test_raw_ip_announcement_is_emitted(kernel, ip_version):
+    result = kernel.run(RAW_IP[ip_version](segment(ADD_ADDR)), mark=MARK, ethernet=False)
+    check(result, [ADD_ADDR], **mptcp_counters(ADD_ADDR))
+    event = result.events[0]
+    src, dst = RAW_SOURCES[ip_version]
+    got = (event.ip_version, event.src, event.dst, event.sport, event.dport, event.seq, event.mark)
+    assert got == (ip_version, src, dst, SPORT, DPORT, SEQ, MARK), f"got {got}"
+
+
+@pytest.mark.parametrize("ip_version", [4, 6], ids=["ipv4", "ipv6"])
+def test_raw_ip_frame_through_the_ethernet_entry_point_is_misread(kernel, ip_version):
+    """What happened on tun and WireGuard before: the IP header read as MAC addresses and an
+    EtherType, then the source address's tail as an IP header."""
+    check(kernel.run(RAW_IP[ip_version](segment(ADD_ADDR))), unparsed=1)
+
+
+def test_raw_ip_goes_by_skb_protocol_like_the_stack(kernel):
+    # An IPv4 packet the device marked as neither IPv4 nor IPv6 (bytes 12-13: 192.0 of the source).
+    frame = ipv4("192.0.2.1", "198.51.100.2", IPPROTO_TCP, segment(ADD_ADDR))
+    check(kernel.run(frame, ethernet=False), not_tcp=1)
+
+
+def test_raw_ip_version_contradicting_the_protocol_is_unparsed(kernel):
+    # skb->protocol says IPv6 (bytes 12-13 of this IPv4 packet are 0x86dd), the header says 4.
+    frame = ipv4("134.221.0.1", "198.51.100.2", IPPROTO_TCP, segment(ADD_ADDR))
+    check(kernel.run(frame, ethernet=False), unparsed=1)
+
+
+def test_raw_ip_truncated_tcp_header_is_unparsed(kernel):
+    frame = RAW_IP[4](segment(ADD_ADDR))
+    check(kernel.run(frame[:20 + 30], ethernet=False), unparsed=1)

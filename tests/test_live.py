@@ -41,16 +41,18 @@ def tcpdump_announcements(pcap: Path) -> Counter:
     return seen
 
 
-@pytest.fixture(scope="module")
-def live_run(tmp_path_factory):
-    """One testbed, collector, tcpdump and monitor for the module: the traffic takes a few seconds."""
+@pytest.fixture(scope="module", params=["auto", "clsact"])
+def live_run(request, tmp_path_factory):
+    """One testbed, collector, tcpdump and monitor per attach mode (auto is tcx on kernels >= 6.6;
+    clsact is what auto falls back to elsewhere): the traffic takes a few seconds."""
     tmp = tmp_path_factory.mktemp("live")
     log_dir, pcap = tmp / "logs", tmp / "server-ingress.pcap"
     with Testbed() as bed:
         # Started before the collector, whose loading gives it time to subscribe.
         monitor = subprocess.Popen(["ip", "netns", "exec", bed.server, "ip", "mptcp", "monitor"],
                                    stdout=subprocess.PIPE, text=True)
-        options = RunOptions(tuple(bed.server_interfaces), bed.server, str(log_dir), stats_interval=1.0)
+        options = RunOptions(tuple(bed.server_interfaces), bed.server, str(log_dir), stats_interval=1.0,
+                             attach=request.param)
         try:
             with Tcpdump(bed.server, pcap, "-i", "any", "-Q", "in", "tcp"), BackgroundRun(options) as run:
                 traffic = bed.drive(CONNECTIONS)

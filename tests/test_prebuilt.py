@@ -160,7 +160,7 @@ def test_a_verifier_refusal_is_one_line_and_the_log_is_kept(tmp_path):
     subprocess.run(["clang-14", "-target", "bpfel", "-O2", "-g", "-I/usr/include/x86_64-linux-gnu", "-c",
                     str(source), "-o", str(built)], check=True)
     with pytest.raises(CollectorError) as refused:
-        BpfObject(str(built), "unchecked")
+        BpfObject(str(built), ("unchecked",))
     message = str(refused.value)
     named = re.search(r"libbpf's log and the verifier's are in (\S+)", message)
     assert named, f"got {message!r}; want it to name the log"

@@ -20,6 +20,7 @@ from collector.attach import ETH_P_ALL, FILTER_NAME, INGRESS
 from collector.logfile import read_records
 from collector.testbed import ClientPlan, Testbed
 from waiting import wait_for_line, wait_until
+from our_hook import ours_attached
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="attaching filters needs root")
 
@@ -75,7 +76,7 @@ class ForeignFilter:
 
 
 class Collector:
-    """`addaddr run` in the background; returns once its filter is attached."""
+    """`addaddr run` in the background; returns once it is attached, with the lines it printed."""
 
     def __init__(self, processes: list, bed: Testbed, log_dir: Path, *options: str):
         self.proc = subprocess.Popen([ADDAADDR, "run", "--netns", bed.server, "--iface", bed.server_interfaces[0],
@@ -97,10 +98,11 @@ def bed():
 
 
 @pytest.mark.slow
-def test_foreign_filter_keeps_running_and_stays(bed, tmp_path, processes):
+@pytest.mark.parametrize("mode", ["auto", "clsact"])
+def test_foreign_filter_keeps_running_and_stays(mode, bed, tmp_path, processes):
     iface = bed.server_interfaces[0]
     foreign = ForeignFilter(bed)
-    collector = Collector(processes, bed, tmp_path)
+    collector = Collector(processes, bed, tmp_path, "--attach", mode)
     before = foreign.packets()
     traffic = bed.drive(1)
     during = foreign.packets()
@@ -117,9 +119,10 @@ def test_foreign_filter_keeps_running_and_stays(bed, tmp_path, processes):
 
 @pytest.mark.slow
 def test_kill_9_leaves_one_filter_that_the_next_run_replaces(bed, tmp_path, processes):
-    Collector(processes, bed, tmp_path).stop(signal.SIGKILL)
+    """In clsact; tests/test_hook.py has kill -9 in tcx, which leaves nothing."""
+    Collector(processes, bed, tmp_path, "--attach", "clsact").stop(signal.SIGKILL)
     assert our_filters(bed) == 1, f"got {our_filters(bed)} filters after kill -9; want the stale one"
-    second = Collector(processes, bed, tmp_path)
+    second = Collector(processes, bed, tmp_path, "--attach", "clsact")
     assert our_filters(bed) == 1, f"got {our_filters(bed)} filters; want exactly one of ours"
     assert any("replaced" in line for line in second.started), f"got {second.started}; want the stale one reported"
     assert second.stop() == 0, f"got exit {second.proc.returncode}: {second.stderr}"
@@ -188,17 +191,24 @@ def reachable_dir():
 
 
 @pytest.mark.slow
-def test_run_as_user_keeps_collecting_without_privilege(bed, reachable_dir, processes):
+@pytest.mark.parametrize("mode", ["tcx", "clsact"])
+def test_run_as_user_keeps_collecting_without_privilege(mode, bed, reachable_dir, processes):
     logs = reachable_dir
-    collector = Collector(processes, bed, logs, "--user", "nobody")
+    collector = Collector(processes, bed, logs, "--user", "nobody", "--attach", mode)
     pid = collector.proc.pid
     status = Path(f"/proc/{pid}/status").read_text()
     traffic = bed.drive(2)
     want = 2 * len(traffic.connections)
     wait_until(lambda: announcements(logs) >= want, 30, f"{want} announcements written by the dropped collector")
+    attached = ours_attached(bed.server, bed.server_interfaces[0])
     assert collector.stop() == 0, f"got exit {collector.proc.returncode}: {collector.stderr}"
     assert "Uid:\t65534" in status and "CapEff:\t0000000000000000" in status, f"got {status}"
-    assert "filter stays" in collector.stderr, f"got {collector.stderr}; want the left filter named"
+    assert attached == 1, f"got {attached} of ours attached while the dropped collector ran; want 1"
+    left = ours_attached(bed.server, bed.server_interfaces[0])
+    if mode == "clsact":
+        assert "filter stays" in collector.stderr and left == 1, f"got {collector.stderr}; want the left filter named"
+    else:  # the link went with the process's fd: closing it needs no privilege
+        assert "filter stays" not in collector.stderr and left == 0, f"got {left} left: {collector.stderr}"
     assert announcements(logs) == want, f"got {announcements(logs)} announcements logged after the drop; want {want}"
     assert {p.stat().st_uid for p in logs.iterdir()} == {65534}, "got log files not handed to nobody"
 

@@ -13,9 +13,10 @@ import pytest
 
 from collector.logfile import read_records
 from collector.testbed import Testbed
-from test_run_command import ADDAADDR, ONE_CLIENT, Collector, our_filters
+from test_crash_safety import our_filters
+from test_run_command import ADDAADDR, ONE_CLIENT, Collector, reachable_dir  # noqa: F401 (a fixture)
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="attaching filters needs root")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="attaching filters needs root"), pytest.mark.slow]
 
 # How long a change may take to show: INTERFACE_CHECK_INTERVAL (0.5 s) and a loaded machine.
 NOTICE_SECONDS = 5
@@ -78,15 +79,18 @@ def move_out_and_back(bed: Testbed, away: str, url: str) -> None:
         subprocess.run([*srv, *command], check=True, timeout=10)
 
 
-def test_an_interface_that_leaves_is_reported_and_watched_again_when_back(bed, tmp_path, processes):
+@pytest.mark.parametrize("mode", ["auto", "clsact"])
+def test_an_interface_that_leaves_is_reported_and_watched_again_when_back(mode, bed, tmp_path, processes):
+    """auto is tcx here: the link went with the old interface, and a new one is made."""
     away = f"{bed.name}-away"
     subprocess.run(["ip", "netns", "add", away], check=True, timeout=10)
     try:
-        collector = Collector(processes, bed, tmp_path, "--metrics", "127.0.0.1:0")
+        collector = Collector(processes, bed, tmp_path, "--metrics", "127.0.0.1:0", "--attach", mode)
         url = next(re.search(r"metrics at (\S+)", line).group(1) for line in collector.started if "metrics at" in line)
         before = bed.drive(1)
         move_out_and_back(bed, away, url)
         assert wait_for_metric(url, 'addaddr_interface_changes_total{state="back"}', 1) == 1, "got no reattach"
+        assert our_filters(bed) == 1, f"got {our_filters(bed)} programs of ours on the interface back; want 1"
         after = bed.drive(2)
         time.sleep(0.5)
         assert collector.stop() == 0, f"got exit {collector.proc.returncode}: {collector.stderr}"
@@ -102,6 +106,25 @@ def test_an_interface_that_leaves_is_reported_and_watched_again_when_back(bed, t
     assert not before.failures and not after.failures
     assert logged_announcements(tmp_path) == announced(before) + announced(after), "got announcements missed"
     assert our_filters(bed) == 0, "got the reattached filter left after the run"
+
+
+def test_after_user_an_interface_back_is_said_unwatched_once_and_the_run_goes_on(bed, tmp_path, reachable_dir, processes):
+    """auto is tcx here: linking needs CAP_NET_ADMIN (and --netns, CAP_SYS_ADMIN), gone after the drop."""
+    away = f"{bed.name}-away"
+    subprocess.run(["ip", "netns", "add", away], check=True, timeout=10)
+    try:
+        collector = Collector(processes, bed, reachable_dir, "--metrics", "127.0.0.1:0", "--user", "nobody")
+        url = next(re.search(r"metrics at (\S+)", line).group(1) for line in collector.started if "metrics at" in line)
+        move_out_and_back(bed, away, url)
+        # Several checks (every 0.5 s) after the return: the refusal must be said once, not per check.
+        time.sleep(3)
+        attached = our_filters(bed)
+        assert collector.stop() == 0, f"got exit {collector.proc.returncode}: {collector.stderr}"
+    finally:
+        subprocess.run(["ip", "netns", "del", away], capture_output=True, timeout=10)
+    unwatched = [line for line in collector.stderr.splitlines() if "but not watched" in line]
+    assert len(unwatched) == 1 and "Operation not permitted" in unwatched[0], f"got {collector.stderr}"
+    assert attached == 0, f"got {attached} of ours on the interface back; want none after the drop"
 
 
 def test_a_deleted_namespace_ends_the_run_with_status_1_and_its_final_records(bed, tmp_path, processes):
