@@ -67,30 +67,32 @@ static __always_inline int fill_segment(struct mptcp_event *ev, struct __sk_buff
 	return err;
 }
 
-/* len in 1..MAX_TCP_OPTION_SPACE, in a register the verifier has bounded on both sides, or 0. Older
- * verifiers (Debian 12's 6.1) learn a bound only on the register compared, not on copies of it (clang
- * tested a copy: "R4 unbounded" / "invalid zero-sized read"), and learn no minimum from len != 0: so
- * len - 1 is compared, in the register that is then passed on, and 1 added back after the check. */
-static __always_inline __u64 verified_size(__u64 len)
+/* Copies len bytes, 1..MAX_TCP_OPTION_SPACE, from offset on; -1 when len is outside that range. The
+ * bound is for the verifier (callers pass lengths already checked against the header), and it is
+ * spelled so that every verifier tracks it on the register passed to the helper:
+ * - older ones (Debian 12's 6.1) learn a bound only on the register compared, not on copies of it
+ *   ("R4 unbounded"), and learn no minimum from len != 0 ("invalid zero-sized read"): so len - 1 is
+ *   compared, in the register then passed on, with 1 added back after the check;
+ * - the check and the call stay in one function, with no zero test of the size after it: a helper
+ *   returning the size or 0 made clang test len + 1 against len (its overflow check), which 6.12
+ *   refused ("R4 invalid zero-sized read: u64=[0,-1]").
+ * The empty asm statements keep clang from moving the - 1 past the check or reusing the unchecked len. */
+static __always_inline long load_bounded(struct __sk_buff *skb, __u32 offset, void *to, __u64 len)
 {
 	len -= 1;
 	asm volatile("" : "+r"(len));
 	if (len >= MAX_TCP_OPTION_SPACE)
-		return 0;
-	asm volatile("" : "+r"(len));	/* keeps the + 1 after the check */
-	return len + 1;
+		return -1;
+	asm volatile("" : "+r"(len));
+	return bpf_skb_load_bytes(skb, offset, to, len + 1);
 }
 
-/* len >= MPTCP_OPTION_MIN_LEN and the option lies inside the checked header: the bound is only
- * for the verifier. */
+/* len >= MPTCP_OPTION_MIN_LEN and the option lies inside the checked header. */
 static __always_inline int copy_option(struct __sk_buff *skb, struct mptcp_event *ev, __u32 offset,
-				       __u64 len)
+				       __u8 len)
 {
-	len = verified_size(len);
-	if (!len)
-		return -1;
 	ev->option_len = len;
-	return bpf_skb_load_bytes(skb, offset, ev->option, len);
+	return load_bounded(skb, offset, ev->option, len);
 }
 
 /* What Linux, and most stacks, put on every established segment: NOP, NOP, timestamps (RFC 7323
@@ -162,7 +164,6 @@ static __always_inline int capture(struct __sk_buff *skb, int ethernet)
 	int ev_ready = 0, mptcp_seen = 0;
 	int proto, i, err, zero = 0;
 	__u32 opt_off = 0, opts_off, opt_size = 0, opt_head = 0;
-	__u64 size;
 	__u8 len = 0, subtype;
 
 #ifdef BCC_SEC
@@ -194,13 +195,11 @@ static __always_inline int capture(struct __sk_buff *skb, int ethernet)
 	opts_off = seg.tcp_off + sizeof(struct tcphdr);
 	/* The walk may read any byte of the area: a zeroed tail keeps the verifier content. */
 	__builtin_memset(walk.area, 0, sizeof(walk.area));
-	size = verified_size(opt_size);
-	if (!size ||
-	    bpf_skb_load_bytes(skb, opts_off, walk.area, size) < 0) {
+	if (load_bounded(skb, opts_off, walk.area, opt_size) < 0) {
 		count->unparsed++;
 		return TC_ACT_UNSPEC;
 	}
-	walk.size = size;
+	walk.size = opt_size;
 	walk.off = 0;
 
 	for (i = 0; i < TCP_OPTION_MAX_STEPS; i++) {
