@@ -93,9 +93,9 @@ def test_auto_links_first_beside_a_foreign_tcx_program_and_both_see_everything(t
     assert foreign_saw >= ours_saw > 0, f"got foreign {foreign_saw} packets, ours {ours_saw}; want foreign >= ours"
 
 
-def test_forced_clsact_warns_of_the_foreign_tcx_program_that_hides_the_traffic(tmp_path):
+def test_forced_clsact_warns_of_the_foreign_tcx_program_that_hides_the_traffic(tmp_path, processes):
     with Testbed(PLAN) as bed, foreign_on(bed, "tcx") as foreign:
-        collector = Collector(bed, tmp_path, "--attach", "clsact")
+        collector = Collector(processes, bed, tmp_path, "--attach", "clsact")
         traffic = bed.drive(1)
         collector.stop()
         foreign_saw = foreign.packets()
@@ -108,9 +108,9 @@ def test_forced_clsact_warns_of_the_foreign_tcx_program_that_hides_the_traffic(t
 
 
 @pytest.mark.parametrize("mode", ["clsact", "auto"])
-def test_a_direct_action_filter_in_front_is_named_in_clsact_and_bypassed_in_tcx(mode, tmp_path):
+def test_a_direct_action_filter_in_front_is_named_in_clsact_and_bypassed_in_tcx(mode, tmp_path, processes):
     with Testbed(PLAN) as bed, foreign_on(bed, "clsact") as foreign:
-        collector = Collector(bed, tmp_path, "--attach", mode)
+        collector = Collector(processes, bed, tmp_path, "--attach", mode)
         traffic = bed.drive(1)
         collector.stop()
         assert foreign.packets() > 0, "got the foreign filter not running"
@@ -124,9 +124,9 @@ def test_a_direct_action_filter_in_front_is_named_in_clsact_and_bypassed_in_tcx(
         assert announced(tmp_path) == sum(c.announced for c in traffic.connections) > 0
 
 
-def test_kill_9_in_tcx_leaves_nothing_and_the_foreign_program_runs_on(tmp_path):
+def test_kill_9_in_tcx_leaves_nothing_and_the_foreign_program_runs_on(tmp_path, processes):
     with Testbed(PLAN) as bed, foreign_on(bed, "tcx") as foreign:
-        collector = Collector(bed, tmp_path, "--attach", "tcx")
+        collector = Collector(processes, bed, tmp_path, "--attach", "tcx")
         assert ours_attached(bed.server, bed.server_interfaces[0]) == 1, "got ours not attached"
         collector.stop(signal.SIGKILL)
         left = wait_until_detached(bed)
@@ -138,12 +138,12 @@ def test_kill_9_in_tcx_leaves_nothing_and_the_foreign_program_runs_on(tmp_path):
     assert chain == [FOREIGN], f"got tcx chain {chain}; want the foreign program alone"
 
 
-def test_kill_9_in_clsact_leaves_a_filter_that_a_tcx_run_removes(tmp_path):
+def test_kill_9_in_clsact_leaves_a_filter_that_a_tcx_run_removes(tmp_path, processes):
     with Testbed(PLAN) as bed, foreign_on(bed, "tcx"):
         ifname = bed.server_interfaces[0]
-        Collector(bed, tmp_path, "--attach", "clsact").stop(signal.SIGKILL)
+        Collector(processes, bed, tmp_path, "--attach", "clsact").stop(signal.SIGKILL)
         assert clsact_filters(bed.server, ifname) == 1, "got no stale filter after kill -9 in clsact"
-        collector = Collector(bed, tmp_path, "--attach", "tcx")
+        collector = Collector(processes, bed, tmp_path, "--attach", "tcx")
         during = ours_attached(bed.server, ifname), clsact_filters(bed.server, ifname)
         collector.stop()
         left = ours_attached(bed.server, ifname)
