@@ -47,7 +47,10 @@ def _compare(result: Result, name: str, count: int, connections: int, data_segme
 
     def tshark() -> float:
         fields = [arg for field in TSHARK_FIELDS for arg in ("-e", field)]
-        return packets / cost_of(["tshark", "-r", str(capture), "-T", "fields", *fields], **QUIET).wall
+        # MPTCP analysis (tshark's default, stated so a local preference cannot turn it off) ties
+        # subflows to their connection, as our tracker does.
+        return packets / cost_of(["tshark", "-o", "mptcp.analyze_mptcp:TRUE", "-r", str(capture), "-T", "fields",
+                                  *fields], **QUIET).wall
 
     def tcpdump() -> float:
         return packets / cost_of(["tcpdump", "-nn", "-r", str(capture)], **QUIET).wall
@@ -62,4 +65,4 @@ def _compare(result: Result, name: str, count: int, connections: int, data_segme
     result.notes.append(
         f"{name}{' (--quick, smaller)' if quick else ''}: {packets:,} packets, {connections:,} MPTCP connections "
         f"(handshake, 4 ADD_ADDR each echoed, a join, {data_segments} 1,400-byte data segments each acked, the close), "
-        f"{count} round(s) of the three in turn; tshark -e {' '.join(TSHARK_FIELDS)}; output to /dev/null.")
+        f"{count} round(s) of the three in turn; tshark -o mptcp.analyze_mptcp:TRUE -e {' '.join(TSHARK_FIELDS)}; output to /dev/null.")
