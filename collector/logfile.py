@@ -48,8 +48,8 @@ class LogWriter:
 
     Before the first file, the newest file already there is repaired (collector/log_repair.py): what
     was found is in `repaired`, for the caller to report, and in the first file's header (`repairs`).
-    Each record is written to the file as it comes, so a crash of the process
-    loses none already handed over; the file is fsynced every `sync_records`
+    Each call's records are written to the file before it returns (one write() for
+    write_many's batch), so a crash of the process loses none already handed over; the file is fsynced every `sync_records`
     records or `sync_interval` seconds (checked on write; call flush() from a
     timer to bound the delay when writes pause), on rotation and on close().
     A write or flush that fails raises the OSError unchanged after cutting the
@@ -93,25 +93,39 @@ class LogWriter:
         self._open(clock())
 
     def write(self, record: dict) -> None:
+        self.write_many((record,))
+
+    def write_many(self, records: Iterable[dict]) -> None:
+        """Appends `records` in order with one write(): a batch costs one system call, not one a record."""
         with self._lock:
             if self._closed:
                 raise ValueError("write to a closed LogWriter")
             now = self._clock()
+            pack = self._packer.pack
+            buf, ends = self._buf, self._ends
+            count = 0
             try:
-                data = frame(self._packer.pack(record))
-                if (self._fd is None or self._size + len(self._buf) >= self.max_bytes
-                        or now - self._started >= self.max_age):
-                    self._close_file()
-                    self._open(now)
-            except Exception:
-                self.dropped += 1
-                raise
-            self._buf += data
-            self._ends.append(len(self._buf))
-            # Into the file (the page cache) at once: a crash of this process then loses no record
-            # already handed over; only a crash of the machine waits for the fsync.
-            self._write_out()
-            self._unsynced += 1
+                for record in records:
+                    try:
+                        data = frame(pack(record))
+                        # Buffered bytes count: the file rotates before the same record as when each
+                        # record was written on its own.
+                        if (self._fd is None or self._size + len(buf) >= self.max_bytes
+                                or now - self._started >= self.max_age):
+                            self._close_file()
+                            self._open(now)
+                    except Exception:
+                        self.dropped += 1
+                        raise
+                    buf += data
+                    ends.append(len(buf))
+                    count += 1
+            finally:
+                # Into the file (the page cache) before returning, even when a record failed: a
+                # crash of this process then loses no record already handed over; only a crash of
+                # the machine waits for the fsync.
+                self._write_out()
+                self._unsynced += count
             if self._unsynced >= self.sync_records or now - self._synced_at >= self.sync_interval:
                 self._sync()
 

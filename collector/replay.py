@@ -7,7 +7,6 @@ through the perf buffer carrying it: that is how an event finds its packet's own
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 from dataclasses import dataclass, field
@@ -147,17 +146,7 @@ def _size(path: str) -> int:
 
 
 def _run(runner: TestRunner, frame, mark: int) -> bool:
-    if len(frame) < MIN_FRAME:
-        return False
-    try:
-        runner.run(bytes(frame[:MAX_TEST_FRAME]), mark)
-    except OSError as exc:
-        # The kernel refuses a test run whose frame is shorter than the headers it declares; live,
-        # such a frame would reach the program and be counted `unparsed`.
-        if exc.errno not in (errno.ENOSPC, errno.EINVAL):
-            raise
-        return False
-    return True
+    return len(frame) >= MIN_FRAME and runner.attempt(frame[:MAX_TEST_FRAME], mark)
 
 
 def _settle(program: CaptureProgram, session: Session, packet_times: dict[int, float]) -> None:

@@ -64,8 +64,13 @@ class Session:
         ready = len(pending) if cutoff_ns is None else bisect_right(pending, cutoff_ns, key=attrgetter("ktime_ns"))
         self._pending = pending[ready:]
         self.events += ready
+        handle, time_of = self.recorder.handle, self.time_of
+        records: list[dict] = []
         for event in pending[:ready]:
-            self.write(self.recorder.handle(event, self.time_of(event)))
+            records += handle(event, time_of(event))
+        # One write for what this call read: records of events already out of the kernel wait in
+        # memory no longer than they did as pending events.
+        self.write(records)
 
     def on_lost(self, count: int) -> None:
         """The perf buffer overflowed: `count` samples never reached us. Logged, never silent."""
@@ -94,17 +99,17 @@ class Session:
         if self.write_error is not None:
             self.unwritten += len(records)
             return
-        for i, record in enumerate(records):
+        before = self.writer.written
+        try:
+            self.writer.write_many(records if self._anonymize is None else map(self._anonymize, records))
+        except OSError as exc:
+            self.write_error = exc
+        written = self.writer.written - before
+        self.unwritten += len(records) - written
+        announced = self.announced
+        for record in records[:written]:
             if record["kind"] == "add_addr" and not record["echo"]:
-                self.announced[record["family"], record["class"]] += 1
-            if self._anonymize is not None:
-                record = self._anonymize(record)
-            try:
-                self.writer.write(record)
-            except OSError as exc:
-                self.write_error = exc
-                self.unwritten += len(records) - i
-                return
+                announced[record["family"], record["class"]] += 1
 
     @property
     def announcements(self) -> int:

@@ -1,8 +1,10 @@
 """Frames through the loaded kernel program with BPF_PROG_TEST_RUN: the replay path and the tests.
 
-libbpf's bpf_prog_test_run_opts, through ctypes (collector/libbpf.py). SCHED_CLS test
-runs take the frame from its Ethernet header on, as TC ingress sees it; perf_submit inside a test
-run reaches the program's perf buffer like live traffic.
+The bpf(2) system call itself, through ctypes, on a `union bpf_attr` prepared once: per frame, one
+struct.pack_into stores the frame's length and address and the mark, and one call with arguments
+converted in advance runs it (libbpf's bpf_prog_test_run_opts cost a struct of ctypes fields set one
+by one). SCHED_CLS test runs take the frame from its Ethernet header on, as TC ingress sees it;
+perf_submit inside a test run reaches the program's perf buffer like live traffic.
 """
 
 from __future__ import annotations
@@ -10,50 +12,34 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import struct
 
 from .errors import CollectorError
-from .libbpf import library
 
 # The kernel's own errno for an operation a program type does not support (include/linux/errno.h).
 ENOTSUPP = 524
-
-
-class _TestRunOpts(ctypes.Structure):
-    # struct bpf_test_run_opts, libbpf >= 1.0 (bpf/bpf.h)
-    _fields_ = [
-        ("sz", ctypes.c_size_t),
-        ("data_in", ctypes.c_char_p),  # takes a bytes object as it is: no copy, no cast
-        ("data_out", ctypes.c_void_p),
-        ("data_size_in", ctypes.c_uint32),
-        ("data_size_out", ctypes.c_uint32),
-        ("ctx_in", ctypes.c_void_p),
-        ("ctx_out", ctypes.c_void_p),
-        ("ctx_size_in", ctypes.c_uint32),
-        ("ctx_size_out", ctypes.c_uint32),
-        ("retval", ctypes.c_uint32),
-        ("repeat", ctypes.c_int),
-        ("duration", ctypes.c_uint32),
-        ("flags", ctypes.c_uint32),
-        ("cpu", ctypes.c_uint32),
-        ("batch_size", ctypes.c_uint32),
-    ]
-
-
-class _SkbHead(ctypes.Structure):
-    """struct __sk_buff up to `mark`: the kernel zero-fills the rest and wants len and pkt_type zero."""
-
-    _fields_ = [("len", ctypes.c_uint32), ("pkt_type", ctypes.c_uint32), ("mark", ctypes.c_uint32)]
-
+# bpf(2)'s number by machine (the kernel's syscall tables), and the command (include/uapi/linux/bpf.h).
+SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "loongarch64": 280, "ppc64le": 361, "s390x": 351}
+BPF_PROG_TEST_RUN = 10
+# union bpf_attr's `test` member (include/uapi/linux/bpf.h): prog_fd, retval, data_size_in,
+# data_size_out, data_in, data_out, repeat, duration, ctx_size_in, ctx_size_out, ctx_in, ctx_out,
+# flags, cpu, batch_size.
+_ATTR = struct.Struct("=IIIIQQIIIIQQIII")
+_RETVAL, _DATA, _REPEAT, _DURATION = 4, 8, 32, 36
+# data_size_in, data_size_out (0: the kernel would take the last run's output size as a limit), data_in.
+_DATA_FIELDS = struct.Struct("=IIQ")
+_U32 = struct.Struct("=I")
+# struct __sk_buff up to `mark`: the kernel zero-fills the rest and wants len and pkt_type zero.
+_SKB_HEAD = struct.Struct("=III")
+_MARK = 8
+# Where a bytes object keeps its bytes (CPython: the header, then ob_sval): the frame is passed where
+# it lies, without a copy into a ctypes buffer.
+_BYTES_DATA = bytes.__basicsize__ - 1
 
 # The kernel refuses a SCHED_CLS test run shorter than an Ethernet header.
 MIN_FRAME = 14
 
-
-def _libbpf():
-    run = library().bpf_prog_test_run_opts
-    run.argtypes = [ctypes.c_int, ctypes.POINTER(_TestRunOpts)]
-    run.restype = ctypes.c_int
-    return run
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class TestRunner:
@@ -62,39 +48,60 @@ class TestRunner:
     __test__ = False  # not a pytest class, despite the name
 
     def __init__(self, prog_fd: int) -> None:
-        self._run = _libbpf()
-        self._fd = prog_fd
-        self._ctx = _SkbHead()
-        self._opts = _TestRunOpts(sz=ctypes.sizeof(_TestRunOpts))
-        self._opts.ctx_in = ctypes.addressof(self._ctx)
-        self._opts.ctx_size_in = ctypes.sizeof(_SkbHead)
-        self._opts.repeat = 1
-        self._opts_ref = ctypes.byref(self._opts)
+        machine = os.uname().machine
+        if machine not in SYS_BPF:
+            raise CollectorError(f"BPF_PROG_TEST_RUN on {machine} is not supported: replay knows bpf(2)'s number "
+                                 f"on {', '.join(SYS_BPF)}")
+        self._ctx = bytearray(_SKB_HEAD.size)
+        self._attr = bytearray(_ATTR.size)
+        ctx = ctypes.addressof(ctypes.c_char.from_buffer(self._ctx))
+        _ATTR.pack_into(self._attr, 0, prog_fd, 0, 0, 0, 0, 0, 1, 0, _SKB_HEAD.size, 0, ctx, 0, 0, 0, 0)
+        syscall = _libc.syscall
+        syscall.restype = ctypes.c_long
+        args = (ctypes.c_long(SYS_BPF[machine]), ctypes.c_long(BPF_PROG_TEST_RUN),
+                ctypes.c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(self._attr))), ctypes.c_long(_ATTR.size))
+        # Per frame in `addaddr replay`: no argument converted, nothing allocated but the result.
+        self._call = lambda: syscall(*args)
+        self._set_data = _DATA_FIELDS.pack_into
+        self._set_mark = _U32.pack_into
+
+    def attempt(self, frame: bytes, mark: int) -> bool:
+        """Runs `frame` (at least MIN_FRAME bytes); False when the kernel refuses it as too short for its
+        own headers (ENOSPC, EINVAL), as live such a frame would reach the program and count `unparsed`."""
+        self._set_mark(self._ctx, _MARK, mark)
+        self._set_data(self._attr, _DATA, len(frame), 0, id(frame) + _BYTES_DATA)
+        if self._call() == 0:
+            return True
+        err = ctypes.get_errno()
+        if err in (errno.ENOSPC, errno.EINVAL):
+            return False
+        raise self._error(err)
 
     def run(self, frame: bytes, mark: int = 0) -> int:
         """The program's return value for this frame (bytes)."""
         if len(frame) < MIN_FRAME:
             raise ValueError(f"frame of {len(frame)} bytes is shorter than an Ethernet header")
-        # Per packet in `addaddr replay`: plain attribute stores, nothing allocated.
-        self._ctx.mark = mark
-        opts = self._opts
-        opts.data_in = frame
-        opts.data_size_in = len(frame)
-        # libbpf writes the last run's output size here, and the kernel would take it as a limit.
-        opts.data_size_out = 0
-        if self._run(self._fd, self._opts_ref) != 0:
-            err = ctypes.get_errno()
-            if err in (ENOTSUPP, errno.EOPNOTSUPP):
-                raise CollectorError(f"kernel {os.uname().release} lacks BPF_PROG_TEST_RUN for SCHED_CLS "
-                                     "programs, which addaddr replay needs (Linux 5.10 or later has it)")
-            raise OSError(err, f"BPF_PROG_TEST_RUN failed: {os.strerror(err)}")
-        return opts.retval - (1 << 32) if opts.retval >= 1 << 31 else opts.retval
+        frame = bytes(frame)
+        self._set_mark(self._ctx, _MARK, mark)
+        self._set_data(self._attr, _DATA, len(frame), 0, id(frame) + _BYTES_DATA)
+        if self._call() != 0:
+            raise self._error(ctypes.get_errno())
+        retval = _U32.unpack_from(self._attr, _RETVAL)[0]
+        return retval - (1 << 32) if retval >= 1 << 31 else retval
+
+    @staticmethod
+    def _error(err: int) -> OSError:
+        """The OSError to raise for a failed run; CollectorError at once for a kernel without test runs."""
+        if err in (ENOTSUPP, errno.EOPNOTSUPP):
+            raise CollectorError(f"kernel {os.uname().release} lacks BPF_PROG_TEST_RUN for SCHED_CLS "
+                                 "programs, which addaddr replay needs (Linux 5.10 or later has it)")
+        return OSError(err, f"BPF_PROG_TEST_RUN failed: {os.strerror(err)}")
 
     def time(self, frame: bytes, repeat: int) -> int:
         """Average nanoseconds per run over `repeat` runs inside the kernel (for scripts/bench)."""
-        self._opts.repeat = repeat
+        _U32.pack_into(self._attr, _REPEAT, repeat)
         try:
             self.run(frame)
-            return self._opts.duration
+            return _U32.unpack_from(self._attr, _DURATION)[0]
         finally:
-            self._opts.repeat = 1
+            _U32.pack_into(self._attr, _REPEAT, 1)

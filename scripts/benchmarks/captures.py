@@ -23,9 +23,12 @@ ANNOUNCED = DEFAULT_PLANS[0].announce
 # Linux's data segments: full-sized, the DSS with a data ACK and a mapping, no DSS checksum.
 PAYLOAD = 1400
 # Per connection: 4 announcements each echoed, 4 data segments each acked; with the handshake, a
-# join and the close, 25 packets of which 8 carry ADD_ADDR.
+# join and the close, 25 packets of which 8 carry ADD_ADDR. Other mixes: `EVENT_DENSE` (no data:
+# most frames cause an event) and `DATA_HEAVY` (mostly DSS segments, which cause none).
 ANNOUNCEMENTS = 4
 DATA_SEGMENTS = 4
+EVENT_DENSE = 0
+DATA_HEAVY = 48
 PACKETS_PER_SESSION = 25
 # 100,000 packets a second of capture time: a million connections open within the idle timeout.
 STEP_NS = 10_000
@@ -62,16 +65,16 @@ class MptcpTraffic(Capture):
         self.add(label, flow.segment("client", ACK | PSH, option, bytes(PAYLOAD)))
         self.add(f"{label} ACK", flow.segment("server", ACK, dss_ack(dsn + PAYLOAD)))
 
-    def session(self, i: int) -> None:
+    def session(self, i: int, data_segments: int = DATA_SEGMENTS) -> None:
         """Connection i: handshake, the client announces ANNOUNCEMENTS addresses and the server
-        echoes each, a join, DATA_SEGMENTS data segments each acked, then the close."""
+        echoes each, a join, `data_segments` data segments each acked, then the close."""
         conn = self.connect(i)
         for n in range(ANNOUNCEMENTS):
             address = ANNOUNCED[(i + n) % len(ANNOUNCED)]
             self.add_addr(f"c{i} announce {n}", conn, conn.initial, "client", address, n + 1)
             self.add_addr(f"c{i} echo {n}", conn, conn.initial, "server", address, n + 1, echo=True)
         self.join(f"c{i} join", conn, client_of(i, join=True), (i * 31 & 0xFFFFFF, i * 37 & 0xFFFFFF), address_id=9)
-        for n in range(DATA_SEGMENTS):
+        for n in range(data_segments):
             self.data(f"c{i} data {n}", conn, conn.initial, n)
         self.close(f"c{i}", conn, conn.initial)
 
@@ -97,7 +100,7 @@ class _Streamed(MptcpTraffic):
         self._pcap.packet_offsets.clear()
 
 
-def write(path: Path, connections: int, handshakes_only: bool = False) -> int:
+def write(path: Path, connections: int, handshakes_only: bool = False, data_segments: int = DATA_SEGMENTS) -> int:
     """Writes a capture of `connections` connections; returns its packet count. With
     `handshakes_only` each is just SYN, SYN/ACK and third ACK: connections opened and never closed."""
     with open(path, "wb") as file:
@@ -106,13 +109,14 @@ def write(path: Path, connections: int, handshakes_only: bool = False) -> int:
             if handshakes_only:
                 traffic.connect(i)
             else:
-                traffic.session(i)
+                traffic.session(i, data_segments)
         traffic.flush()
     return traffic.count
 
 
 @cache
-def made(connections: int, handshakes_only: bool = False) -> tuple[Path, int]:
+def made(connections: int, handshakes_only: bool = False, data_segments: int = DATA_SEGMENTS) -> tuple[Path, int]:
     """A capture written once per run of the benchmarks, and its packet count."""
-    path = Path(_SCRATCH.name) / f"{'handshakes' if handshakes_only else 'sessions'}-{connections}.pcap"
-    return path, write(path, connections, handshakes_only=handshakes_only)
+    kind = "handshakes" if handshakes_only else f"sessions-{data_segments}data"
+    path = Path(_SCRATCH.name) / f"{kind}-{connections}.pcap"
+    return path, write(path, connections, handshakes_only=handshakes_only, data_segments=data_segments)
