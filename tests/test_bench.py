@@ -24,8 +24,9 @@ pytestmark = [
 
 def test_quick_run_writes_every_benchmark_as_json(tmp_path):
     out = tmp_path / "bench.json"
-    # Its own limit is two minutes; the margin is for a loaded machine.
-    run = subprocess.run([str(BENCH), "--quick", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    # About two minutes on a quiet machine; the margin is for a loaded one (CI shares its cores), inside
+    # the module's 900 s pytest-timeout.
+    run = subprocess.run([str(BENCH), "--quick", "--json", str(out)], capture_output=True, text=True, timeout=840)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "## Performance" in run.stdout
     figures = json.loads(out.read_text())
