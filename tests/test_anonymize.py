@@ -174,6 +174,7 @@ RANDOM_IPV4 = 1000  # per key
 RANDOM_IPV6 = 500
 
 
+@pytest.mark.slow
 def test_random_addresses_map_as_yacryptopan_maps_them():
     rng = random.Random(16)
     compared = 0

@@ -292,6 +292,7 @@ def announced(samples: dict) -> dict[tuple[str, str], float]:
             for (name, labels), value in samples.items() if name == "addaddr_announcements_total"}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="attaching filters needs root")
 def test_a_live_run_serves_the_counts_it_logs(tmp_path, processes):
     from test_run_command import ONE_CLIENT, Collector

@@ -194,6 +194,7 @@ def test_missing_libbpf_is_one_line_naming_the_package(tmp_path):
 # --- the wheel ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @root_only
 def test_wheel_without_bcc_replays_as_the_checkout(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(REPO)],

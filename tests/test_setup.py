@@ -33,6 +33,7 @@ def test_refuses_without_root_in_one_line():
     assert result.returncode != 0 and len(lines) == 1 and "must run as root" in lines[0], f"got {lines}"
 
 
+@pytest.mark.slow
 def test_vagrantfile_is_valid_and_provisions_with_setup():
     if shutil.which("vagrant"):
         check = subprocess.run(["vagrant", "validate"], cwd=VAGRANTFILE.parent, capture_output=True, text=True)
