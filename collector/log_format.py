@@ -28,6 +28,8 @@ from collector.record_schema import CHECKS, TIME_MAX, TIME_MIN, problem
 FORMAT = 2
 FORMATS = (1, 2)
 MARKER = b"\xc1ADD"
+# What the full check of one record says to do with it.
+_KEEP, _SKIP, _STOP = "keep", "skip", "stop"
 FRAME = struct.Struct(">4sII")
 # Records are a few hundred bytes; a damaged length must not make a reader wait for gigabytes.
 MAX_RECORD = 1 << 20
@@ -94,7 +96,7 @@ class FileCursor:
         return self._framed(final) if self.format == 2 else self._unframed(final)
 
     def _framed(self, final: bool) -> Iterator[dict]:
-        read, unpack_from, crc32, unpackb, check = self._file.read, FRAME.unpack_from, zlib.crc32, msgpack.unpackb, problem
+        read, unpack_from, crc32, unpackb = self._file.read, FRAME.unpack_from, zlib.crc32, msgpack.unpackb
         checks = CHECKS
         self._file.seek(self.offset)
         base, buf, pos, eof = self.offset, b"", 0, False
@@ -135,12 +137,10 @@ class FileCursor:
                         if good and kind != "header":
                             yield record
                             continue
-                        wrong = check(record)
-                        if wrong is not None:
-                            self._report(start, f"invalid record skipped ({wrong})")
-                        elif record["kind"] == "header" and not self._header_fits(start, record):
+                        verdict = self._verdict(start, record)
+                        if verdict is _STOP:
                             return
-                        else:
+                        if verdict is _KEEP:
                             yield record
                         continue
                     why = "checksum mismatch"
@@ -185,12 +185,10 @@ class FileCursor:
                     if type(record) is not dict:
                         self._give_up(start, f"not a record ({type(record).__name__})")
                         return
-                    wrong = problem(record)
-                    if wrong is not None:
-                        self._report(start, f"invalid record skipped ({wrong})")
-                    elif record["kind"] == "header" and not self._header_fits(start, record):
+                    verdict = self._verdict(start, record)
+                    if verdict is _STOP:
                         return
-                    else:
+                    if verdict is _KEEP:
                         yield record
         except (*_UNDECODABLE, msgpack.BufferFull) as exc:
             self._give_up(self.offset, f"undecodable ({exc})")
@@ -201,6 +199,16 @@ class FileCursor:
     def _give_up(self, offset: int, why: str) -> None:
         self._stopped = True
         self._report(offset, f"{why}; format 1 has no framing to find the next record: rest of file skipped")
+
+    def _verdict(self, offset: int, record: dict) -> str:
+        """The full check of a record, both formats: keep it, skip it (said), or stop at its header."""
+        wrong = problem(record)
+        if wrong is not None:
+            self._report(offset, f"invalid record skipped ({wrong})")
+            return _SKIP
+        if record["kind"] == "header" and not self._header_fits(offset, record):
+            return _STOP
+        return _KEEP
 
     def _header_fits(self, offset: int, header: dict) -> bool:
         if header["format"] == self.format:
