@@ -30,6 +30,12 @@ _MPTCP_INFO_HEAD = struct.Struct("=BBBBBBxxII")
 MAX_ANNOUNCED_PER_CLIENT = 7
 PORT = 5201
 NAME_PREFIX = "aa"
+# How long one step of a test connection (connect, an echo round trip, the wait for its announcements,
+# the server's token) may take before it counts as failed. Generous on purpose: under software emulation
+# on a loaded machine (scripts/vm-test's guests) single round trips took over 5 s, while a healthy
+# connection finishes each step in milliseconds here and never waits for it; a real hang still fails, well
+# inside each test's pytest-timeout.
+STEP_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -175,7 +181,7 @@ class Testbed:
         while self._made:
             subprocess.run(["ip", "netns", "del", self._made.pop()], capture_output=True)
 
-    def drive(self, connections: int, *, concurrency: int = 8, timeout: float = 5.0) -> Traffic:
+    def drive(self, connections: int, *, concurrency: int = 8, timeout: float = STEP_TIMEOUT) -> Traffic:
         """`connections` MPTCP connections per client and family, each kept open until the client has
         announced all its addresses and, over IPv4, its join subflow is up."""
         traffic = Traffic()
