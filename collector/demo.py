@@ -7,7 +7,6 @@ next to what the testbed knows it sent.
 
 from __future__ import annotations
 
-import signal
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from .classify import classify
 from .errors import CollectorError
 from .live import BackgroundRun, RunOptions
 from .report import report
-from .signals import on_signals, restore
+from .signals import unwinding
 from .testbed import DEFAULT_PLANS, Testbed, Traffic
 
 
@@ -47,21 +46,13 @@ def expected_figures(traffic: Traffic) -> dict:
 
 def demo(connections: int, log_dir: str | None, progress: Callable[[str], None]) -> DemoResult:
     """Testbed up, collector attached, `connections` per client and family, report; all torn down."""
-    # SIGTERM unwinds like Ctrl-C, so the testbed is removed either way.
-    previous = on_signals(_interrupt, (signal.SIGTERM,))
-    try:
-        with tempfile.TemporaryDirectory(prefix="addaddr-demo-") as scratch, Testbed() as bed:
-            logs = log_dir or scratch
-            progress(f"testbed {bed.name}: server and {len(bed.clients)} clients, real kernel MPTCP")
-            traffic = _collect_while(bed, logs, connections, progress)
-            progress(f"report of {logs}")
-            return DemoResult(report([logs]), traffic, expected_figures(traffic))
-    finally:
-        restore(previous)
-
-
-def _interrupt() -> None:
-    raise KeyboardInterrupt
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so the testbed is removed either way.
+    with unwinding(), tempfile.TemporaryDirectory(prefix="addaddr-demo-") as scratch, Testbed() as bed:
+        logs = log_dir or scratch
+        progress(f"testbed {bed.name}: server and {len(bed.clients)} clients, real kernel MPTCP")
+        traffic = _collect_while(bed, logs, connections, progress)
+        progress(f"report of {logs}")
+        return DemoResult(report([logs]), traffic, expected_figures(traffic))
 
 
 def _collect_while(bed: Testbed, log_dir: str, connections: int, progress) -> Traffic:

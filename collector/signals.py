@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 
 def on_signals(action: Callable[[], None], signums=(signal.SIGINT, signal.SIGTERM)) -> dict:
@@ -30,3 +31,24 @@ def on_signals(action: Callable[[], None], signums=(signal.SIGINT, signal.SIGTER
 def restore(previous: dict) -> None:
     for signum, handler in previous.items():
         signal.signal(signum, handler)
+
+
+@contextmanager
+def unwinding(signums=(signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+    """Inside the block these signals raise KeyboardInterrupt, as Ctrl-C does, so that the `with` and
+    `finally` blocks unwinding remove what they made (namespaces above all: nothing else removes them)
+    before the process ends. Only the first one raises: a second signal must not cut that cleanup short
+    (SIGKILL remains for a cleanup that hangs)."""
+    raised = False
+
+    def interrupt() -> None:
+        nonlocal raised
+        if not raised:
+            raised = True
+            raise KeyboardInterrupt
+
+    previous = on_signals(interrupt, signums)
+    try:
+        yield
+    finally:
+        restore(previous)

@@ -11,6 +11,7 @@ from hypothesis import settings
 from collector.event import OptionEvent, from_kernel
 from collector.program import CaptureProgram
 from collector.testrun import TestRunner
+from waiting import stop
 
 # --- hypothesis ------------------------------------------------------------------------------
 # Its default 200 ms per example measures the machine's load, not our code: CI shares its cores.
@@ -89,10 +90,10 @@ def kernel(loaded_program) -> LoadedProgram:
 @pytest.fixture
 def processes():
     """A list to append the background processes a test starts to: any still running when the test ends
-    (it failed, or a wait gave up) is killed, so no collector outlives its test or its namespaces."""
+    (it failed, or a wait gave up) is stopped, SIGTERM first so that it removes the namespaces and filters it
+    made, so no collector outlives its test or its namespaces."""
     started: list[subprocess.Popen] = []
     yield started
     for proc in started:
-        if proc.poll() is None:
-            proc.kill()
+        stop(proc)
         proc.communicate(timeout=30)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from collector.demo import demo
-from waiting import wait_for_line
+from waiting import run_to_end, wait_for_line
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the demo needs root (namespaces, BPF)"), pytest.mark.slow]
 
@@ -45,7 +45,7 @@ def test_report_equals_what_the_testbed_sent(tmp_path):
 
 
 def test_demo_command_prints_the_report():
-    result = subprocess.run([ADDAADDR, "demo", "--connections", "2"], capture_output=True, text=True, timeout=300)
+    result = run_to_end([ADDAADDR, "demo", "--connections", "2"], timeout=300)
     assert result.returncode == 0, f"got exit {result.returncode}: {result.stderr}"
     assert "Over the 8 observed MPTCP connections, 8 of them (100%) announced" in result.stdout, result.stdout
     assert "collector attached" in result.stderr, f"got no progress on stderr: {result.stderr}"
@@ -54,8 +54,7 @@ def test_demo_command_prints_the_report():
 
 
 def test_failed_demo_leaves_nothing():
-    result = subprocess.run([ADDAADDR, "demo", "--connections", "1", "--keep-logs", "/proc/addaddr-logs"],
-                            capture_output=True, text=True, timeout=300)
+    result = run_to_end([ADDAADDR, "demo", "--connections", "1", "--keep-logs", "/proc/addaddr-logs"], timeout=300)
     assert result.returncode == 1 and "log dir /proc/addaddr-logs" in result.stderr, f"got {result.stderr}"
     testbed = name_of_testbed(result.stderr)  # it failed with its testbed up
     assert namespaces_of(testbed) == [], f"got namespaces {namespaces_of(testbed)} left after a failed demo"

@@ -12,6 +12,9 @@ from typing import Callable, TypeVar
 T = TypeVar("T")
 
 POLL_SECONDS = 0.05
+# How long a process stopped with SIGTERM has to remove what it made (namespaces, filters) before SIGKILL,
+# which leaves them behind.
+STOP_GRACE_SECONDS = 30
 
 
 class GaveUp(AssertionError):
@@ -60,3 +63,31 @@ def wait_for_line(proc: subprocess.Popen, stream, needle: str, timeout: float, w
 
 def _text(lines: list[str], partial: bytearray) -> str:
     return "".join(lines) + partial.decode(errors="replace")
+
+
+def stop(proc: subprocess.Popen, grace: float = STOP_GRACE_SECONDS) -> None:
+    """Ends `proc` if still running: SIGTERM first, so that it removes what it made, then SIGKILL after
+    `grace` seconds. Its pipes are left for `proc.communicate()`."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run_to_end(args: list[str], timeout: float, **popen) -> subprocess.CompletedProcess:
+    """subprocess.run(args, capture_output=True, text=True, timeout=timeout), but a process still running
+    at the deadline gets `stop()` (SIGTERM first; subprocess.run sends SIGKILL, which leaves namespaces
+    behind) and the test fails with GaveUp, naming what it printed."""
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop(proc)
+            stdout, stderr = proc.communicate()
+            raise GaveUp(f"gave up after {timeout:g} s waiting for {args[0]} to end; stopped it; "
+                         f"stderr {stderr[-3000:]!r}") from None
+    return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)

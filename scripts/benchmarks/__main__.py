@@ -12,6 +12,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from collector.signals import unwinding
+
 from . import anonymize, export, kernel, logs, memory, overhead, pipeline, replay, report, startup
 from .measure import Result, markdown_table
 
@@ -48,11 +50,16 @@ def main() -> None:
         parser.error("needs root: BPF programs, network namespaces")
     started = time.perf_counter()
     results = []
-    for name in args.only or BENCHMARKS:
-        print(f"bench: {name}...", file=sys.stderr, flush=True)
-        began = time.perf_counter()
-        results.append(BENCHMARKS[name].run(args.quick))
-        print(f"bench: {name} took {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
+    # SIGTERM and SIGHUP unwind like Ctrl-C: the benchmarks' namespaces are removed on the way out.
+    try:
+        with unwinding():
+            for name in args.only or BENCHMARKS:
+                print(f"bench: {name}...", file=sys.stderr, flush=True)
+                began = time.perf_counter()
+                results.append(BENCHMARKS[name].run(args.quick))
+                print(f"bench: {name} took {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        sys.exit("bench: interrupted; its namespaces are removed")
     command = "scripts/bench" + (" --quick" if args.quick else "") + (f" --only {' '.join(args.only)}" if args.only else "")
     section = performance_section(results, command, time.perf_counter() - started)
     if args.json:

@@ -1,13 +1,15 @@
 """Two network namespaces joined by one veth pair, made for a benchmark and always removed after it.
 
 Network rule: the traffic stays inside: neither namespace has a route beyond its own /24, and the
-namespaces (with their veths) are deleted on leaving the block, error or Ctrl-C included.
+namespaces (with their veths) are deleted on leaving the block, error, Ctrl-C and SIGTERM or SIGHUP
+included (scripts/bench turns those into KeyboardInterrupt); only SIGKILL leaves them, named on stderr.
 """
 
 from __future__ import annotations
 
 import secrets
 import subprocess
+import sys
 
 SENDER_ADDRESS = "10.251.0.1"
 RECEIVER_ADDRESS = "10.251.0.2"
@@ -31,8 +33,9 @@ class VethPair:
     def __enter__(self) -> "VethPair":
         try:
             for ns in (self.sender, self.receiver):
-                ip("netns", "add", ns)
+                # Listed first: a signal right after `ip netns add` must not leave it unlisted.
                 self._made.append(ns)
+                ip("netns", "add", ns)
                 ip("-n", ns, "link", "set", "lo", "up")
             ip("link", "add", self.sender_if, "netns", self.sender, "type", "veth",
                "peer", "name", self.receiver_if, "netns", self.receiver)
@@ -40,6 +43,8 @@ class VethPair:
                                         (self.receiver, self.receiver_if, RECEIVER_ADDRESS)):
                 ip("-n", ns, "addr", "add", f"{address}/24", "dev", ifname)
                 ip("-n", ns, "link", "set", ifname, "up")
+            # In the try: a signal while printing comes before `with` has taken __exit__ on.
+            print(f"bench: namespaces {self.sender} and {self.receiver}", file=sys.stderr, flush=True)
         except BaseException:
             self.__exit__()
             raise
@@ -47,7 +52,12 @@ class VethPair:
 
     def __exit__(self, *exc) -> None:
         while self._made:
-            subprocess.run(["ip", "netns", "del", self._made.pop()], capture_output=True)
+            ns = self._made.pop()
+            removed = subprocess.run(["ip", "netns", "del", ns], capture_output=True, text=True)
+            if removed.returncode != 0 and ns in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                                                text=True).stdout.split():
+                print(f"bench: namespace {ns} left: {removed.stderr.strip()}; remove it with ip netns del {ns}",
+                      file=sys.stderr, flush=True)
 
     def run_in(self, netns: str, *command: str) -> list[str]:
         """`command` run inside `netns`."""
