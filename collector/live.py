@@ -47,12 +47,12 @@ WAKEUP_EVENTS = 64
 
 def perf_pages_problem(pages: int, cpus: int | None = None, ram: int | None = None) -> str | None:
     """Why `run --perf-pages` cannot be `pages`, or None. `cpus` (online) and `ram` (bytes): this host's."""
-    cpus = cpus or os.cpu_count()
     ram = ram or os.sysconf("SC_PHYS_PAGES") * mmap.PAGESIZE
     if pages & (pages - 1) or pages > MAX_PERF_PAGES:
         return (f"{pages} is not a power of two up to {MAX_PERF_PAGES} "
                 f"({MAX_PERF_PAGES * mmap.PAGESIZE >> 20} MiB per CPU)")
-    locked = pages * mmap.PAGESIZE * cpus
+    cpus = cpus or os.sysconf("SC_NPROCESSORS_ONLN")
+    locked = locked_bytes(pages, cpus)
     if locked > ram // MAX_RAM_SHARE:
         return (f"{pages} pages on each of {cpus} CPUs lock {locked >> 20} MiB, more than a quarter of "
                 f"this host's {ram >> 20} MiB of RAM: choose at most {_largest_pages(ram // MAX_RAM_SHARE, cpus)}")
@@ -61,7 +61,7 @@ def perf_pages_problem(pages: int, cpus: int | None = None, ram: int | None = No
 
 def _largest_pages(budget: int, cpus: int) -> int:
     pages = 1
-    while pages * 2 * mmap.PAGESIZE * cpus <= budget and pages * 2 <= MAX_PERF_PAGES:
+    while locked_bytes(pages * 2, cpus) <= budget and pages * 2 <= MAX_PERF_PAGES:
         pages *= 2
     return pages
 

@@ -147,6 +147,7 @@ class CaptureProgram:
             self._bcc.cleanup()
 
 
-def locked_bytes(pages: int) -> int:
-    """The memory a perf buffer of `pages` per CPU locks: a ring plus its header page on each online CPU."""
-    return (pages + 1) * mmap.PAGESIZE * os.sysconf("SC_NPROCESSORS_ONLN")
+def locked_bytes(pages: int, cpus: int | None = None) -> int:
+    """The memory a perf buffer of `pages` per CPU locks: a ring plus its header page on each online CPU
+    (`cpus` of them, by default this host's)."""
+    return (pages + 1) * mmap.PAGESIZE * (cpus or os.sysconf("SC_NPROCESSORS_ONLN"))
