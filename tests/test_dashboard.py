@@ -5,11 +5,19 @@ Prometheus over a live run: too slow for the suite.)"""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import signal
+import subprocess
 from pathlib import Path
 
-from collector.metrics import families
+import pytest
 
+from collector.metrics import families
+from waiting import wait_for_line
+
+RENDER = Path(__file__).resolve().parents[1] / "scripts" / "render-dashboard"
 DASHBOARD = json.loads((Path(__file__).resolve().parents[1] / "docs" / "grafana-dashboard.json").read_text())
 GRID_COLUMNS = 24
 # Every kernel and tracker counter the collector has, and announcements: all families and labels.
@@ -50,3 +58,22 @@ def test_the_panels_tile_the_grid_without_overlapping():
         assert not cells & taken, f"{panel['title']} overlaps another panel"
         taken |= cells
     assert len({panel["id"] for panel in DASHBOARD["panels"]}) == len(DASHBOARD["panels"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("prometheus") is None,
+                    reason="needs root (namespaces, BPF) and Debian's prometheus")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stopped_render_leaves_no_testbed_and_no_process(signum, processes, tmp_path):
+    proc = subprocess.Popen([str(RENDER), "--minutes", "5", "--out", str(tmp_path / "out.png")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    processes.append(proc)
+    lines = wait_for_line(proc, proc.stderr, "collector and prometheus", 180, "the test run to be up")
+    testbed = re.search(r"testbed (\w+),", lines[-1]).group(1)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode != 0, f"got exit 0 from a stopped render: {stderr[-2000:]}"
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30).stdout
+    assert testbed not in listed, f"got the testbed {testbed} left: {listed}"
+    running = subprocess.run(["pgrep", "-f", f"--netns {testbed}-srv"], capture_output=True, text=True).stdout
+    assert not running, f"got its collector still running: pids {running.split()}"

@@ -9,6 +9,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from collector.signals import unwinding
+
 from .draw import draw
 from .testrun import SCRAPE_SECONDS, TestRun
 
@@ -29,8 +31,10 @@ def main() -> None:
     def progress(text: str) -> None:
         print(f"render-dashboard: {text}", file=sys.stderr, flush=True)
 
-    with TestRun() as run:
-        progress(f"collector and prometheus ({run.prometheus}) up; traffic for {args.minutes} min")
+    # SIGTERM and SIGHUP unwind like Ctrl-C: the collector and prometheus stop, the testbed goes.
+    with unwinding(), TestRun() as run:
+        progress(f"testbed {run.bed.name}, collector and prometheus ({run.prometheus}) up; traffic for "
+                 f"{args.minutes} min")
         start, end = run.traffic(args.minutes, progress)
         version = run.prometheus_version()
         note = (f"A rendering of the dashboard's PromQL queries, evaluated by Prometheus {version} over a "

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +13,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 
 from collector.testbed import Testbed
@@ -48,28 +48,29 @@ def wait_for(what: str, check, seconds: float = STARTUP_SECONDS):
 
 
 class TestRun:
-    """Use as a context manager: everything it starts is stopped and removed on leaving."""
+    """Use as a context manager: everything it starts is stopped and removed on leaving, the testbed
+    by its own context manager."""
 
     def __init__(self) -> None:
-        self.scratch = Path(tempfile.mkdtemp(prefix="addaddr-dashboard-"))
-        self.bed = Testbed()
-        self.processes: list[subprocess.Popen] = []
         self.prometheus = ""
+        self._stack = ExitStack()
 
     def __enter__(self) -> "TestRun":
-        try:
-            self._start()
-        except BaseException:
-            self.__exit__()
-            raise
+        with ExitStack() as stack:  # unwound here should starting fail
+            self.scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="addaddr-dashboard-")))
+            self.bed = stack.enter_context(Testbed())
+            self._start(stack)
+            self._stack = stack.pop_all()
         return self
 
-    def _start(self) -> None:
-        self.bed.up()
+    def __exit__(self, *exc_info) -> None:
+        self._stack.close()
+
+    def _start(self, stack: ExitStack) -> None:
         status = self.scratch / "collector.stderr"
         interfaces = [arg for ifname in self.bed.server_interfaces for arg in ("--iface", ifname)]
         with status.open("w") as err:
-            self.processes.append(subprocess.Popen(
+            _started(stack, subprocess.Popen(
                 [ADDADDR, "run", "--netns", self.bed.server, *interfaces, "--log-dir", str(self.scratch / "logs"),
                  "--metrics", "127.0.0.1:0"], stderr=err))
         target = wait_for("metrics address from the collector",
@@ -77,7 +78,7 @@ class TestRun:
         port = free_port()
         config = self.scratch / "prometheus.yml"
         config.write_text(PROMETHEUS_CONFIG.format(scrape=SCRAPE_SECONDS, target=target.group(1)))
-        self.processes.append(subprocess.Popen(
+        _started(stack, subprocess.Popen(
             ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={self.scratch / 'tsdb'}",
              f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         self.prometheus = f"http://127.0.0.1:{port}"
@@ -108,13 +109,17 @@ class TestRun:
         time.sleep(3 * SCRAPE_SECONDS)
         return start, time.time()
 
-    def __exit__(self, *exc_info) -> None:
-        for process in reversed(self.processes):
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self.bed.down()
-        shutil.rmtree(self.scratch, ignore_errors=True)
+
+def _started(stack: ExitStack, process: subprocess.Popen) -> None:
+    """`process` stopped on leaving the stack: SIGTERM (the collector drains and detaches), SIGKILL after
+    30 s; before the testbed goes, as it was started after it."""
+
+    def stop() -> None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    stack.callback(stop)
