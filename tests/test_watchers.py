@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 
 import pytest
@@ -25,10 +26,43 @@ def test_a_second_lock_on_the_same_interface_names_the_holder(lock_dir):
     other.close()
 
 
-def test_the_lock_file_is_named_for_the_namespace_inode(lock_dir):
-    WatchLock("eth7", None, lock_dir).close()
+def test_the_lock_file_is_named_for_the_namespace_inode_and_removed_at_the_end(lock_dir):
+    lock = WatchLock("eth7", None, lock_dir)
     assert os.listdir(lock_dir) == [f"net{netns_inode(None)}-eth7.lock"]
     assert oct(os.stat(lock_dir).st_mode & 0o777) == "0o700"
+    lock.close()
+    assert os.listdir(lock_dir) == [], "got the lock file left: one per interface name ever watched"
+
+
+def test_a_lock_on_a_file_removed_meanwhile_is_taken_again_on_the_new_one(lock_dir, monkeypatch):
+    """Another run's close() removes the file between our open and our flock: our lock would be on a
+    file no longer named, and a third run would lock a new one alongside."""
+    real_flock = fcntl.flock
+    removed = []
+
+    def flock_after_removal(fd, operation):
+        if not removed:
+            removed.append(os.listdir(lock_dir)[0])
+            os.unlink(os.path.join(lock_dir, removed[0]))
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock_after_removal)
+    first = WatchLock("eth7", None, lock_dir)
+    monkeypatch.setattr(fcntl, "flock", real_flock)
+    assert removed and os.listdir(lock_dir) == removed, f"got {os.listdir(lock_dir)}"
+    with pytest.raises(CollectorError, match="already watched"):
+        WatchLock("eth7", None, lock_dir)
+    first.close()
+
+
+def test_close_leaves_a_file_it_did_not_lock(lock_dir):
+    lock = WatchLock("eth7", None, lock_dir)
+    name = os.path.join(lock_dir, os.listdir(lock_dir)[0])
+    os.unlink(name)
+    with open(name, "w") as other:  # made by another run meanwhile
+        other.write("123\n")
+    lock.close()
+    assert open(name).read() == "123\n", "got another run's lock file removed"
 
 
 @pytest.mark.parametrize("plant, says", [(os.symlink, "cannot lock eth7"), (os.link, "not a lock file addaddr made")],
