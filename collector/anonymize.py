@@ -163,9 +163,13 @@ def _create_key(path: str) -> bytes:
 
 def _read_key(path: str) -> bytes:
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK: a FIFO there must not hang the start waiting for a writer.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC), "rb") as f:
             # Checked on the open file, so they are the mode and size of the file read.
             info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise CollectorError(f"key file {path} is not a regular file: give the key's file, or the path "
+                                     "of a file to make")
             mode = stat.S_IMODE(info.st_mode)
             if mode & 0o077:
                 raise CollectorError(

@@ -247,6 +247,17 @@ def test_a_key_file_of_the_wrong_size_is_refused(tmp_path, size):
         Anonymizer.from_key_file(path)
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("make", [lambda path: os.mkfifo(path, 0o600), lambda path: path.symlink_to("/dev/zero")],
+                         ids=["FIFO", "/dev/zero"])
+def test_a_key_file_that_is_no_regular_file_is_refused_at_once(tmp_path, make):
+    """A FIFO must not hang the start waiting for a writer, nor /dev/zero's mode 0666 ask for chmod."""
+    path = tmp_path / "key"
+    make(path)
+    with pytest.raises(CollectorError, match="is not a regular file"):
+        Anonymizer.from_key_file(path)
+
+
 def test_a_key_file_in_a_missing_directory_is_one_clear_error(tmp_path):
     with pytest.raises(CollectorError, match="cannot create the key file .*No such file"):
         Anonymizer.from_key_file(tmp_path / "absent" / "key")
