@@ -143,7 +143,8 @@ class _Manifest:
 def _open_dataset(root: Path) -> _Manifest:
     if root.exists() and not root.is_dir():
         raise CollectorError(f"--to {root} is a file; give a directory")
-    if root.is_dir() and not (root / MANIFEST).exists() and any(root.iterdir()):
+    # Our lock alone is what an export of no new records leaves: no manifest yet, and no other file.
+    if root.is_dir() and not (root / MANIFEST).exists() and any(p.name != LOCK for p in root.iterdir()):
         raise CollectorError(f"--to {root} holds files but no {MANIFEST}: not an addaddr export; "
                              f"give a new or empty directory")
     root.mkdir(parents=True, exist_ok=True)

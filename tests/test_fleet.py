@@ -147,6 +147,13 @@ def test_export_to_a_directory_of_other_files_is_refused(tmp_path):
     assert (tmp_path / "home/notes.txt").read_text() == "mine"
 
 
+def test_an_export_of_empty_logs_can_be_run_again(tmp_path):
+    """The first leaves only its lock file (nothing to export, so no manifest): not someone else's files."""
+    (tmp_path / "logs").mkdir()
+    for _ in range(2):
+        exported([tmp_path / "logs"], tmp_path / "dataset")
+
+
 def test_report_parquet_of_no_export_is_one_line(tmp_path):
     result = CliRunner().invoke(main, ["report", "--parquet", str(tmp_path)])
     assert result.exit_code == 1 and MANIFEST in result.stderr, f"got {result.exit_code} {result.stderr!r}"
