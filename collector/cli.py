@@ -53,6 +53,12 @@ def exits_with_status(command):
         except CollectorError as problem:
             console.error(str(problem))
             status = console.EXIT_FAILED
+        except BrokenPipeError:
+            raise  # the reader of stdout went away: nothing to say to anyone
+        except OSError as problem:
+            # A path no check foresaw (a parent that is a file, a name too long): still one line.
+            console.error(console.os_error(problem))
+            status = console.EXIT_FAILED
         if status:
             sys.exit(status)
 

@@ -1,5 +1,6 @@
 """Where commands print: data on stdout, one-line messages on stderr, and the exit statuses."""
 
+import errno
 import sys
 
 PROG = "addaddr"
@@ -21,3 +22,24 @@ def message(line: str) -> None:
 
 def error(text: str) -> None:
     message(f"error: {text}")
+
+
+# What to do about an OSError on a path, by errno.
+_OS_ERROR_HINTS = {
+    errno.EACCES: "run as a user who may use it, or change its permissions",
+    errno.EPERM: "run as a user who may use it, or change its permissions",
+    errno.ENOTDIR: "a part of the path is a file, not a directory",
+    errno.ENAMETOOLONG: "give a shorter path",
+    errno.ENOSPC: "free some space on its file system",
+    errno.EDQUOT: "free some space on its file system",
+    errno.EROFS: "its file system is read-only: give a path on another one",
+    errno.ELOOP: "a symbolic link loops or is in the way",
+    errno.EEXIST: "something else (a file, a dangling link) is in the way",
+}
+
+
+def os_error(problem: OSError) -> str:
+    """One line for an OSError no command foresaw: the path, the system's word, what to do."""
+    where = f"{problem.filename}: " if problem.filename is not None else ""
+    hint = _OS_ERROR_HINTS.get(problem.errno)
+    return f"{where}{problem.strerror or problem}" + (f"; {hint}" if hint else "")

@@ -1,16 +1,26 @@
 """`addaddr replay`: captures through the kernel program into logs, as `run` writes them."""
 
+import os
+import stat
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from collector.commands import console
 from collector.replay import replay
 
 
 def capture_bytes(captures: tuple[str, ...]) -> int:
-    """The total a progress bar counts to: the regular files' sizes."""
-    return sum(Path(c).stat().st_size for c in captures if Path(c).is_file())
+    """The total a progress bar counts to: the regular files' sizes. A capture that cannot be looked at
+    counts 0 here: the replay names it in its own one-line error."""
+    return sum(_regular_size(c) for c in captures)
+
+
+def _regular_size(path: str) -> int:
+    try:
+        status = os.stat(path)
+    except (OSError, ValueError):  # Path.is_file() lets EACCES and ENAMETOOLONG through
+        return 0
+    return status.st_size if stat.S_ISREG(status.st_mode) else 0
 
 
 def replay_captures(captures: tuple[str, ...], log_dir: str, anonymize_key: str | None, host: str | None,

@@ -13,11 +13,9 @@ from collector.render import as_json as record_json, as_text
 def tail(log_dir: str, follow: bool, as_json: bool) -> int:
     """What is skipped (damaged, of the wrong shape, not a log) is named on stderr (exit status 1)."""
     skipped = Skipped()
-    if follow:
-        records = follow_log(log_dir, on_damage=skipped)
-    else:
-        require_log_dirs((log_dir,))
-        records = read_records(log_dir, on_damage=skipped)
+    # --follow waits for a directory not there yet, never for one that cannot be.
+    require_log_dirs((log_dir,), missing_ok=follow)
+    records = follow_log(log_dir, on_damage=skipped) if follow else read_records(log_dir, on_damage=skipped)
     try:
         for record in records:
             console.data(json.dumps(record_json(record)) if as_json else as_text(record))
