@@ -13,6 +13,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -29,6 +30,7 @@ from collector.render import iso_time
 from tcpdump import Tcpdump
 from collector.testbed import Testbed
 from replay_fixtures import ADDRESS_A, ADDRESS_B, STEP_NS, T0_NS, Capture, add_addr_hmac, oversized, scenario
+from waiting import wait_for_line
 
 # The module's fixtures replay every capture (a bcc compile each) inside their first test's time limit.
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="replay loads the kernel program: needs root"),
@@ -532,3 +534,21 @@ def test_packets_timed_outside_1970_to_2200_are_refused_and_counted(offline, tmp
     assert replay_stats(records)["replay"] == {"packets": len(made.packets), "refused": 0, "bad_time": 6}
     rows = sorted(logged_row(r) for r in add_addrs(records))
     assert rows == sorted(logged_row(r) for r in add_addrs(tail(offline["crafted"][1])))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_replay_stopped_midway_closes_its_log_and_says_so(signum, tmp_path, processes):
+    """Stopped while it waits for more of a capture on stdin: one line, status 130, the log readable."""
+    proc = subprocess.Popen([ADDADDR, "replay", "-", "--log-dir", str(tmp_path / "logs")], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    processes.append(proc)
+    head = PcapWriter()
+    head.packet(T0_NS, bytes(14) + bytes([0x45]) + bytes(59))
+    proc.stdin.buffer.write(head.getvalue())
+    proc.stdin.flush()
+    wait_for_line(proc, proc.stderr, "kernel program relies on", 120, "the replay to start")
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted: the logs in" in stderr, f"got exit {proc.returncode}: {stderr}"
+    assert "Traceback" not in stderr and "Aborted" not in stderr, stderr
+    assert tail(tmp_path / "logs")[0]["kind"] == "header", "got no readable log after the interruption"

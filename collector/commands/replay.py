@@ -7,6 +7,10 @@ from collections.abc import Callable
 
 from collector.commands import console
 from collector.replay import replay
+from collector.signals import unwinding
+
+# As a shell reports a command ended by Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
 
 
 def capture_bytes(captures: tuple[str, ...]) -> int:
@@ -30,8 +34,15 @@ def replay_captures(captures: tuple[str, ...], log_dir: str, anonymize_key: str 
 
     The line naming the kernel features goes to stderr too, unless a progress bar is drawn there.
     """
-    result = replay(list(captures), log_dir, progress, anonymize_key, host,
-                    status=None if progress else sys.stderr)
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so that the log is closed with what was replayed in it.
+    try:
+        with unwinding():
+            result = replay(list(captures), log_dir, progress, anonymize_key, host,
+                            status=None if progress else sys.stderr)
+    except KeyboardInterrupt:
+        console.error(f"interrupted: the logs in {log_dir} hold the packets replayed until then; replay "
+                      "into a new --log-dir for whole captures")
+        return EXIT_INTERRUPTED
     session = result.session
     if session.writer.repaired is not None:
         console.message(session.writer.repaired.describe())
