@@ -148,7 +148,12 @@ def _open_dataset(root: Path) -> _Manifest:
         raise CollectorError(f"--to {root} holds files but no {MANIFEST}: not an addaddr export; "
                              f"give a new or empty directory")
     root.mkdir(parents=True, exist_ok=True)
-    return _Manifest(root)
+    manifest = _Manifest(root)
+    if not manifest.path.exists():
+        # Marked ours before any file is written: an export that fails midway (a full disk) leaves a
+        # dataset the next one takes up, its strays removed, not a directory it would refuse.
+        manifest.save()
+    return manifest
 
 
 def _remove_strays(root: Path, manifest: _Manifest) -> None:

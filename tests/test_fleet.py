@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import subprocess
@@ -152,6 +153,26 @@ def test_an_export_of_empty_logs_can_be_run_again(tmp_path):
     (tmp_path / "logs").mkdir()
     for _ in range(2):
         exported([tmp_path / "logs"], tmp_path / "dataset")
+
+
+def test_an_export_that_failed_on_a_full_disk_is_taken_up_by_the_next(tmp_path, monkeypatch):
+    import collector.parquet_export as parquet_export
+
+    dirs = logs_of_two_hosts(tmp_path)
+    real_write = parquet_export.pq.write_table
+
+    def disk_full_after_one(table, path, **options):
+        if any(tmp_path.joinpath("dataset").rglob("*.parquet*")):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(table, path, **options)
+
+    monkeypatch.setattr(parquet_export.pq, "write_table", disk_full_after_one)
+    failed = export(*[a for d in dirs for a in ("--log-dir", str(d))], "--to", str(tmp_path / "dataset"))
+    assert failed.exit_code == 1 and "No space left on device" in failed.stderr, f"got {failed.stderr!r}"
+    monkeypatch.setattr(parquet_export.pq, "write_table", real_write)
+    exported(dirs, tmp_path / "dataset")
+    exported(dirs, tmp_path / "clean")
+    assert table(tmp_path / "dataset", "announcements") == table(tmp_path / "clean", "announcements")
 
 
 def test_report_parquet_of_no_export_is_one_line(tmp_path):
