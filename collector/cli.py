@@ -37,6 +37,14 @@ def _host(ctx, param, value):
     return value
 
 
+def _netns(ctx, param, value):
+    # A name in /run/netns, as `ip netns` makes them: a path would reach any file (../../proc/1/ns/net), and
+    # "" or "." the directory itself.
+    if value is not None and (not value or "/" in value or value in (".", "..")):
+        raise click.BadParameter(f"{value!r} is not a namespace name: give one of `ip netns list`")
+    return value
+
+
 host_option = click.option(
     "--host", callback=_host, metavar="NAME",
     help="Host name written in the logs' header, which tells hosts' equal tokens apart in reports and "
@@ -111,7 +119,8 @@ def _perf_pages(ctx, param, value):
 @main.command("run")
 @click.option("--iface", "interfaces", multiple=True, required=True, metavar="IFACE",
               help="Interface whose ingress to watch; repeat for several.")
-@click.option("--netns", default=None, metavar="NAME", help="Network namespace of the interfaces (ip netns).")
+@click.option("--netns", default=None, metavar="NAME", callback=_netns,
+              help="Network namespace of the interfaces (ip netns).")
 @log_dir_option
 @anonymize_option
 @host_option

@@ -267,3 +267,14 @@ def test_perf_pages_bounded_by_a_quarter_of_ram_over_all_cpus(pages, cpus, ram_g
 
     got = perf_pages_problem(pages, cpus, int(ram_gib * (1 << 30)))
     assert (got is None) if want is None else (got is not None and want in got), f"got {got!r}; want {want!r}"
+
+
+@pytest.mark.parametrize("netns", ["../../proc/1/ns/net", "", ".", "..", "a/b"])
+def test_a_namespace_name_that_is_a_path_is_a_usage_error(netns, tmp_path):
+    """Joined to /run/netns, a path would open any file, and "" or "." the directory itself (which gave
+    'cannot link at tcx ingress (setns: Invalid argument)')."""
+    result = subprocess.run([ADDAADDR, "run", "--iface", "lo", "--netns", netns, "--log-dir", str(tmp_path / "logs")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "is not a namespace name" in result.stderr, \
+        f"got exit {result.returncode}: {result.stderr}"
+    assert not (tmp_path / "logs").exists(), "got a log dir made before the check"
