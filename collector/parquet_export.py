@@ -187,6 +187,20 @@ def _placeholders(root: Path, files: _Files, manifest: _Manifest) -> None:
             files.write(table, NO_HOST, NO_HOST, [], "empty")
 
 
+def _log_name(path: Path) -> str:
+    """The key of a log file in the manifest. realpath, not Path.resolve(): a link loop planted in a
+    log directory must not end the export with RuntimeError (the reader then skips the link)."""
+    return os.path.realpath(path)
+
+
+def _log_size(path: Path) -> int:
+    """Its size, links not followed: a link to /dev/zero or a loop is for the reader to name and skip."""
+    try:
+        return os.lstat(path).st_size
+    except FileNotFoundError:
+        return 0  # gone since the listing
+
+
 def pending_bytes(log_dirs: Iterable[str], to: str | os.PathLike) -> int:
     """How much of the logs the next export reads: for a progress bar."""
     try:
@@ -195,8 +209,8 @@ def pending_bytes(log_dirs: Iterable[str], to: str | os.PathLike) -> int:
         logs = {}
     total = 0
     for path in expand(log_dirs):
-        done = logs.get(str(path.resolve()), {}).get("offset", 0)
-        total += max(0, path.stat().st_size - done)
+        done = logs.get(_log_name(path), {}).get("offset", 0)
+        total += max(0, _log_size(path) - done)
     return total
 
 
@@ -236,9 +250,9 @@ def _export(root, manifest, log_dirs, since, until, anonymize_key, on_progress, 
     logs = manifest.data["logs"]
     done_bytes = 0
     for path in expand(log_dirs):
-        name = str(path.resolve())
+        name = _log_name(path)
         seen = logs.get(name, {"offset": 0, "host": None})
-        size = path.stat().st_size
+        size = _log_size(path)
         if size < seen["offset"]:
             result.problems.append(f"{path} is shorter ({size} bytes) than when last exported "
                                    f"({seen['offset']}): replaced? its new records were not exported")

@@ -175,6 +175,20 @@ def test_an_export_that_failed_on_a_full_disk_is_taken_up_by_the_next(tmp_path, 
     assert table(tmp_path / "dataset", "announcements") == table(tmp_path / "clean", "announcements")
 
 
+def test_links_planted_among_the_logs_are_skipped_and_the_rest_exported(tmp_path):
+    """A link loop gave a RuntimeError traceback (Path.resolve); a link to /dev/zero is not followed."""
+    dirs = logs_of_two_hosts(tmp_path)
+    exported(dirs[:1], tmp_path / "clean")
+    newest = sorted(dirs[0].iterdir())[-1].name
+    loop = dirs[0] / newest.replace(newest[8:16], "29991231")
+    loop.symlink_to(loop.name)
+    (dirs[0] / newest.replace(newest[8:16], "29991230")).symlink_to("/dev/zero")
+    result = export("--log-dir", str(dirs[0]), "--to", str(tmp_path / "dataset"))
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 1 and result.stderr.count("a symbolic link: skipped") == 2, result.stderr
+    assert table(tmp_path / "dataset", "announcements") == table(tmp_path / "clean", "announcements")
+
+
 def test_report_parquet_of_no_export_is_one_line(tmp_path):
     result = CliRunner().invoke(main, ["report", "--parquet", str(tmp_path)])
     assert result.exit_code == 1 and MANIFEST in result.stderr, f"got {result.exit_code} {result.stderr!r}"
