@@ -33,9 +33,14 @@ class VethPair:
     def __enter__(self) -> "VethPair":
         try:
             for ns in (self.sender, self.receiver):
-                # Listed first: a signal right after `ip netns add` must not leave it unlisted.
+                # Listed first: a signal right after `ip netns add` must not leave it unlisted. Unlisted
+                # again when ip refuses: the name may be another's (it exists already).
                 self._made.append(ns)
-                ip("netns", "add", ns)
+                try:
+                    ip("netns", "add", ns)
+                except RuntimeError:
+                    self._made.pop()
+                    raise
                 ip("-n", ns, "link", "set", "lo", "up")
             ip("link", "add", self.sender_if, "netns", self.sender, "type", "veth",
                "peer", "name", self.receiver_if, "netns", self.receiver)
