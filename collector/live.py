@@ -144,7 +144,7 @@ def _run_watching(watched: WatchedInterfaces, options: RunOptions, stop: threadi
     metrics = None
     program = None
     try:
-        program = CaptureProgram()
+        program = CaptureProgram(ethernet=watched.ethernet)
         # Before attaching: samples written before the buffer is open vanish uncounted.
         program.open_events(session.on_kernel_event, session.on_lost, pages=options.perf_pages,
                             wakeup_events=WAKEUP_EVENTS)
