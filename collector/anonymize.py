@@ -23,8 +23,6 @@ import os
 import stat
 from functools import lru_cache
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 from collector.errors import CollectorError
 
 SCHEME = "crypto-pan"
@@ -58,6 +56,9 @@ class CryptoPan:
     def __init__(self, key: bytes) -> None:
         if len(key) != KEY_BYTES:
             raise ValueError(f"the key must be {KEY_BYTES} bytes, not {len(key)}")
+        # Imported here: only an anonymizing run pays for loading cryptography (~20 ms of every start).
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
         # ECB keeps no state between blocks, so one encryptor serves every call.
         self._encrypt = Cipher(algorithms.AES(key[:_AES_KEY_BYTES]), modes.ECB()).encryptor().update
         self._pad = int.from_bytes(self._encrypt(key[_AES_KEY_BYTES:]))

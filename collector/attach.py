@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
+import struct
 from dataclasses import dataclass
-
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from typing import TYPE_CHECKING
 
 from .errors import CollectorError
+from .netns import socket_in
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 INGRESS = "ffff:fff2"
 EGRESS = "ffff:fff3"
@@ -27,6 +31,16 @@ FILTER_NAME = "addaddr"
 ETH_P_ALL = 0x0003
 NETNS_DIR = "/run/netns"
 TCA_BPF_FLAG_ACT_DIRECT = 1
+# A dump of the qdiscs (linux/netlink.h, linux/rtnetlink.h): messages of a struct nlmsghdr then a
+# struct tcmsg, each padded to 4 bytes, up to NLMSG_DONE.
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+RTM_NEWQDISC = 36
+RTM_GETQDISC = 38
+NLM_F_DUMP_REQUEST = 0x301  # NLM_F_REQUEST | NLM_F_ROOT | NLM_F_MATCH
+TC_H_CLSACT = 0xFFFFFFF1  # the clsact (or ingress) qdisc's parent, TC_H_INGRESS
+_NLMSGHDR = struct.Struct("=IHHII")
+_TCMSG = struct.Struct("=BxxxiIII")
 
 
 def _where(netns: str | None) -> str:
@@ -34,6 +48,9 @@ def _where(netns: str | None) -> str:
 
 
 def _open(netns: str | None) -> IPRoute:
+    # Imported here: pyroute2 costs ~0.3 s of CPU to import, which a tcx run seldom needs.
+    from pyroute2 import IPRoute
+
     if netns is not None and not os.path.exists(os.path.join(NETNS_DIR, netns)):
         # pyroute2 would create a missing namespace rather than fail.
         raise CollectorError(f"no network namespace {netns!r} (see: ip netns list)")
@@ -70,8 +87,34 @@ def filters_in_front(ifname: str, netns: str | None) -> list[tuple[int, str]]:
                 and (f.get_attr("TCA_OPTIONS").get_attr("TCA_BPF_FLAGS") or 0) & TCA_BPF_FLAG_ACT_DIRECT]
 
 
-def remove_stale(ifname: str, netns: str | None) -> bool:
+def has_clsact(ifindex: int, netns: str | None) -> bool:
+    """Whether the interface has a clsact (or ingress) qdisc, where a filter could be: a dump of the
+    namespace's qdiscs, without pyroute2's import nor, in a namespace, its helper process. An error
+    answer counts as yes (pyroute2 then looks)."""
+    request = _TCMSG.pack(socket.AF_UNSPEC, ifindex, 0, 0, 0)
+    family = (socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    with socket_in(netns, *family) if netns else socket.socket(*family) as route:
+        route.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(request), RTM_GETQDISC, NLM_F_DUMP_REQUEST, 1, 0) + request)
+        while True:
+            reply = route.recv(1 << 16)
+            at = 0
+            while at + _NLMSGHDR.size <= len(reply):
+                length, kind = _NLMSGHDR.unpack_from(reply, at)[:2]
+                if kind == NLMSG_DONE:
+                    return False
+                if kind == NLMSG_ERROR or length < _NLMSGHDR.size:
+                    return True
+                if kind == RTM_NEWQDISC:
+                    _, index, _, parent, _ = _TCMSG.unpack_from(reply, at + _NLMSGHDR.size)
+                    if index == ifindex and parent == TC_H_CLSACT:
+                        return True
+                at += (length + 3) & ~3
+
+
+def remove_stale(ifname: str, ifindex: int, netns: str | None) -> bool:
     """Removes the filter a crashed clsact run of ours left at ingress; True if there was one."""
+    if not has_clsact(ifindex, netns):
+        return False
     with _open(netns) as ipr:
         index = _lookup(ipr, ifname, netns)
         stale = [f for f in _filters(ipr, index, INGRESS_PARENT)
@@ -101,6 +144,8 @@ class Attachment:
         # A netlink socket of its own: one kept open from attach time was seen to wait forever for
         # this reply (pyroute2 0.9, namespace sockets).
         with _open(self.netns) as ipr:
+            from pyroute2.netlink.exceptions import NetlinkError
+
             try:
                 ipr.tc("del-filter", "bpf", self.ifindex, handle=HANDLE, parent=INGRESS,
                        prio=PRIO, protocol=ETH_P_ALL)
@@ -121,6 +166,8 @@ def _others_attached(ipr: IPRoute, index: int) -> bool:
 def attach(prog_fd: int, ifname: str, netns: str | None = None) -> Attachment:
     """Adds our filter at ingress of `ifname`, replacing one a crashed run of ours left there."""
     with _open(netns) as ipr:
+        from pyroute2.netlink.exceptions import NetlinkError
+
         index = _lookup(ipr, ifname, netns)
         created = False
         try:

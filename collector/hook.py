@@ -58,7 +58,7 @@ def prepare(ifname: str, ifindex: int, netns: str | None, mode: str, say: Callab
     and a child that inherited a link fd would keep the link alive past our own exit."""
     if mode == "clsact":
         _warn_what_hides(ifname, ifindex, netns, say)
-    elif clsact.remove_stale(ifname, netns):
+    elif clsact.remove_stale(ifname, ifindex, netns):
         say(f"{ifname}: removed the clsact filter a previous run left behind")
 
 

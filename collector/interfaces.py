@@ -65,7 +65,8 @@ class WatchedInterfaces:
             for ifname in interfaces:
                 if self._index(ifname) is None:
                     raise no_interface(ifname, netns)
-                has_ethernet_header(ifname, self._link_type(ifname))  # before the program loads
+            # Before the program loads: it loads the entry points these need.
+            self.ethernet = tuple(has_ethernet_header(ifname, self._link_type(ifname)) for ifname in interfaces)
             for ifname in interfaces:
                 self._locks.append(WatchLock(ifname, netns))
         except BaseException:

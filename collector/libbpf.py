@@ -45,7 +45,11 @@ def library() -> ctypes.CDLL:
         ("bpf_object__find_program_by_name", _p, [_p, ctypes.c_char_p]),
         ("bpf_object__find_map_fd_by_name", ctypes.c_int, [_p, ctypes.c_char_p]),
         ("bpf_object__next_map", _p, [_p, _p]),
+        ("bpf_object__next_program", _p, [_p, _p]),
         ("bpf_map__type", ctypes.c_int, [_p]),
+        ("bpf_map__name", ctypes.c_char_p, [_p]),
+        ("bpf_map__reuse_fd", ctypes.c_int, [_p, ctypes.c_int]),
+        ("bpf_program__set_autoload", ctypes.c_int, [_p, ctypes.c_bool]),
         ("bpf_program__fd", ctypes.c_int, [_p]),
         ("bpf_program__set_log_buf", ctypes.c_int, [_p, _p, ctypes.c_size_t]),
         ("bpf_program__type", ctypes.c_int, [_p]),
@@ -107,9 +111,15 @@ def _error(what: str, err: int) -> CollectorError:
 
 
 class BpfObject:
-    """One object file, opened, checked against the kernel, and loaded; owns its fds until close()."""
+    """Some programs of one object file, opened, checked against the kernel, and loaded; owns its fds
+    until close().
 
-    def __init__(self, path: str, programs: tuple[str, ...]) -> None:
+    Only `programs` are loaded: the verifier's pass over each is most of a start's CPU time. With
+    `maps_of`, the maps are not made but shared with that object (another program of the same file
+    loaded later, which libbpf cannot add to an object already loaded).
+    """
+
+    def __init__(self, path: str, programs: tuple[str, ...], maps_of: BpfObject | None = None) -> None:
         lib = library()
         self._lib = lib
         _capture_log(lib)
@@ -124,9 +134,16 @@ class BpfObject:
                 progs[name] = lib.bpf_object__find_program_by_name(obj, name.encode())
                 if not progs[name]:
                     raise CollectorError(f"{path} has no program {name}; reinstall addaddr")
+            prog = lib.bpf_object__next_program(obj, None)
+            while prog:
+                if prog not in progs.values():
+                    lib.bpf_program__set_autoload(prog, False)
+                prog = lib.bpf_object__next_program(obj, prog)
+            if maps_of is not None:
+                self._reuse_maps(maps_of)
             self.features = _features(lib, obj, list(progs.values()))
             _check_kernel(lib, self.features)
-            # One buffer each: libbpf loads every program of the object, and the one refused keeps its log.
+            # One buffer each: libbpf loads every program asked for, and the one refused keeps its log.
             logs = [ctypes.create_string_buffer(VERIFIER_LOG_BYTES) for _ in progs]
             for prog, verifier_log in zip(progs.values(), logs):
                 lib.bpf_program__set_log_buf(prog, verifier_log, VERIFIER_LOG_BYTES)
@@ -137,6 +154,14 @@ class BpfObject:
         except BaseException:
             self.close()
             raise
+
+    def _reuse_maps(self, other: BpfObject) -> None:
+        bpf_map = self._lib.bpf_object__next_map(self._obj, None)
+        while bpf_map:
+            err = self._lib.bpf_map__reuse_fd(bpf_map, other.map_fd(self._lib.bpf_map__name(bpf_map).decode()))
+            if err:
+                raise _error("sharing the kernel program's maps", -err)
+            bpf_map = self._lib.bpf_object__next_map(self._obj, bpf_map)
 
     def map_fd(self, name: str) -> int:
         fd = self._lib.bpf_object__find_map_fd_by_name(self._obj, name.encode())

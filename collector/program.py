@@ -25,7 +25,6 @@ OBJECT = BPF_DIR / "addaddr.bpf.o"
 FUNCTION = "addaddr_ingress"
 # The same code for devices whose packets start at the IP header (tun, WireGuard, ip tunnels).
 RAW_IP_FUNCTION = "addaddr_raw_ip"
-FUNCTIONS = (FUNCTION, RAW_IP_FUNCTION)
 COMPILE_ENV = "ADDADDR_COMPILE"
 # Per CPU, a power of two: 256 pages (1 MiB) absorb bursts of ~10,000 events between polls.
 DEFAULT_PAGES = 256
@@ -47,23 +46,29 @@ def compile_requested() -> bool:
 class CaptureProgram:
     """Loads the SCHED_CLS program; owns its maps and perf buffer for the life of the object.
 
-    `compile` (default: ADDADDR_COMPILE set) builds bpf/ with bcc instead of loading the object.
+    The entry points for `ethernet` (True: devices with an Ethernet header, False: raw-IP ones) load
+    at once, so that a refusal stops the start; any other the first time fd_for asks for it, sharing
+    the maps. Each entry point costs the kernel's verifier a pass (most of a start's CPU time), and a
+    command seldom needs both. `compile` (default: ADDADDR_COMPILE set) builds bpf/ with bcc instead
+    of loading the object.
     """
 
-    def __init__(self, compile: bool | None = None) -> None:
-        self._object = self._bcc = None
+    def __init__(self, compile: bool | None = None, ethernet: tuple[bool, ...] = (True,)) -> None:
+        self._objects: list[BpfObject] = []
+        self._bcc = None
+        self._fds: dict[str, int] = {}
         self._perf: PerfBuffer | None = None
         if compile_requested() if compile is None else compile:
             self._compile()
-        else:
-            if not OBJECT.is_file():
-                raise CollectorError(f"the kernel program {OBJECT} is missing: reinstall addaddr, or in a "
-                                     "checkout run scripts/build-bpf")
-            self._object = BpfObject(str(OBJECT), FUNCTIONS)
-            self._fds = self._object.program_fds
-            self.features: Features = self._object.features
-            self._counters_fd = self._object.map_fd("counters")
-            self._events_fd = self._object.map_fd("events")
+        elif not OBJECT.is_file():
+            raise CollectorError(f"the kernel program {OBJECT} is missing: reinstall addaddr, or in a "
+                                 "checkout run scripts/build-bpf")
+        try:
+            for has_ethernet in dict.fromkeys(ethernet):
+                self.fd_for(has_ethernet)
+        except BaseException:
+            self.close()
+            raise
 
     def _compile(self) -> None:
         try:
@@ -74,27 +79,42 @@ class CaptureProgram:
         try:
             # bcc resolves a relative src_file against the running script: the path is absolute.
             self._bcc = bcc.BPF(src_file=str(SOURCE), cflags=[f"-I{BPF_DIR}"])
-            self._fds = {name: self._bcc.load_func(name, bcc.BPF.SCHED_CLS).fd for name in FUNCTIONS}
         except Exception as exc:  # bcc raises bare Exception for compile and verifier failures
-            raise CollectorError(
-                f"bcc cannot compile or load {SOURCE} ({exc}); are /lib/modules/$(uname -r)/build headers "
-                "present (scripts/setup links them) and are you root?"
-            ) from None
+            raise _bcc_error(exc) from None
         counters, events = self._bcc["counters"], self._bcc["events"]
         self._counters_fd, self._events_fd = counters.map_fd, events.map_fd
-        map_types = sorted(bcc.lib.bpf_table_type_id(self._bcc.module, t.map_id) for t in (counters, events))
-        self.features = Features(PROG_TYPE_SCHED_CLS, map_types,
-                                 helpers_called(b"".join(self._bcc.dump_func(name) for name in FUNCTIONS)))
+        self._map_types = sorted(bcc.lib.bpf_table_type_id(self._bcc.module, t.map_id) for t in (counters, events))
+
+    def _load(self, name: str) -> int:
+        if self._bcc is not None:
+            try:
+                fd = self._bcc.load_func(name, self._bcc.SCHED_CLS).fd
+            except Exception as exc:  # bcc raises bare Exception for verifier failures
+                raise _bcc_error(exc) from None
+            self.features = Features(PROG_TYPE_SCHED_CLS, self._map_types,
+                                     helpers_called(b"".join(self._bcc.dump_func(n) for n in (*self._fds, name))))
+            return fd
+        loaded = BpfObject(str(OBJECT), (name,), maps_of=self._objects[0] if self._objects else None)
+        if not self._objects:
+            self._counters_fd = loaded.map_fd("counters")
+            self._events_fd = loaded.map_fd("events")
+        self._objects.append(loaded)
+        # Both entry points are the same code: they rely on the same features.
+        self.features: Features = loaded.features
+        return loaded.program_fds[name]
 
     @property
     def fd(self) -> int:
         """The program for devices with an Ethernet header."""
-        return self._fds[FUNCTION]
+        return self.fd_for(ethernet=True)
 
     def fd_for(self, ethernet: bool) -> int:
         """The program for a device with an Ethernet header, or for one whose packets start at the IP
-        header (loaded together from one object: both feed the same maps)."""
-        return self._fds[FUNCTION if ethernet else RAW_IP_FUNCTION]
+        header (both feed the same maps); loaded now if it was not yet."""
+        name = FUNCTION if ethernet else RAW_IP_FUNCTION
+        if name not in self._fds:
+            self._fds[name] = self._load(name)
+        return self._fds[name]
 
     def counters(self) -> dict[str, int]:
         """The per-CPU counters summed; subtypes keyed `subtype_N`."""
@@ -141,10 +161,17 @@ class CaptureProgram:
         if self._perf is not None:
             self._perf.close()
             self._perf = None
-        if self._object is not None:
-            self._object.close()
+        for loaded in self._objects:
+            loaded.close()
+        self._objects = []
         if self._bcc is not None:
             self._bcc.cleanup()
+            self._bcc = None
+
+
+def _bcc_error(exc: Exception) -> CollectorError:
+    return CollectorError(f"bcc cannot compile or load {SOURCE} ({exc}); are /lib/modules/$(uname -r)/build "
+                          "headers present (scripts/setup links them) and are you root?")
 
 
 def locked_bytes(pages: int, cpus: int | None = None) -> int:

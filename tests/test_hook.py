@@ -16,7 +16,7 @@ from our_hook import clsact_filters, ifindex, ours_attached, tcx_programs
 from pyroute2 import IPRoute
 
 from collector import tcx
-from collector.attach import ETH_P_ALL, INGRESS
+from collector.attach import ETH_P_ALL, INGRESS, has_clsact
 from collector.cli import ATTACH_MODES
 from collector.hook import MODES
 from collector.live import BackgroundRun, RunOptions
@@ -151,3 +151,16 @@ def test_kill_9_in_clsact_leaves_a_filter_that_a_tcx_run_removes(tmp_path, proce
         f"got {collector.started}; want the stale filter's removal said"
     assert during == (1, 0), f"got (ours, clsact filters) {during}; want the tcx link alone"
     assert left == 0, f"got {left} of ours after a clean exit"
+
+
+def test_a_clsact_qdisc_is_seen_without_pyroute2():
+    """A tcx run asks pyroute2 for a crashed clsact run's filter only where a clsact qdisc is."""
+    with Testbed(PLAN) as bed:
+        ifname, other = bed.server_interfaces[0], "lo"
+        index = ifindex(bed.server, ifname)
+        before = has_clsact(index, bed.server)
+        with IPRoute(netns=bed.server) as ipr:
+            ipr.tc("add", "clsact", index)
+        added, elsewhere = has_clsact(index, bed.server), has_clsact(ifindex(bed.server, other), bed.server)
+    assert (before, added, elsewhere) == (False, True, False), \
+        f"got (before, added, on lo) {(before, added, elsewhere)}; want the qdisc seen on its interface alone"

@@ -132,6 +132,43 @@ def test_both_builds_name_the_same_kernel_features(twins):
     assert "bpf_skb_load_bytes" in str(built.program.features)
 
 
+# --- what a start loads ----------------------------------------------------------------------------
+
+
+def loaded_program_fds() -> int:
+    """This process's open BPF program fds: /proc names a program's type in its fdinfo."""
+    fdinfo = Path("/proc/self/fdinfo")
+    return sum(1 for entry in fdinfo.iterdir() if "prog_type:" in _read(entry))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:  # an fd closed since the listing
+        return ""
+
+
+@root_only
+@pytest.mark.parametrize("compile", [False, True], ids=["object", "bcc"])
+def test_a_start_loads_one_entry_point_and_the_other_when_asked(compile):
+    """Each load is a pass of the verifier: the raw-IP entry point loads when a device wants it, and it
+    feeds the same maps."""
+    if compile:
+        pytest.importorskip("bcc", reason="bcc (scripts/setup --test) builds the reference")
+    before = loaded_program_fds()
+    program = CaptureProgram(compile=compile)
+    try:
+        assert loaded_program_fds() - before == 1
+        raw_ip = TestRunner(program.fd_for(ethernet=False))
+        assert loaded_program_fds() - before == 2
+        packets = program.counters()["packets"]
+        raw_ip.run(bytes(fuzzing.MIN_FRAME), 0)
+        assert program.counters()["packets"] == packets + 1
+    finally:
+        program.close()
+    assert loaded_program_fds() == before
+
+
 # --- the kernel's refusals ----------------------------------------------------------------------------
 
 

@@ -5,21 +5,25 @@ not the benchmark's: measure.run_alone); and `addaddr run` from its start to its
 line, the filter attached on a veth in a namespace of its own. Wall times stretch with the machine's
 load; CPU seconds much less (the kernel's verifier is most of ours).
 The perf buffers' locked memory follows from the pages asked for: stated, and bounded by --perf-pages'
-limit.
+limit. The instructions the kernel's verifier processed for each entry point (most of a start's
+system time) do not depend on the load at all: the figure to watch when bpf/ changes.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from collector import tcx
 from collector.live import MAX_PERF_PAGES, PERF_PAGES
-from collector.program import COMPILE_ENV, locked_bytes
+from collector.program import COMPILE_ENV, FUNCTION, RAW_IP_FUNCTION, CaptureProgram, locked_bytes
 from collector.replay import REPLAY_PAGES
 
 from capture_writer import PcapWriter
@@ -33,6 +37,9 @@ RSS_LIMIT = 100  # MiB
 BCC = {**os.environ, COMPILE_ENV: "1"}
 BUILT = {key: value for key, value in os.environ.items() if key != COMPILE_ENV}
 READY_POLL = 0.005
+# struct bpf_prog_info (include/uapi/linux/bpf.h) up to verified_insns, a u32 at byte 216 (Linux >= 5.16).
+PROG_INFO_BYTES = 224
+VERIFIED_INSNS_AT = 216
 
 
 def _replay(capture: Path, env: dict):
@@ -58,6 +65,21 @@ def _ready(pair: VethPair, scratch: Path, env: dict) -> float:
             interrupt(process)
             finish(process, start)
     return ready
+
+
+def _verified_insns() -> dict[str, int]:
+    """Each entry point of the built object: the instructions the verifier processed loading it."""
+    program = CaptureProgram(compile=False, ethernet=(True, False))
+    try:
+        processed = {}
+        for name, ethernet in ((FUNCTION, True), (RAW_IP_FUNCTION, False)):
+            info = ctypes.create_string_buffer(PROG_INFO_BYTES)
+            tcx.call(tcx.BPF_OBJ_GET_INFO_BY_FD,
+                     tcx.attr("=IIQ", program.fd_for(ethernet), PROG_INFO_BYTES, ctypes.addressof(info)))
+            processed[name] = struct.unpack_from("=I", info, VERIFIED_INSNS_AT)[0]
+        return processed
+    finally:
+        program.close()
 
 
 def _per_cpu_mib(pages: int) -> float:
@@ -92,6 +114,8 @@ def run(quick: bool) -> Result:
         *([Row("run ready: filter attached (s)", sample(ready), sample(ready_bcc), "bcc", ratio(ready, ready_bcc),
                digits=2)] if ready_bcc else []),
         Row("run ready: filter attached (s), absolute", sample(ready), limit=WALL_LIMIT, digits=2),
+        *(Row(f"verifier: instructions processed, {name}", sample([insns]), digits=0)
+          for name, insns in _verified_insns().items()),
         Row("run's perf buffers, locked (MiB, all CPUs)", sample([locked_bytes(PERF_PAGES) / 2**20]),
             limit=math.ceil(locked_bytes(MAX_PERF_PAGES) / 2**20), digits=0),
     ]
