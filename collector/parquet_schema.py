@@ -47,10 +47,11 @@ def arrow_table(table: str, rows: list[dict]) -> pa.Table:
     schema = SCHEMAS[table]
     arrays = []
     for field in schema:
-        values = [row[field.name] for row in rows]
-        if field.name in _TIMES:
+        name = field.name  # a property that makes a new str: looked up once, not once per row
+        values = [row[name] for row in rows]
+        if name in _TIMES:
             arrays.append(_microseconds(values))
-        elif field.name in _MAPS:
+        elif name in _MAPS:
             arrays.append(pa.array([None if v is None else list(v.items()) for v in values], field.type))
         else:
             arrays.append(pa.array(values, field.type))
