@@ -13,11 +13,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 from . import ADDADDR
-from .measure import Result, Row, ratio, rounds, run_alone, sample
+from .measure import Cost, Result, Row, ratio, rounds, run_alone, sample
 from .report import write_log
 
 RECORDS_PER_CONNECTION = 9  # REPEATS 1 in benchmarks/report.py
@@ -29,6 +31,14 @@ SIZE_LIMIT = 1.0
 RSS_LIMIT = 1.5
 
 
+def _timed(what: str, command: list[str], **popen) -> Cost:
+    """The command's cost, also said on stderr as it comes: a 5-million-record round takes minutes."""
+    cost = run_alone(command, **popen)
+    print(f"bench:   {what}: {cost.wall:.0f} s wall, {cost.cpu:.1f} s CPU, peak RSS {cost.max_rss_mib:.0f} MiB",
+          file=sys.stderr, flush=True)
+    return cost
+
+
 def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -38,7 +48,10 @@ def run(quick: bool) -> Result:
     result = Result("export")
     with tempfile.TemporaryDirectory(prefix="addaddr-export-") as scratch:
         log, first, dataset = Path(scratch, "log"), Path(scratch, "first"), Path(scratch, "dataset")
+        began = time.perf_counter()
         written = write_log(log, records // RECORDS_PER_CONNECTION, 1)
+        print(f"bench:   wrote the log, {written:,} records: {time.perf_counter() - began:.0f} s wall",
+              file=sys.stderr, flush=True)
         first.mkdir()
         first_file = min(log.glob("*.msgpack"))
         os.link(first_file, first / first_file.name)
@@ -47,12 +60,13 @@ def run(quick: bool) -> Result:
         def export(logs: Path):
             def measure():
                 shutil.rmtree(dataset, ignore_errors=True)
-                return run_alone([ADDADDR, "export", "--log-dir", str(logs), "--to", str(dataset)],
-                                 stderr=subprocess.DEVNULL)
+                command = [ADDADDR, "export", "--log-dir", str(logs), "--to", str(dataset)]
+                return _timed(f"export of {logs.name}", command, stderr=subprocess.DEVNULL)
             return measure
 
         def report():
-            return run_alone([ADDADDR, "report", "--log-dir", str(log), "--format", "json"], stdout=subprocess.DEVNULL)
+            return _timed("report", [ADDADDR, "report", "--log-dir", str(log), "--format", "json"],
+                          stdout=subprocess.DEVNULL)
 
         # The whole log last: its dataset is the one measured below.
         exports_first, reports, exports = rounds(count, export(first), report, export(log))
