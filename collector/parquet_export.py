@@ -39,7 +39,7 @@ MANIFEST_FORMAT = 1
 FLUSH_ROWS = 250_000
 # Rows held as Python dicts before they become Arrow columns: a dict row takes some 1.5 KB, its Arrow
 # form about a tenth of that, so that memory is bounded by this, not by FLUSH_ROWS.
-CHUNK_ROWS = 25_000
+CHUNK_ROWS = 5_000
 PROGRESS_RECORDS = 50_000
 # A file without a header names no host: Hive's name for a missing partition value.
 NO_HOST = "__HIVE_DEFAULT_PARTITION__"
