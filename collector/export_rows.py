@@ -41,17 +41,6 @@ def _details(record: dict, columns: Iterable[str]) -> str | None:
     return json.dumps(as_json(rest), sort_keys=True) if rest else None
 
 
-def announcement_row(record: dict) -> Row:
-    row = {name: record.get(name) for name in ANNOUNCEMENT_COLUMNS}
-    embedded = record.get("embedded_ipv4")
-    if embedded is not None:
-        row["embedded_ipv4_address"] = embedded["address"]
-        row["embedded_ipv4_class"] = embedded["class"]
-        row["embedded_ipv4_global"] = embedded["global"]
-    row["time"] = record["time"]
-    return row
-
-
 def event_row(record: dict) -> Row:
     row = {name: record.get(name) for name in EVENT_COLUMNS}
     row["details"] = _details(record, EVENT_COLUMNS)
@@ -128,7 +117,7 @@ class RowMaker:
         if not inside:
             return
         if kind == "add_addr":
-            self._emit("announcements", host, announcement_row(record))
+            self._emit("announcements", host, record)  # its row: parquet_schema takes the columns
         elif kind == "connection":
             self.connections.start(host, record)
         elif kind == "attempt":

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from collector.anonymize import Anonymizer
@@ -34,8 +35,11 @@ from collector.render import iso_time
 
 LOCK = "_addaddr_export.lock"
 MANIFEST_FORMAT = 1
-# Rows of one (table, host, date) held before they go to a file: bounds memory, not the file count.
+# Rows of one (table, host, date) that go to one file: few files of a good size for the readers.
 FLUSH_ROWS = 250_000
+# Rows held as Python dicts before they become Arrow columns: a dict row takes some 1.5 KB, its Arrow
+# form about a tenth of that, so that memory is bounded by this, not by FLUSH_ROWS.
+CHUNK_ROWS = 5_000
 PROGRESS_RECORDS = 50_000
 # A file without a header names no host: Hive's name for a missing partition value.
 NO_HOST = "__HIVE_DEFAULT_PARTITION__"
@@ -75,12 +79,12 @@ class _Files:
         self.written: list[str] = []
         self._count = 0
 
-    def write(self, table: str, host: str, date: str, rows: list[Row], prefix: str) -> None:
+    def write(self, table: str, host: str, date: str, rows: pa.Table, prefix: str) -> None:
         self._count += 1
         relative = f"{table}/host={partition_value(host)}/date={date}/{prefix}-{self.run}-{self._count:05d}.parquet"
         path = _hidden(self.root / relative)
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(arrow_table(table, rows), path, compression="zstd")
+        pq.write_table(rows, path, compression="zstd")
         self.written.append(relative)
 
     def commit(self) -> None:
@@ -88,12 +92,35 @@ class _Files:
             os.replace(_hidden(self.root / relative), self.root / relative)
 
 
+class _Bucket:
+    """The rows of one (table, host, date) not yet in a file: the latest as dicts, the rest as Arrow."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.rows: list[Row] = []
+        self.chunks: list[pa.Table] = []
+        self.count = 0
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        self.count += 1
+        if len(self.rows) >= CHUNK_ROWS:
+            self.chunks.append(arrow_table(self.table, self.rows))
+            self.rows = []
+
+    def take(self) -> pa.Table:
+        """All its rows as one table; the bucket is empty after."""
+        taken = pa.concat_tables([*self.chunks, arrow_table(self.table, self.rows)])
+        self.rows, self.chunks, self.count = [], [], 0
+        return taken
+
+
 class _Buckets:
     """Rows by (table, host, date); a bucket that fills goes to a file at once."""
 
     def __init__(self, files: _Files, result: ExportResult) -> None:
         self._files, self._result = files, result
-        self._rows: dict[tuple[str, str, str], list[Row]] = {}
+        self._buckets: dict[tuple[str, str, str], _Bucket] = {}
         self._days: dict[int, str] = {}
 
     def emit(self, table: str, host: str, row: Row) -> None:
@@ -101,18 +128,19 @@ class _Buckets:
         day = self._days.get(second)
         if day is None:
             day = self._days[second] = _day(row["time"])
-        rows = self._rows.setdefault((table, host, day), [])
-        rows.append(row)
+        bucket = self._buckets.get((table, host, day))
+        if bucket is None:
+            bucket = self._buckets[table, host, day] = _Bucket(table)
+        bucket.add(row)
         self._result.rows[table] += 1
-        if len(rows) >= FLUSH_ROWS:
-            self._files.write(table, host, day, rows, "part")
-            rows.clear()
+        if bucket.count >= FLUSH_ROWS:
+            self._files.write(table, host, day, bucket.take(), "part")
 
     def flush(self) -> None:
-        for (table, host, day), rows in self._rows.items():
-            if rows:
-                self._files.write(table, host, day, rows, "part")
-        self._rows.clear()
+        for (table, host, day), bucket in self._buckets.items():
+            if bucket.count:
+                self._files.write(table, host, day, bucket.take(), "part")
+        self._buckets.clear()
 
 
 class _Manifest:
@@ -184,7 +212,7 @@ def _placeholders(root: Path, files: _Files, manifest: _Manifest) -> None:
     have = {relative.split("/", 1)[0] for relative in manifest.data["files"] + files.written}
     for table in TABLE_COLUMNS:
         if table not in have:
-            files.write(table, NO_HOST, NO_HOST, [], "empty")
+            files.write(table, NO_HOST, NO_HOST, arrow_table(table, []), "empty")
 
 
 def _log_name(path: Path) -> str:
@@ -282,7 +310,7 @@ def _export(root, manifest, log_dirs, since, until, anonymize_key, on_progress, 
     for host, row in open_rows:
         partitions.setdefault((host, _day(row["time"])), []).append(row)
     for (host, day), rows in partitions.items():
-        files.write("connections", host, day, rows, "open")
+        files.write("connections", host, day, arrow_table("connections", rows), "open")
     result.open_connections = len(open_rows)
     _placeholders(root, files, manifest)
     files.commit()
