@@ -146,7 +146,7 @@ def _run_watching(watched: WatchedInterfaces, options: RunOptions, stop: threadi
     try:
         program = CaptureProgram()
         # Before attaching: samples written before the buffer is open vanish uncounted.
-        program.open_events(session.on_kernel_event, session.on_lost, pages=options.perf_pages,
+        program.open_events(session.take, session.on_lost, pages=options.perf_pages,
                             wakeup_events=WAKEUP_EVENTS)
         watched.attach_all(program)
         print(f"addaddr: kernel program relies on {program.features}; perf buffers lock "
