@@ -322,6 +322,7 @@ class PerfBuffer:
 
     def close(self) -> None:
         if self._pb:
+            self._rings = []  # their pages are unmapped now: a later read finds nothing to read
             self._lib.perf_buffer__free(self._pb)
             self._pb = None
 
