@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import select
 import tempfile
 from collections import deque
 from functools import cache
@@ -34,7 +35,7 @@ def library() -> ctypes.CDLL:
     """libbpf.so.1 with the signatures used here; a CollectorError naming the package when absent."""
     try:
         lib = ctypes.CDLL(LIBRARY, use_errno=True)
-        lib.bpf_prog_test_run_opts  # the newest symbol used: libbpf >= 0.7
+        lib.perf_buffer__buffer  # the newest symbol used: libbpf >= 1.0
     except (OSError, AttributeError) as exc:
         raise CollectorError(f"{LIBRARY} is missing or too old ({exc}): apt-get install libbpf1") from None
     for name, restype, argtypes in (
@@ -62,8 +63,9 @@ def library() -> ctypes.CDLL:
         ("libbpf_probe_bpf_map_type", ctypes.c_int, [ctypes.c_int, _p]),
         ("libbpf_probe_bpf_helper", ctypes.c_int, [ctypes.c_int, ctypes.c_int, _p]),
         ("perf_buffer__new_raw", _p, [ctypes.c_int, ctypes.c_size_t, _p, _p, _p, _p]),
-        ("perf_buffer__poll", ctypes.c_int, [_p, ctypes.c_int]),
-        ("perf_buffer__consume", ctypes.c_int, [_p]),
+        ("perf_buffer__buffer_cnt", ctypes.c_size_t, [_p]),
+        ("perf_buffer__buffer", ctypes.c_int, [_p, ctypes.c_int, _p, _p]),
+        ("perf_buffer__epoll_fd", ctypes.c_int, [_p]),
         ("perf_buffer__free", None, [_p]),
     ):
         function = getattr(lib, name)
@@ -274,6 +276,82 @@ def percpu_values(map_fd: int, key: int, value_type: type[ctypes.Structure]) -> 
     return list(values)
 
 
+PERF_TYPE_SOFTWARE = 1
+PERF_COUNT_SW_BPF_OUTPUT = 10
+PERF_SAMPLE_RAW = 1 << 10
+PERF_RECORD_LOST = 2
+PERF_RECORD_SAMPLE = 9
+# struct perf_event_mmap_page: the kernel's head, our tail, where the ring starts and its size.
+_DATA_HEAD, _DATA_TAIL, _DATA_OFFSET, _DATA_SIZE = 1024, 1032, 1040, 1048
+
+
+class PerfBuffer:
+    """A perf event array's rings, one of `pages` pages per CPU (locked memory), opened by libbpf and
+    read here straight from the mapped pages.
+
+    `read` hands `on_records` everything each CPU's ring holds, copied out in one piece: whole perf
+    records (struct perf_event_header first, 8-byte aligned), in the order that CPU wrote them. One
+    call per CPU with records, not libbpf's callback per sample (several µs each through ctypes), so
+    the records can be parsed many at once. A sample wakes `wait` only when `wakeup_events` are
+    waiting (wakeups cost microseconds each).
+
+    The positions are read and written as plain loads and stores, ordered as the kernel needs
+    (the head before the records, the records before the tail) by x86-64's memory model: on a
+    weakly ordered CPU (arm64) this reader needs barriers that Python cannot issue.
+    """
+
+    def __init__(self, map_fd: int, pages: int, wakeup_events: int, on_records: Callable[[bytes], None]) -> None:
+        lib = library()
+        self._lib = lib
+        self._on_records = on_records
+        attr = _PerfEventAttr(type=PERF_TYPE_SOFTWARE, size=ctypes.sizeof(_PerfEventAttr),
+                              config=PERF_COUNT_SW_BPF_OUTPUT, sample_period=1, sample_type=PERF_SAMPLE_RAW,
+                              wakeup_events=wakeup_events)
+        # libbpf's per-sample callback is never called: nothing here asks libbpf to read.
+        self._pb = lib.perf_buffer__new_raw(map_fd, pages, ctypes.byref(attr), ctypes.cast(_NO_RECORD, _p),
+                                            None, None)
+        if not self._pb:
+            err = ctypes.get_errno()
+            hint = "; raise LimitMEMLOCK or give fewer pages" if err in (errno.ENOMEM, errno.EPERM) else ""
+            raise CollectorError(f"cannot open the perf buffer of {pages} pages per CPU "
+                                 f"({os.strerror(err)}){hint}")
+        self._rings = []
+        base, size = _p(), ctypes.c_size_t()
+        for index in range(lib.perf_buffer__buffer_cnt(self._pb)):
+            if lib.perf_buffer__buffer(self._pb, index, ctypes.byref(base), ctypes.byref(size)) == 0:
+                header = base.value
+                u64 = ctypes.c_uint64.from_address
+                self._rings.append((u64(header + _DATA_HEAD), u64(header + _DATA_TAIL),
+                                    header + u64(header + _DATA_OFFSET).value, u64(header + _DATA_SIZE).value))
+        self._waiting = select.poll()
+        self._waiting.register(lib.perf_buffer__epoll_fd(self._pb), select.POLLIN)
+
+    def wait(self, timeout_ms: int) -> None:
+        """Until a ring has `wakeup_events` samples waiting, or `timeout_ms`."""
+        self._waiting.poll(timeout_ms)
+
+    def read(self) -> None:
+        """Hands over what every ring holds, without waiting."""
+        string_at = ctypes.string_at
+        for head_at, tail_at, data, size in self._rings:
+            head, tail = head_at.value, tail_at.value
+            if head == tail:
+                continue
+            start, length = tail % size, head - tail
+            if start + length <= size:
+                records = string_at(data + start, length)
+            else:  # wrapped around the ring's end
+                records = string_at(data + start, size - start) + string_at(data, start + length - size)
+            tail_at.value = head  # copied out: the kernel may write there again
+            self._on_records(records)
+
+    def close(self) -> None:
+        if self._pb:
+            self._rings = []  # their pages are unmapped now: a later read finds nothing to read
+            self._lib.perf_buffer__free(self._pb)
+            self._pb = None
+
+
 class _PerfEventAttr(ctypes.Structure):
     # struct perf_event_attr up to config1: PERF_ATTR_SIZE_VER0, which every kernel accepts.
     _fields_ = [("type", ctypes.c_uint32), ("size", ctypes.c_uint32), ("config", ctypes.c_uint64),
@@ -282,70 +360,6 @@ class _PerfEventAttr(ctypes.Structure):
                 ("wakeup_events", ctypes.c_uint32), ("bp_type", ctypes.c_uint32), ("config1", ctypes.c_uint64)]
 
 
-PERF_TYPE_SOFTWARE = 1
-PERF_COUNT_SW_BPF_OUTPUT = 10
-PERF_SAMPLE_RAW = 1 << 10
-PERF_RECORD_LOST = 2
-PERF_RECORD_SAMPLE = 9
-# struct perf_event_header is 8 bytes; a raw sample then has its u32 size, a lost record its u64 id.
-_SAMPLE_DATA = 12
-_LOST_COUNT = 16
-_CONTINUE = -2  # LIBBPF_PERF_EVENT_CONT
-_RECORD = ctypes.CFUNCTYPE(ctypes.c_int, _p, ctypes.c_int, _p)
-
-
-class PerfBuffer:
-    """libbpf's perf buffer over a perf event array, one ring of `pages` pages per CPU (locked memory).
-
-    `on_sample(address)` gets each sample's data in place, valid only during the call;
-    `on_lost(count)` the samples the kernel could not write. A sample wakes `poll` only when
-    `wakeup_events` are waiting (wakeups cost microseconds each); `consume` reads without waiting.
-    """
-
-    def __init__(self, map_fd: int, pages: int, wakeup_events: int, on_sample: Callable[[int], None],
-                 on_lost: Callable[[int], None]) -> None:
-        lib = library()
-        self._lib = lib
-        self._error: BaseException | None = None
-        u32_at, u64_at = ctypes.c_uint32.from_address, ctypes.c_uint64.from_address
-
-        def record(_ctx, _cpu, header):
-            try:
-                kind = u32_at(header).value
-                if kind == PERF_RECORD_SAMPLE:
-                    on_sample(header + _SAMPLE_DATA)
-                elif kind == PERF_RECORD_LOST:
-                    on_lost(u64_at(header + _LOST_COUNT).value)
-            except BaseException as exc:  # raised again once libbpf returns, not lost in ctypes
-                self._error = self._error or exc
-            return _CONTINUE
-
-        self._record = _RECORD(record)  # referenced for as long as libbpf may call it
-        attr = _PerfEventAttr(type=PERF_TYPE_SOFTWARE, size=ctypes.sizeof(_PerfEventAttr),
-                              config=PERF_COUNT_SW_BPF_OUTPUT, sample_period=1, sample_type=PERF_SAMPLE_RAW,
-                              wakeup_events=wakeup_events)
-        self._pb = lib.perf_buffer__new_raw(map_fd, pages, ctypes.byref(attr), ctypes.cast(self._record, _p),
-                                            None, None)
-        if not self._pb:
-            err = ctypes.get_errno()
-            hint = "; raise LimitMEMLOCK or give fewer pages" if err in (errno.ENOMEM, errno.EPERM) else ""
-            raise CollectorError(f"cannot open the perf buffer of {pages} pages per CPU "
-                                 f"({os.strerror(err)}){hint}")
-
-    def _raise_pending(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    def poll(self, timeout_ms: int) -> None:
-        self._lib.perf_buffer__poll(self._pb, timeout_ms)
-        self._raise_pending()
-
-    def consume(self) -> None:
-        self._lib.perf_buffer__consume(self._pb)
-        self._raise_pending()
-
-    def close(self) -> None:
-        if self._pb:
-            self._lib.perf_buffer__free(self._pb)
-            self._pb = None
+@ctypes.CFUNCTYPE(ctypes.c_int, _p, ctypes.c_int, _p)
+def _NO_RECORD(_ctx, _cpu, _header):
+    return -2  # LIBBPF_PERF_EVENT_CONT

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import CollectorError
-from .event import MptcpEvent
+from .event import OptionEvent, PerfRecords
 from .libbpf import PROG_TYPE_SCHED_CLS, BpfObject, Features, PerfBuffer, helpers_called, percpu_values
 
 # Package data: the sources and the object (a link to the checkout's bpf/, copied into wheels).
@@ -132,30 +132,37 @@ class CaptureProgram:
 
     def open_events(
         self,
-        on_event: Callable[[MptcpEvent], None],
+        on_events: Callable[[list[OptionEvent]], None],
         on_lost: Callable[[int], None],
         pages: int = DEFAULT_PAGES,
         wakeup_events: int = 1,
     ) -> None:
-        """Route each perf-buffer sample, as an MptcpEvent over the sample's memory (valid only during
-        the call), to on_event; lost counts to on_lost.
+        """Route the events each CPU's perf buffer holds, a list at a time in the order that CPU wrote
+        them, to on_events; lost counts to on_lost.
 
         Events the kernel writes before this call are dropped uncounted by the kernel: open before
         attaching.
         """
-        at = MptcpEvent.from_address
 
-        def sample(address: int) -> None:
-            on_event(at(address))
+        parse = PerfRecords().parse
 
-        self._perf = PerfBuffer(self._events_fd, pages, wakeup_events, sample, on_lost)
+        def records(chunk: bytes) -> None:
+            events, lost = parse(chunk)
+            if events:
+                on_events(events)
+            if lost:
+                on_lost(lost)
+
+        self._perf = PerfBuffer(self._events_fd, pages, wakeup_events, records)
 
     def poll(self, timeout_ms: int) -> None:
-        self._perf.poll(timeout_ms)
+        """Waits for a buffer to fill to its wakeup mark, or `timeout_ms`; then reads them all."""
+        self._perf.wait(timeout_ms)
+        self._perf.read()
 
     def drain(self) -> None:
         """Read whatever the buffers hold without waiting."""
-        self._perf.consume()
+        self._perf.read()
 
     def close(self) -> None:
         if self._perf is not None:

@@ -78,7 +78,7 @@ def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None]
     session = Session(writer, Recorder(), lambda event: packet_times[event.mark], anonymizer)
     result = ReplayResult(session=session)
     try:
-        program.open_events(session.on_kernel_event, session.on_lost, pages=REPLAY_PAGES, wakeup_events=NO_WAKEUPS)
+        program.open_events(session.take, session.on_lost, pages=REPLAY_PAGES, wakeup_events=NO_WAKEUPS)
         runner = TestRunner(program.fd)
         if status is not None:
             print(f"addaddr: kernel program relies on {program.features} and BPF_PROG_TEST_RUN; "

@@ -13,7 +13,7 @@ from operator import attrgetter
 from typing import Callable
 
 from .anonymize import Anonymizer
-from .event import OptionEvent, from_kernel
+from .event import OptionEvent
 from .logfile import LogWriter
 from .records import Recorder
 
@@ -50,11 +50,9 @@ class Session:
         self.write_error: OSError | None = None
         self._pending: list[OptionEvent] = []
 
-    def on_kernel_event(self, raw) -> None:
-        self.take(from_kernel(raw))
-
-    def take(self, event: OptionEvent) -> None:
-        self._pending.append(event)
+    def take(self, events: list[OptionEvent]) -> None:
+        """Events as one CPU's perf buffer held them; processed by the next `process()`."""
+        self._pending += events
 
     def process(self, cutoff_ns: int | None = None) -> None:
         """Records for the events read so far with a kernel time up to `cutoff_ns` (all when None),

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import settings
 
 
-from collector.event import OptionEvent, from_kernel
+from collector.event import OptionEvent
 from collector.program import CaptureProgram
 from collector.testrun import TestRunner
 from waiting import stop
@@ -35,12 +35,9 @@ class LoadedProgram:
         self.program = CaptureProgram()
         self.received: list[OptionEvent] = []
         self.lost = 0
-        self.program.open_events(self._on_event, self._on_lost, pages=8)
+        self.program.open_events(self.received.extend, self._on_lost, pages=8)
         self.runner = TestRunner(self.program.fd)
         self._raw_ip_runner: TestRunner | None = None
-
-    def _on_event(self, raw) -> None:
-        self.received.append(from_kernel(raw))
 
     def _on_lost(self, count: int) -> None:
         self.lost += count

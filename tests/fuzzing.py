@@ -26,7 +26,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 import frames
-from collector.event import OptionEvent, from_kernel
+from collector.event import OptionEvent
 from collector.program import CaptureProgram
 from collector.testrun import MIN_FRAME, TestRunner
 from reference_parser import TCPOPT_MPTCP, ExpectedEvent, Verdict, expect
@@ -260,12 +260,12 @@ class Fuzzer:
         self._pending: list[tuple[int, bytes, int]] = []  # (mark, frame, retval), not yet checked
         self._events: defaultdict[int, list[OptionEvent]] = defaultdict(list)
         self._lost = 0
-        program.open_events(self._on_event, self._on_lost, pages=PAGES)
+        program.open_events(self._on_events, self._on_lost, pages=PAGES)
         self._counters = program.counters()
 
-    def _on_event(self, raw) -> None:
-        event = from_kernel(raw)
-        self._events[event.mark].append(event)
+    def _on_events(self, events: list[OptionEvent]) -> None:
+        for event in events:
+            self._events[event.mark].append(event)
 
     def _on_lost(self, count: int) -> None:
         self._lost += count

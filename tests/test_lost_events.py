@@ -15,9 +15,9 @@ from collector.mptcp_option import AddAddr
 from collector.records import Recorder
 from collector.session import Session
 
+OPTION = encode(AddAddr(1, 7, IPv4Address("203.0.113.9"), None, False, bytes(8)))
 FRAME = ether(ETH_P_IP, ipv4("192.0.2.1", "198.51.100.2", IPPROTO_TCP,
-                             tcp(43210, 443, seq=1, ack=1, flags=ACK,
-                                 options=encode(AddAddr(1, 7, IPv4Address("203.0.113.9"), None, False, bytes(8))))))
+                             tcp(43210, 443, seq=1, ack=1, flags=ACK, options=OPTION)))
 
 
 def lost_records(log_dir) -> list[int]:
@@ -37,9 +37,12 @@ def test_lost_records_add_up_to_the_larger_count(tmp_path):
     assert lost_records(tmp_path) == [3, 2, 1]
 
 
-def flood(log_dir) -> tuple[dict, Session, dict]:
-    """2000 ADD_ADDR test runs into a 1-page perf buffer, read once at the end: the kernel counters, the
-    session and its stats record. Root only."""
+RUNS = 2000
+
+
+def flood(log_dir, received: list) -> tuple[dict, Session, dict]:
+    """RUNS ADD_ADDR test runs into a 1-page perf buffer, read once at the end, and one more: the kernel
+    counters, the session and its stats record; the events read go to `received`. Root only."""
     from collector.program import CaptureProgram
     from collector.testrun import TestRunner
 
@@ -51,12 +54,14 @@ def flood(log_dir) -> tuple[dict, Session, dict]:
     try:
         with LogWriter(log_dir, {"host": "test"}) as writer:
             session = Session(writer, Recorder(), lambda event: 0.0)
-            program.open_events(lambda raw: None, session.on_lost, pages=1)
+            program.open_events(received.extend, session.on_lost, pages=1)
             runner = TestRunner(program.fd)
-            for _ in range(2000):  # ~130 bytes a sample: far more than one page holds
+            for _ in range(RUNS):  # 120 bytes a sample: far more than one page holds
                 runner.run(FRAME, 0)
             program.drain()
-            runner.run(FRAME, 0)  # perf reports its lost count with the next sample that fits
+            # perf reports its lost count with the next sample that fits, in a record that wraps
+            # around the ring's end (4,080 bytes of samples, then 24 of it)
+            runner.run(FRAME, 0)
             program.drain()
             kernel = program.counters()
             return kernel, session, session.stats_record(kernel)
@@ -67,8 +72,11 @@ def flood(log_dir) -> tuple[dict, Session, dict]:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="loading the kernel program needs root")
 def test_a_full_perf_buffer_is_counted_once(tmp_path):
-    kernel, session, stats = flood(tmp_path)
+    received: list = []
+    kernel, session, stats = flood(tmp_path, received)
     errors = kernel["event_errors"]
     assert errors > 0, "got no event_errors: the buffer never filled"
+    assert len(received) + errors == RUNS + 1, f"got {len(received)} events read and {errors} lost of {RUNS + 1}"
+    assert {event.option for event in received} == {OPTION}, "got events read wrong around the lost record"
     assert session.perf_lost == errors, f"got perf lost {session.perf_lost}, event_errors {errors}: want one loss seen by both"
     assert stats["lost"] == sum(lost_records(tmp_path)) == errors, "got the loss counted twice or not at all"

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import fuzzing
 from collector.errors import CollectorError
-from collector.event import MptcpEvent, from_kernel
+from collector.event import MptcpEvent
 from collector.libbpf import PROG_TYPE_SCHED_CLS, BpfObject, Features, _check_kernel, library
 from collector.program import OBJECT, CaptureCounters, CaptureProgram
 from collector.testrun import TestRunner
@@ -85,7 +85,7 @@ class Twin:
         self.program = CaptureProgram(compile=compile)
         self.events: list = []
         self.lost = 0
-        self.program.open_events(lambda raw: self.events.append(from_kernel(raw)._replace(ktime_ns=0)),
+        self.program.open_events(lambda events: self.events.extend(e._replace(ktime_ns=0) for e in events),
                                  self._lost, pages=64)
         self.runner = TestRunner(self.program.fd)
 

@@ -58,7 +58,6 @@ CHILD = r"""
 import errno, json, os, socket, sys, threading
 from pyroute2.netlink.exceptions import NetlinkError
 from collector.attach import attach
-from collector.event import from_kernel
 from collector.logfile import LogWriter
 from collector.privileges import drop_to
 from collector.program import CaptureProgram
@@ -69,7 +68,7 @@ writer = LogWriter(log_dir, {"source": "test"}, max_age=60, clock=lambda: now[0]
 writer.write({"kind": "before", "time": now[0]})
 options = []
 program = CaptureProgram()
-program.open_events(lambda raw: options.append(from_kernel(raw).option.hex()), lambda lost: None, pages=8)
+program.open_events(lambda events: options.extend(e.option.hex() for e in events), lambda lost: None, pages=8)
 attachment = attach(program.fd, "pv0", netns)
 stop = threading.Event()
 waiter = threading.Thread(target=stop.wait, daemon=True)  # so that a failed drop ends the child

@@ -67,13 +67,13 @@ def run(quick: bool) -> Result:
     try:
         seen = {"events": 0, "lost": 0}
 
-        def on_event(_event) -> None:
-            seen["events"] += 1
+        def on_events(events) -> None:
+            seen["events"] += len(events)
 
         def on_lost(count: int) -> None:
             seen["lost"] += count
 
-        ours.open_events(on_event, on_lost, pages=EVENT_PAGES, wakeup_events=WAKEUP_EVENTS)
+        ours.open_events(on_events, on_lost, pages=EVENT_PAGES, wakeup_events=WAKEUP_EVENTS)
         our_runner = TestRunner(ours.fd)
         empty_runner = TestRunner(empty.load_func("empty", bcc.BPF.SCHED_CLS).fd)
 

@@ -115,6 +115,9 @@ def run(quick: bool) -> Result:
         Row("packets/s offered by tcpreplay", sample(rate(ours, "packets")), sample(rate(tshark, "packets")),
             "under tshark"),
         Row("events/s logged", sample(rate(ours, "events"))),
+        # Past this rate, held for as long as the perf buffers take to fill, the first event is lost.
+        Row("events/s the collector keeps up with (events / its CPU s)",
+            sample([r["events"] / r["cpu"] for r in ours])),
         Row("events lost", sample(figure(ours, "lost")), limit=0),
         Row("CPU s vs tshark -i -Y mptcp", sample(our_cpu), sample(figure(tshark, "cpu")), "tshark",
             ratio(our_cpu, figure(tshark, "cpu")), CPU_LIMIT, digits=2),
@@ -127,5 +130,7 @@ def run(quick: bool) -> Result:
         f"{'--quick: ' if quick else ''}{packets:,} packets ({connections:,} MPTCP connections, 8 ADD_ADDR "
         f"in each 25 packets), {count} round(s) of the three watchers in turn; events/s = events logged / "
         "tcpreplay's seconds. CPU: the watcher's rusage at exit less its CPU when ready (start-up left out, "
-        "draining kept), children included; tcpdump's figure adds the whole `tshark -r` run.")
+        "draining kept), children included; tcpdump's figure adds the whole `tshark -r` run. The collector "
+        "keeps up with events/s up to its events over its CPU seconds (one CPU's worth): an offered rate "
+        "above that loses its first event once the perf buffers are full.")
     return result
