@@ -74,8 +74,12 @@ def classify(address: str | Address) -> Classification:
     return _classify(_parse(address))
 
 
+# A tuple: isinstance with a union type builds the union on every call.
+_ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
+
+
 def _parse(address: str | Address) -> Address:
-    if isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address):
+    if isinstance(address, _ADDRESS_TYPES):
         return address
     if not isinstance(address, str):
         raise TypeError(f"expected an address as str or ipaddress object, not {type(address).__name__}")

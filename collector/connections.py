@@ -121,14 +121,6 @@ class _Closing(NamedTuple):
     time: float
 
 
-def _subflow_key(event: OptionEvent) -> SubflowKey:
-    """The 4-tuple with the lower endpoint first, so both directions find the same subflow."""
-    src, sport, dst, dport = event.src, event.sport, event.dst, event.dport
-    if src < dst or (src == dst and sport <= dport):
-        return src, sport, dst, dport
-    return dst, dport, src, sport
-
-
 class ConnectionTracker:
     """Connections and subflows, updated one event at a time in O(1)."""
 
@@ -171,15 +163,19 @@ class ConnectionTracker:
         order. Events of one segment must come in one run.
         """
         notices: list[Notice] = []
-        if self._closing is not None and self._closing.segment != event[:-1]:
+        closing = self._closing
+        if closing is not None and closing.segment != event[:-1]:
             self._finish_closing(notices)
         if time >= self._next_sweep:
             self._sweep(time, notices)
-        key = _subflow_key(event)
-        subflow = self._subflows.get(key)
+        # The subflow's key: its 4-tuple with the lower endpoint first, so both directions find it.
+        _ktime, _ifindex, _mark, _ip, src, dst, sport, dport, _seq, _ack, _flags, _option = event
+        key = (src, sport, dst, dport) if src < dst or (src == dst and sport <= dport) else (dst, dport, src, sport)
+        subflows = self._subflows
+        subflow = subflows.get(key)
         if subflow is not None:
             subflow.last_active = time
-            self._subflows.move_to_end(key)
+            subflows.move_to_end(key)
         kind = type(option)
         if kind is MpCapable:
             subflow = self._mp_capable(event, key, subflow, option, time, notices)

@@ -332,10 +332,12 @@ def decode(option: bytes) -> Record:
     Subtypes not interpreted here (DSS, MP_PRIO, MP_FAIL, unknown) come back as OtherSuboption.
     Raises MalformedOption, and only that, for bytes that break the option's rules.
     """
-    if not isinstance(option, bytes):
+    if option.__class__ is not bytes:
         # Perf-buffer readers may hand a bytearray or memoryview; records must hold plain bytes.
         option = bytes(memoryview(option))
-    _check_framing(option)
+    given = len(option)
+    if given < TCPOLEN_MPTCP_MIN or option[0] != TCPOPT_MPTCP or option[1] != given:
+        _check_framing(option)  # raises, with the rule broken; a well-framed option skips the call
     subtype = option[2] >> 4
     decoder = _DECODERS.get(subtype)
     if decoder is None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, TextIO
+from typing import Callable, Iterator, TextIO
 
 from . import __version__
 from .anonymize import Anonymizer
-from .capture import Capture, CaptureError
+from .capture import Capture, CaptureError, Packet
 from .errors import CollectorError
 from .logfile import LogWriter
 from .program import CaptureProgram, locked_bytes
@@ -88,18 +88,8 @@ def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None]
         for capture in opened:
             progress = None if on_progress is None else lambda n, base=done_bytes: on_progress(base + n)
             try:
-                for packet in capture.packets(progress):
-                    if not SANE_TIMES[0] <= packet.time < SANE_TIMES[1]:
-                        # Written, such a time would make every reader of the logs stumble.
-                        result.bad_time += 1
-                        continue
-                    mark = result.packets
-                    packet_times[mark] = last_time = packet.time
-                    result.packets += 1
-                    if not _run(runner, packet.frame, mark):
-                        result.refused += 1
-                    if result.packets % CHUNK == 0:
-                        _settle(program, session, packet_times)
+                last_time = _replay_capture(capture.packets(progress), runner, program, session, packet_times,
+                                            result, last_time)
             except CaptureError as exc:
                 result.errors.append(exc)
             except OSError as exc:
@@ -145,8 +135,30 @@ def _size(path: str) -> int:
         return 0
 
 
-def _run(runner: TestRunner, frame, mark: int) -> bool:
-    return len(frame) >= MIN_FRAME and runner.attempt(frame[:MAX_TEST_FRAME], mark)
+def _replay_capture(source: Iterator[Packet], runner: TestRunner, program: CaptureProgram, session: Session,
+                    packet_times: dict[int, float], result: ReplayResult, last_time: float) -> float:
+    """Runs one capture's packets, counting them in `result` as they go (an error leaves the counts
+    of the packets before it); returns the last packet's time. The loop runs once a frame: its
+    counts are locals, and a frame is cut only when longer than MAX_TEST_FRAME."""
+    attempt = runner.attempt
+    low, high = SANE_TIMES
+    packets, refused, bad_time = result.packets, result.refused, result.bad_time
+    try:
+        for packet_time, frame, _index in source:
+            if not low <= packet_time < high:
+                # Written, such a time would make every reader of the logs stumble.
+                bad_time += 1
+                continue
+            packet_times[packets] = last_time = packet_time
+            size = len(frame)
+            if size < MIN_FRAME or not attempt(frame if size <= MAX_TEST_FRAME else frame[:MAX_TEST_FRAME], packets):
+                refused += 1
+            packets += 1
+            if packets % CHUNK == 0:
+                _settle(program, session, packet_times)
+    finally:
+        result.packets, result.refused, result.bad_time = packets, refused, bad_time
+    return last_time
 
 
 def _settle(program: CaptureProgram, session: Session, packet_times: dict[int, float]) -> None:

@@ -1,9 +1,9 @@
 """Frames through the loaded kernel program with BPF_PROG_TEST_RUN: the replay path and the tests.
 
 The bpf(2) system call itself, through ctypes, on a `union bpf_attr` prepared once: per frame, one
-struct.pack_into stores the frame's length and address and the mark, and one call with arguments
-converted in advance runs it (libbpf's bpf_prog_test_run_opts cost a struct of ctypes fields set one
-by one). SCHED_CLS test runs take the frame from its Ethernet header on, as TC ingress sees it;
+struct.pack_into stores the mark and the frame's length and address (the skb context lies just
+before the attr in one buffer, so one pack reaches both), and one call with arguments converted in
+advance runs it (libbpf's bpf_prog_test_run_opts cost a struct of ctypes fields set one by one). SCHED_CLS test runs take the frame from its Ethernet header on, as TC ingress sees it;
 perf_submit inside a test run reaches the program's perf buffer like live traffic.
 """
 
@@ -13,6 +13,7 @@ import ctypes
 import errno
 import os
 import struct
+from functools import partial
 
 from .errors import CollectorError
 
@@ -25,13 +26,16 @@ BPF_PROG_TEST_RUN = 10
 # data_size_out, data_in, data_out, repeat, duration, ctx_size_in, ctx_size_out, ctx_in, ctx_out,
 # flags, cpu, batch_size.
 _ATTR = struct.Struct("=IIIIQQIIIIQQIII")
-_RETVAL, _DATA, _REPEAT, _DURATION = 4, 8, 32, 36
-# data_size_in, data_size_out (0: the kernel would take the last run's output size as a limit), data_in.
-_DATA_FIELDS = struct.Struct("=IIQ")
-_U32 = struct.Struct("=I")
 # struct __sk_buff up to `mark`: the kernel zero-fills the rest and wants len and pkt_type zero.
 _SKB_HEAD = struct.Struct("=III")
+# One buffer: the skb context, then the attr (the kernel copies both in, aligned or not). Offsets in it.
 _MARK = 8
+_ATTR_AT = _SKB_HEAD.size
+_RETVAL, _REPEAT, _DURATION = (_ATTR_AT + offset for offset in (4, 32, 36))
+# What changes per frame, from the mark on: mark, prog_fd, retval, data_size_in, data_size_out (0:
+# the kernel would take the last run's output size as a limit), data_in.
+_PER_FRAME = struct.Struct("=IIIIIQ")
+_U32 = struct.Struct("=I")
 # Where a bytes object keeps its bytes (CPython: the header, then ob_sval): the frame is passed where
 # it lies, without a copy into a ctypes buffer.
 _BYTES_DATA = bytes.__basicsize__ - 1
@@ -52,24 +56,22 @@ class TestRunner:
         if machine not in SYS_BPF:
             raise CollectorError(f"BPF_PROG_TEST_RUN on {machine} is not supported: replay knows bpf(2)'s number "
                                  f"on {', '.join(SYS_BPF)}")
-        self._ctx = bytearray(_SKB_HEAD.size)
-        self._attr = bytearray(_ATTR.size)
-        ctx = ctypes.addressof(ctypes.c_char.from_buffer(self._ctx))
-        _ATTR.pack_into(self._attr, 0, prog_fd, 0, 0, 0, 0, 0, 1, 0, _SKB_HEAD.size, 0, ctx, 0, 0, 0, 0)
+        self._fd = prog_fd
+        self._buf = bytearray(_ATTR_AT + _ATTR.size)
+        ctx = ctypes.addressof(ctypes.c_char.from_buffer(self._buf))
+        _ATTR.pack_into(self._buf, _ATTR_AT, prog_fd, 0, 0, 0, 0, 0, 1, 0, _SKB_HEAD.size, 0, ctx, 0, 0, 0, 0)
         syscall = _libc.syscall
         syscall.restype = ctypes.c_long
-        args = (ctypes.c_long(SYS_BPF[machine]), ctypes.c_long(BPF_PROG_TEST_RUN),
-                ctypes.c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(self._attr))), ctypes.c_long(_ATTR.size))
-        # Per frame in `addaddr replay`: no argument converted, nothing allocated but the result.
-        self._call = lambda: syscall(*args)
-        self._set_data = _DATA_FIELDS.pack_into
-        self._set_mark = _U32.pack_into
+        # Per frame in `addaddr replay`: no argument converted, no Python frame, nothing allocated
+        # but the result.
+        self._call = partial(syscall, ctypes.c_long(SYS_BPF[machine]), ctypes.c_long(BPF_PROG_TEST_RUN),
+                             ctypes.c_void_p(ctx + _ATTR_AT), ctypes.c_long(_ATTR.size))
+        self._set = _PER_FRAME.pack_into
 
     def attempt(self, frame: bytes, mark: int) -> bool:
         """Runs `frame` (at least MIN_FRAME bytes); False when the kernel refuses it as too short for its
         own headers (ENOSPC, EINVAL), as live such a frame would reach the program and count `unparsed`."""
-        self._set_mark(self._ctx, _MARK, mark)
-        self._set_data(self._attr, _DATA, len(frame), 0, id(frame) + _BYTES_DATA)
+        self._set(self._buf, _MARK, mark, self._fd, 0, len(frame), 0, id(frame) + _BYTES_DATA)
         if self._call() == 0:
             return True
         err = ctypes.get_errno()
@@ -82,11 +84,10 @@ class TestRunner:
         if len(frame) < MIN_FRAME:
             raise ValueError(f"frame of {len(frame)} bytes is shorter than an Ethernet header")
         frame = bytes(frame)
-        self._set_mark(self._ctx, _MARK, mark)
-        self._set_data(self._attr, _DATA, len(frame), 0, id(frame) + _BYTES_DATA)
+        self._set(self._buf, _MARK, mark, self._fd, 0, len(frame), 0, id(frame) + _BYTES_DATA)
         if self._call() != 0:
             raise self._error(ctypes.get_errno())
-        retval = _U32.unpack_from(self._attr, _RETVAL)[0]
+        retval = _U32.unpack_from(self._buf, _RETVAL)[0]
         return retval - (1 << 32) if retval >= 1 << 31 else retval
 
     @staticmethod
@@ -99,9 +100,9 @@ class TestRunner:
 
     def time(self, frame: bytes, repeat: int) -> int:
         """Average nanoseconds per run over `repeat` runs inside the kernel (for scripts/bench)."""
-        _U32.pack_into(self._attr, _REPEAT, repeat)
+        _U32.pack_into(self._buf, _REPEAT, repeat)
         try:
             self.run(frame)
-            return _U32.unpack_from(self._attr, _DURATION)[0]
+            return _U32.unpack_from(self._buf, _DURATION)[0]
         finally:
-            _U32.pack_into(self._attr, _REPEAT, 1)
+            _U32.pack_into(self._buf, _REPEAT, 1)
