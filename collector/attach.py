@@ -41,6 +41,8 @@ NLM_F_DUMP_REQUEST = 0x301  # NLM_F_REQUEST | NLM_F_ROOT | NLM_F_MATCH
 TC_H_CLSACT = 0xFFFFFFF1  # the clsact (or ingress) qdisc's parent, TC_H_INGRESS
 _NLMSGHDR = struct.Struct("=IHHII")
 _TCMSG = struct.Struct("=BxxxiIII")
+# A dump answers in milliseconds; past this, the answer counts as unknown (pyroute2 then looks).
+NETLINK_TIMEOUT = 5.0
 
 
 def _where(netns: str | None) -> str:
@@ -94,9 +96,13 @@ def has_clsact(ifindex: int, netns: str | None) -> bool:
     request = _TCMSG.pack(socket.AF_UNSPEC, ifindex, 0, 0, 0)
     family = (socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
     with socket_in(netns, *family) if netns else socket.socket(*family) as route:
+        route.settimeout(NETLINK_TIMEOUT)
         route.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(request), RTM_GETQDISC, NLM_F_DUMP_REQUEST, 1, 0) + request)
         while True:
-            reply = route.recv(1 << 16)
+            try:
+                reply = route.recv(1 << 16)
+            except TimeoutError:
+                return True
             at = 0
             while at + _NLMSGHDR.size <= len(reply):
                 length, kind = _NLMSGHDR.unpack_from(reply, at)[:2]

@@ -1,4 +1,5 @@
-"""Kernel events as Python values. The only module that touches the event's ctypes struct."""
+"""Kernel events as Python values: perf ring records parsed into OptionEvents. MptcpEvent, the ctypes
+form of bpf/event.h, is the layout the parser's struct formats are checked against."""
 
 from __future__ import annotations
 

@@ -224,7 +224,7 @@ def _collect(program, session, clock, watched, options, stop, status, publish) -
     next_read = time.monotonic()
     while not stop.is_set() and session.write_error is None:
         stop.wait(max(0.0, next_read - time.monotonic()))
-        program.poll(POLL_MS)
+        program.wait(POLL_MS)
         # Taken before the drain: whatever was stamped before it has been written by now.
         cutoff = time.monotonic_ns() - REORDER_WINDOW_NS
         program.drain()

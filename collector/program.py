@@ -155,10 +155,9 @@ class CaptureProgram:
 
         self._perf = PerfBuffer(self._events_fd, pages, wakeup_events, records)
 
-    def poll(self, timeout_ms: int) -> None:
-        """Waits for a buffer to fill to its wakeup mark, or `timeout_ms`; then reads them all."""
+    def wait(self, timeout_ms: int) -> None:
+        """Waits for a buffer to fill to its wakeup mark, or `timeout_ms`; `drain` then reads them."""
         self._perf.wait(timeout_ms)
-        self._perf.read()
 
     def drain(self) -> None:
         """Read whatever the buffers hold without waiting."""

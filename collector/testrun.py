@@ -3,8 +3,9 @@
 The bpf(2) system call itself, through ctypes, on a `union bpf_attr` prepared once: per frame, one
 struct.pack_into stores the mark and the frame's length and address (the skb context lies just
 before the attr in one buffer, so one pack reaches both), and one call with arguments converted in
-advance runs it (libbpf's bpf_prog_test_run_opts cost a struct of ctypes fields set one by one). SCHED_CLS test runs take the frame from its Ethernet header on, as TC ingress sees it;
-perf_submit inside a test run reaches the program's perf buffer like live traffic.
+advance runs it (libbpf's bpf_prog_test_run_opts cost a struct of ctypes fields set one by one).
+SCHED_CLS test runs take the frame from its Ethernet header on, as TC ingress sees it; perf_submit
+inside a test run reaches the program's perf buffer like live traffic.
 """
 
 from __future__ import annotations

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import os
 import pty
+import select
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
+
+from waiting import stop
 
 # About ninety runs of the command, a second each.
 pytestmark = pytest.mark.slow
@@ -21,6 +25,8 @@ ADDADDR = str(Path(sys.executable).with_name("addaddr"))
 AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 # 300 bytes: past NAME_MAX (255), so ENAMETOOLONG, which pathlib's is_file()/is_dir() let through.
 LONG_NAME = "a" * 300
+# Each command answers an odd path in a few seconds; a hang fails the case at this deadline.
+TERMINAL_SECONDS = 60
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +73,8 @@ def run_on_a_terminal(args: list[str]) -> tuple[int, str]:
     with subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave) as proc:
         os.close(slave)
         seen = b""
-        while True:
+        deadline = time.monotonic() + TERMINAL_SECONDS
+        while select.select([master], [], [], max(0.0, deadline - time.monotonic()))[0]:
             try:
                 chunk = os.read(master, 4096)
             except OSError:  # EIO: the terminal's last writer has closed it
@@ -75,7 +82,10 @@ def run_on_a_terminal(args: list[str]) -> tuple[int, str]:
             if not chunk:
                 break
             seen += chunk
-        status = proc.wait(timeout=60)
+        if time.monotonic() >= deadline:
+            stop(proc)
+            pytest.fail(f"gave up after {TERMINAL_SECONDS} s waiting for {args} to end: {seen[-2000:]!r}")
+        status = proc.wait(timeout=TERMINAL_SECONDS)
     os.close(master)
     return status, seen.decode(errors="replace")
 

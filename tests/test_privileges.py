@@ -78,7 +78,8 @@ drop_to(user, log_dir)
 
 print("dropped", flush=True)
 for _ in range(50):
-    program.poll(100)
+    program.wait(100)
+    program.drain()
     if options:
         break
 counted = program.counters()["events"]

@@ -83,7 +83,7 @@ def _verified_insns() -> dict[str, int]:
 
 
 def _per_cpu_mib(pages: int) -> float:
-    return locked_bytes(pages) / os.sysconf("SC_NPROCESSORS_ONLN") / 2**20
+    return locked_bytes(pages, 1) / 2**20
 
 
 def run(quick: bool) -> Result:
