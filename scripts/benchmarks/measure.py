@@ -148,6 +148,7 @@ QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 class Cost:
     wall: float  # seconds
     cpu: float  # user + system seconds, of the process and the children it waited for
+    user: float  # of those, user seconds: what runs outside the kernel
     max_rss_mib: float  # ru_maxrss: anonymous memory and mapped files alike, of its largest process
     max_anon_mib: float | None  # the highest RssAnon of its processes together, when asked for
 
@@ -180,7 +181,7 @@ def run_alone(command: Sequence[str], **popen) -> Cost:
     with tempfile.NamedTemporaryFile("r", prefix="bench-launcher-") as figures:
         cost = run([sys.executable, "-c", _LAUNCHER, figures.name, *command], **popen)
         wall, max_rss_kib = figures.read().split()
-    return Cost(float(wall), cost.cpu, int(max_rss_kib) / 1024, None)
+    return Cost(float(wall), cost.cpu, cost.user, int(max_rss_kib) / 1024, None)
 
 
 # Short, so that a sampled run's wall time ends at most this late.
@@ -200,7 +201,8 @@ def finish(process: subprocess.Popen, start: float, anon: bool = False) -> Cost:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, process.args))} exited with {process.returncode}")
-    return Cost(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, max_anon if anon else None)
+    return Cost(wall, usage.ru_utime + usage.ru_stime, usage.ru_utime, usage.ru_maxrss / 1024,
+                max_anon if anon else None)
 
 
 def _anon_mib(pid: int) -> float:
