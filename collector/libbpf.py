@@ -244,9 +244,14 @@ def _check_kernel(lib: ctypes.CDLL, features: Features) -> None:
                                  "run addaddr on Linux 5.10 or later")
 
 
+# How the verifier ends a refusal it would not make with CAP_PERFMON (or CAP_SYS_ADMIN): a root
+# holding only CAP_BPF and CAP_NET_ADMIN, as containers are often given, passes every probe first.
+_UNPRIVILEGED = "!root"
+
+
 def _load_error(path: str, err: int, verifier_log: str) -> CollectorError:
-    if err in (errno.EPERM, errno.EACCES) and not verifier_log:
-        return _error("loading the kernel program", err)
+    if err in (errno.EPERM, errno.EACCES) and (not verifier_log or _UNPRIVILEGED in verifier_log):
+        return _error("loading the kernel program", errno.EPERM)
     fd, log_path = tempfile.mkstemp(prefix="addaddr-load-", suffix=".log")
     with os.fdopen(fd, "w") as log:
         log.writelines(_log)

@@ -276,3 +276,16 @@ def test_without_privilege_replay_says_so():
         shutil.rmtree(shared)
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and "BPF needs root" in result.stderr, \
         f"got {result.returncode}: {result.stderr!r}"
+
+
+@root_only
+def test_without_perfmon_replay_names_the_privilege(tmp_path):
+    """Root holding CAP_BPF and CAP_NET_ADMIN but not CAP_PERFMON (a container's usual grant) passes the
+    probes, then the verifier refuses pointer arithmetic "for !root": that is privilege, not the kernel."""
+    capture = tmp_path / "scenario.pcap"
+    capture.write_bytes(scenario().capture.pcap()[0])
+    bpf_and_net_admin = ["setpriv", "--bounding-set=-all,+bpf,+net_admin", "--inh-caps=-all", "--"]
+    result = subprocess.run([*bpf_and_net_admin, ADDADDR, "replay", str(capture), "--log-dir", str(tmp_path / "logs")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, f"got {result.returncode}: {result.stderr!r}"
+    assert "CAP_PERFMON" in result.stderr and "the kernel refused" not in result.stderr, result.stderr
