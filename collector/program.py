@@ -74,7 +74,7 @@ class CaptureProgram:
         try:
             import bcc  # the development path only: bcc brings LLVM and wants kernel headers
         except ImportError as exc:
-            raise CollectorError(f"{COMPILE_ENV} is set but bcc is not importable ({exc}): run scripts/setup, "
+            raise CollectorError(f"{COMPILE_ENV} is set but bcc is not importable ({exc}): run scripts/setup --test, "
                                  "or unset it to load the built object") from None
         try:
             # bcc resolves a relative src_file against the running script: the path is absolute.

@@ -228,6 +228,19 @@ def test_missing_libbpf_is_one_line_naming_the_package(tmp_path):
         f"got {result.returncode}: {result.stderr!r}"
 
 
+def test_compile_without_bcc_names_the_setup_that_brings_it(tmp_path):
+    """An install without bcc (a wheel, or plain scripts/setup) asked for the bcc build: one line naming
+    `scripts/setup --test`, which is what installs bcc."""
+    code = ("import sys; sys.modules['bcc'] = None; from collector.cli import main; "
+            "sys.argv = ['addaddr', 'replay', sys.argv[1], '--log-dir', sys.argv[2]]; main()")
+    capture = tmp_path / "c.pcap"
+    capture.write_bytes(scenario().capture.pcap()[0])
+    result = subprocess.run([sys.executable, "-c", code, str(capture), str(tmp_path / "logs")], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "ADDADDR_COMPILE": "1"})
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "scripts/setup --test" in result.stderr, \
+        f"got {result.returncode}: {result.stderr!r}"
+
+
 # --- the wheel ----------------------------------------------------------------------------------------
 
 
