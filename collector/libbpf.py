@@ -281,6 +281,9 @@ def percpu_values(map_fd: int, key: int, value_type: type[ctypes.Structure]) -> 
     return list(values)
 
 
+# What lets a perf buffer lock its pages, for whoever is refused them: root is not enough without
+# CAP_IPC_LOCK (a bounded systemd unit or container), and sudo cannot help root.
+LIFT_MEMLOCK = "lift the locked-memory limit (ulimit -l unlimited; systemd: LimitMEMLOCK=infinity) or grant CAP_IPC_LOCK"
 PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_BPF_OUTPUT = 10
 PERF_SAMPLE_RAW = 1 << 10
@@ -317,7 +320,7 @@ class PerfBuffer:
                                             None, None)
         if not self._pb:
             err = ctypes.get_errno()
-            hint = "; raise LimitMEMLOCK or give fewer pages" if err in (errno.ENOMEM, errno.EPERM) else ""
+            hint = f"; {LIFT_MEMLOCK}" if err in (errno.ENOMEM, errno.EPERM) else ""
             raise CollectorError(f"cannot open the perf buffer of {pages} pages per CPU "
                                  f"({os.strerror(err)}){hint}")
         self._rings = []

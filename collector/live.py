@@ -17,6 +17,7 @@ from .errors import CollectorError
 from .event import OptionEvent
 from .hook import choose
 from .interfaces import WatchedInterfaces
+from .libbpf import LIFT_MEMLOCK
 from .logfile import LogWriter
 from .privileges import check_user, drop_to, missing_capabilities
 from .program import CaptureProgram, locked_bytes
@@ -126,7 +127,7 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
     """
     missing = missing_capabilities(netns=options.netns is not None, drop=options.user is not None)
     if missing:
-        raise CollectorError(f"addaddr run needs root, or {', '.join(missing)}: try sudo")
+        raise _missing_error(missing)
     if options.user is not None:
         check_user(options.user)  # now, not after seconds of compiling and attaching
     watched = WatchedInterfaces(options.interfaces, options.netns, status, choose(options.attach))
@@ -134,6 +135,16 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
         return _run_watching(watched, options, stop or threading.Event(), status, ready)
     finally:
         watched.close()
+
+
+def _missing_error(missing: list[str]) -> CollectorError:
+    """sudo is the remedy for a user; root that lacks capabilities has a bounded set (a unit, a container)."""
+    if os.geteuid() != 0:
+        return CollectorError(f"addaddr run needs root, or {', '.join(missing)}: try sudo")
+    if missing == ["CAP_IPC_LOCK"]:
+        return CollectorError(f"addaddr run cannot lock its perf buffer pages: {LIFT_MEMLOCK}")
+    return CollectorError(f"addaddr run lacks {', '.join(missing)}: this root's capability bounding set leaves "
+                          "them out (systemd: CapabilityBoundingSet=; a container: --cap-add)")
 
 
 def _run_watching(watched: WatchedInterfaces, options: RunOptions, stop: threading.Event, status: TextIO,

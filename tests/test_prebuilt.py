@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -302,3 +303,17 @@ def test_without_perfmon_replay_names_the_privilege(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and result.stderr.count("\n") == 1, f"got {result.returncode}: {result.stderr!r}"
     assert "CAP_PERFMON" in result.stderr and "the kernel refused" not in result.stderr, result.stderr
+
+
+
+@root_only
+def test_replay_past_the_memlock_limit_says_how_to_lift_it(tmp_path):
+    """replay has no --perf-pages: its one remedy is the limit (or CAP_IPC_LOCK)."""
+    capture = tmp_path / "scenario.pcap"
+    capture.write_bytes(scenario().capture.pcap()[0])
+    no_ipc_lock = ["setpriv", "--bounding-set=-ipc_lock", "--inh-caps=-all", "--"]
+    result = subprocess.run([*no_ipc_lock, ADDADDR, "replay", str(capture), "--log-dir", str(tmp_path / "logs")],
+                            capture_output=True, text=True, timeout=60,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_MEMLOCK, (64 << 10, 64 << 10)))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, f"got {result.returncode}: {result.stderr!r}"
+    assert "ulimit -l" in result.stderr and "fewer pages" not in result.stderr, result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -152,6 +153,21 @@ def test_run_refuses_without_root(tmp_path):
     result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ADDAADDR, "run",
                              "--iface", "lo", "--log-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "needs root" in result.stderr, f"got {result.returncode}: {result.stderr}"
+
+
+def low_memlock() -> None:
+    resource.setrlimit(resource.RLIMIT_MEMLOCK, (64 << 10, 64 << 10))
+
+
+@pytest.mark.parametrize("dropped, says", [("ipc_lock", "ulimit -l unlimited"), ("perfmon", "CapabilityBoundingSet")])
+def test_root_with_a_bounded_set_is_told_what_helps_not_sudo(dropped, says, tmp_path):
+    """Root already (a unit's or a container's bounded set): sudo cannot help; the limit or the set can."""
+    bounded = ["setpriv", f"--bounding-set=-{dropped}", "--inh-caps=-all", "--"]
+    result = subprocess.run([*bounded, ADDAADDR, "run", "--iface", "lo", "--log-dir", str(tmp_path / "logs")],
+                            capture_output=True, text=True, timeout=60, preexec_fn=low_memlock)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, f"got {result.returncode}: {result.stderr!r}"
+    assert f"CAP_{dropped.upper()}" in result.stderr and says in result.stderr and "sudo" not in result.stderr, \
+        result.stderr
 
 
 @pytest.mark.slow
