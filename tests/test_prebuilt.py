@@ -252,21 +252,27 @@ def test_wheel_without_bcc_replays_as_the_checkout(tmp_path):
                    check=True, capture_output=True, timeout=300)
     wheel = next((tmp_path / "dist").glob("addaddr-*.whl"))
     venv = tmp_path / "venv"
-    subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True, timeout=120)
+    # A PYTHONPATH naming the checkout makes pip in the venv find addaddr (its egg-info) installed already,
+    # and the venv import the checkout's collector.
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True, timeout=120, env=env)
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(wheel)],
-                   check=True, capture_output=True, timeout=300)
-    no_bcc = subprocess.run([str(venv / "bin" / "python"), "-c", "import bcc"], capture_output=True)
+                   check=True, capture_output=True, timeout=300, env=env)
+    no_bcc = subprocess.run([str(venv / "bin" / "python"), "-c", "import bcc"], capture_output=True, env=env)
     assert no_bcc.returncode != 0, "the new venv can import bcc: the test would prove nothing"
+    found = subprocess.run([str(venv / "bin" / "python"), "-c", "import collector.program as p; print(p.OBJECT)"],
+                           capture_output=True, text=True, cwd=tmp_path, env=env, check=True).stdout.strip()
+    assert Path(found).is_relative_to(venv), f"the venv loads {found}, not the wheel's object"
     capture = tmp_path / "scenario.pcap"
     capture.write_bytes(scenario().capture.pcap()[0])
     reports = []
     for addaddr in (str(venv / "bin" / "addaddr"), ADDADDR):
         logs = tmp_path / f"logs-{len(reports)}"
         replayed = subprocess.run([addaddr, "replay", str(capture), "--log-dir", str(logs)], cwd=tmp_path,
-                                  capture_output=True, text=True, timeout=120)
+                                  capture_output=True, text=True, timeout=120, env=env)
         assert replayed.returncode == 0, f"{addaddr}: {replayed.stderr}"
         report = subprocess.run([addaddr, "report", "--format", "json", "--log-dir", str(logs)],
-                                capture_output=True, text=True, timeout=120)
+                                capture_output=True, text=True, timeout=120, env=env)
         assert report.returncode == 0, f"{addaddr}: {report.stderr}"
         reports.append(report.stdout)
     assert reports[0] == reports[1]
