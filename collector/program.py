@@ -177,7 +177,7 @@ class CaptureProgram:
 
 def _bcc_error(exc: Exception) -> CollectorError:
     return CollectorError(f"bcc cannot compile or load {SOURCE} ({exc}); are /lib/modules/$(uname -r)/build "
-                          "headers present (scripts/setup links them) and are you root?")
+                          "headers present (scripts/setup --test links them) and are you root?")
 
 
 def locked_bytes(pages: int, cpus: int | None = None) -> int:

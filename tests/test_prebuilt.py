@@ -242,6 +242,26 @@ def test_compile_without_bcc_names_the_setup_that_brings_it(tmp_path):
         f"got {result.returncode}: {result.stderr!r}"
 
 
+@root_only
+def test_compile_without_headers_names_the_setup_that_links_them(tmp_path):
+    """bcc without the kernel's build tree (hidden in a mount namespace of the test's own): the hint is
+    `scripts/setup --test`, as plain scripts/setup links no headers."""
+    pytest.importorskip("bcc", reason="bcc (scripts/setup --test) is what fails here")
+    build = Path("/lib/modules") / os.uname().release / "build"
+    if not build.exists():
+        pytest.skip(f"{build} is missing already")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    capture = tmp_path / "c.pcap"
+    capture.write_bytes(scenario().capture.pcap()[0])
+    script = f'mount --bind "$1" "{build}" && shift && exec "$@"'
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", str(empty), ADDADDR, "replay", str(capture),
+                             "--log-dir", str(tmp_path / "logs")], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "ADDADDR_COMPILE": "1"})
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 1 and "scripts/setup --test" in last, f"got {result.returncode}: {result.stderr!r}"
+
+
 # --- the wheel ----------------------------------------------------------------------------------------
 
 
