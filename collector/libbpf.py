@@ -283,7 +283,8 @@ def percpu_values(map_fd: int, key: int, value_type: type[ctypes.Structure]) -> 
 
 # What lets a perf buffer lock its pages, for whoever is refused them: root is not enough without
 # CAP_IPC_LOCK (a bounded systemd unit or container), and sudo cannot help root.
-LIFT_MEMLOCK = "lift the locked-memory limit (ulimit -l unlimited; systemd: LimitMEMLOCK=infinity) or grant CAP_IPC_LOCK"
+LIFT_MEMLOCK = ("lift the locked-memory limit (ulimit -l unlimited; systemd: LimitMEMLOCK=infinity) "
+                "or grant CAP_IPC_LOCK")
 PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_BPF_OUTPUT = 10
 PERF_SAMPLE_RAW = 1 << 10

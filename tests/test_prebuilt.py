@@ -280,8 +280,9 @@ def test_wheel_without_bcc_replays_as_the_checkout(tmp_path):
                    check=True, capture_output=True, timeout=300, env=env)
     no_bcc = subprocess.run([str(venv / "bin" / "python"), "-c", "import bcc"], capture_output=True, env=env)
     assert no_bcc.returncode != 0, "the new venv can import bcc: the test would prove nothing"
-    found = subprocess.run([str(venv / "bin" / "python"), "-c", "import collector.program as p; print(p.OBJECT)"],
-                           capture_output=True, text=True, cwd=tmp_path, env=env, check=True).stdout.strip()
+    where = "import collector.program as p; print(p.OBJECT)"
+    found = subprocess.run([str(venv / "bin" / "python"), "-c", where], capture_output=True, text=True, cwd=tmp_path,
+                           env=env, check=True).stdout.strip()
     assert Path(found).is_relative_to(venv), f"the venv loads {found}, not the wheel's object"
     capture = tmp_path / "scenario.pcap"
     capture.write_bytes(scenario().capture.pcap()[0])
