@@ -255,9 +255,9 @@ def test_compile_without_headers_names_the_setup_that_links_them(tmp_path):
     capture = tmp_path / "c.pcap"
     capture.write_bytes(scenario().capture.pcap()[0])
     script = f'mount --bind "$1" "{build}" && shift && exec "$@"'
-    result = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", str(empty), ADDADDR, "replay", str(capture),
-                             "--log-dir", str(tmp_path / "logs")], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "ADDADDR_COMPILE": "1"})
+    replay = [ADDADDR, "replay", str(capture), "--log-dir", str(tmp_path / "logs")]
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", str(empty), *replay], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "ADDADDR_COMPILE": "1"})
     last = result.stderr.strip().splitlines()[-1]
     assert result.returncode == 1 and "scripts/setup --test" in last, f"got {result.returncode}: {result.stderr!r}"
 
