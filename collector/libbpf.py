@@ -243,7 +243,7 @@ def _check_kernel(lib: ctypes.CDLL, features: Features) -> None:
             raise _error("probing the kernel's BPF features", err)
         if result == 0:
             raise CollectorError(f"kernel {os.uname().release} lacks {what}, which the kernel program needs; "
-                                 "run addaddr on Linux 5.10 or later")
+                                 "run addaddr on a newer kernel (tested on 6.1, 6.12 and 6.18: docs/kernels.md)")
 
 
 # How the verifier ends a refusal it would not make with CAP_PERFMON (or CAP_SYS_ADMIN): a root
