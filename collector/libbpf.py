@@ -38,7 +38,8 @@ def library() -> ctypes.CDLL:
         lib = ctypes.CDLL(LIBRARY, use_errno=True)
         lib.perf_buffer__buffer  # the newest symbol used: libbpf >= 1.0
     except (OSError, AttributeError) as exc:
-        raise CollectorError(f"{LIBRARY} is missing or too old ({exc}): apt-get install libbpf1") from None
+        raise CollectorError(f"{LIBRARY} is missing or too old ({exc}): install libbpf 1.x "
+                             "(Debian 12, Ubuntu 23.04 and later: apt-get install libbpf1)") from None
     for name, restype, argtypes in (
         ("libbpf_set_print", _p, [_p]),
         ("bpf_object__open_file", _p, [ctypes.c_char_p, _p]),
