@@ -117,8 +117,8 @@ class Capture:
 
     def frames(self, on_progress: Callable[[int], None] | None = None) -> Iterator[tuple[float, bytes, int]]:
         """What `packets` yields as plain tuples: for replay's loop, where a Packet made and unpacked
-        costs a tenth of the userspace time per frame. The reader's own generator, which closes the
-        capture when it ends or is closed: no generator of ours stands around it either."""
+        cost ~0.15 us of the ~2 us of userspace time per frame. The reader's own generator, which
+        closes the capture when it ends or is closed: no generator of ours stands around it."""
         return self._read(on_progress or _ignore)
 
     def close(self) -> None:
