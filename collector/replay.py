@@ -14,13 +14,13 @@ from typing import Callable, Iterator, TextIO
 
 from . import __version__
 from .anonymize import Anonymizer
-from .capture import Capture, CaptureError, Packet
+from .capture import Capture, CaptureError
 from .errors import CollectorError
 from .logfile import LogWriter
 from .program import CaptureProgram, locked_bytes
 from .records import Recorder
 from .session import Session, host_name
-from .testrun import MIN_FRAME, TestRunner
+from .testrun import TestRunner
 
 # Frames run between two reads of the perf buffer. With at most 13 MPTCP options a segment, a chunk
 # yields at most ~13,000 events (~1.7 MiB), inside REPLAY_PAGES per CPU: nothing is lost to speed.
@@ -28,10 +28,6 @@ CHUNK = 1024
 REPLAY_PAGES = 1024
 # The buffers are drained after every chunk, never waited on: a wakeup per event would only cost.
 NO_WAKEUPS = 1 << 30
-# The kernel test-runs a frame of at most a page less its skb overhead (3,712 bytes on x86-64 with
-# 4 KiB pages) and refuses a longer one with EINVAL. The program reads only headers, so a longer frame
-# (a TSO super-segment captured on its sender) runs cut to this, as a snap length would have cut it.
-MAX_TEST_FRAME = 2048
 # Packet times (UTC epoch seconds) replayed: from 1970 to 2200. if_tsoffset 2**62 or a huge time with
 # if_tsresol 0 lies far outside, and no capture was taken there.
 SANE_TIMES = (0.0, 7258118400.0)
@@ -88,7 +84,7 @@ def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None]
         for capture in opened:
             progress = None if on_progress is None else lambda n, base=done_bytes: on_progress(base + n)
             try:
-                last_time = _replay_capture(capture.packets(progress), runner, program, session, packet_times,
+                last_time = _replay_capture(capture.frames(progress), runner, program, session, packet_times,
                                             result, last_time)
             except CaptureError as exc:
                 result.errors.append(exc)
@@ -135,14 +131,16 @@ def _size(path: str) -> int:
         return 0
 
 
-def _replay_capture(source: Iterator[Packet], runner: TestRunner, program: CaptureProgram, session: Session,
-                    packet_times: dict[int, float], result: ReplayResult, last_time: float) -> float:
+def _replay_capture(source: Iterator[tuple[float, bytes, int]], runner: TestRunner, program: CaptureProgram,
+                    session: Session, packet_times: dict[int, float], result: ReplayResult,
+                    last_time: float) -> float:
     """Runs one capture's packets, counting them in `result` as they go (an error leaves the counts
     of the packets before it); returns the last packet's time. The loop runs once a frame: its
-    counts are locals, and a frame is cut only when longer than MAX_TEST_FRAME."""
+    counts are locals, and the next settle is a count to reach rather than a modulo to take."""
     attempt = runner.attempt
     low, high = SANE_TIMES
     packets, refused, bad_time = result.packets, result.refused, result.bad_time
+    settle_at = (packets // CHUNK + 1) * CHUNK
     try:
         for packet_time, frame, _index in source:
             if not low <= packet_time < high:
@@ -150,11 +148,11 @@ def _replay_capture(source: Iterator[Packet], runner: TestRunner, program: Captu
                 bad_time += 1
                 continue
             packet_times[packets] = last_time = packet_time
-            size = len(frame)
-            if size < MIN_FRAME or not attempt(frame if size <= MAX_TEST_FRAME else frame[:MAX_TEST_FRAME], packets):
+            if not attempt(frame, packets):
                 refused += 1
             packets += 1
-            if packets % CHUNK == 0:
+            if packets == settle_at:
+                settle_at += CHUNK
                 _settle(program, session, packet_times)
     finally:
         result.packets, result.refused, result.bad_time = packets, refused, bad_time
