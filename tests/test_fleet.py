@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from click.testing import CliRunner
 
 from collector.cli import main
 from collector.logfile import LogWriter
+from test_odd_paths import ADDADDR, run_on_a_terminal
 from test_report import HAND_BUILT, T0, add_addr, connection, json_report, write_log
 
 pytest.importorskip("pyarrow", reason="the export needs the fleet extra: scripts/setup --test installs it")
@@ -168,7 +170,10 @@ def test_an_export_that_failed_on_a_full_disk_is_taken_up_by_the_next(tmp_path, 
 
     monkeypatch.setattr(parquet_export.pq, "write_table", disk_full_after_one)
     failed = export(*[a for d in dirs for a in ("--log-dir", str(d))], "--to", str(tmp_path / "dataset"))
-    assert failed.exit_code == 1 and "No space left on device" in failed.stderr, f"got {failed.stderr!r}"
+    # pyarrow's own words ("Error writing bytes to file. Detail: [errno 28] ...") named no path.
+    assert failed.exit_code == 1 and failed.stderr == (
+        f"addaddr: error: no space left on device writing {tmp_path / 'dataset'}; free space or choose another "
+        "--to\n"), f"got {failed.stderr!r}"
     monkeypatch.setattr(parquet_export.pq, "write_table", real_write)
     exported(dirs, tmp_path / "dataset")
     exported(dirs, tmp_path / "clean")
@@ -187,6 +192,30 @@ def test_links_planted_among_the_logs_are_skipped_and_the_rest_exported(tmp_path
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code == 1 and result.stderr.count("a symbolic link: skipped") == 2, result.stderr
     assert table(tmp_path / "dataset", "announcements") == table(tmp_path / "clean", "announcements")
+
+
+def test_a_fifo_among_the_logs_is_named_and_the_rest_exported(tmp_path):
+    """Its size is 0, as if exported already: it was passed over without a word (exit 0)."""
+    dirs = logs_of_two_hosts(tmp_path)
+    exported(dirs[:1], tmp_path / "clean")
+    newest = sorted(dirs[0].iterdir())[-1].name
+    fifo = dirs[0] / newest.replace(newest[8:16], "29991231")
+    os.mkfifo(fifo)
+    result = export("--log-dir", str(dirs[0]), "--to", str(tmp_path / "dataset"))
+    assert result.exit_code == 1 and f"{fifo}: byte 0: a FIFO: skipped" in result.stderr, result.stderr
+    assert table(tmp_path / "dataset", "announcements") == table(tmp_path / "clean", "announcements")
+
+
+def test_on_a_terminal_each_line_starts_after_the_progress_bar(tmp_path):
+    """A damaged file read after the bar was drawn: its line was written into the bar's."""
+    dirs = logs_of_two_hosts(tmp_path)
+    newest = sorted(dirs[0].iterdir())[-1]
+    newest.with_name(newest.name.replace(newest.name[8:16], "29991231")).write_bytes(b"not a log at all")
+    status, stderr = run_on_a_terminal([ADDADDR, "export", "--log-dir", str(dirs[0]), "--to",
+                                        str(tmp_path / "dataset")])
+    assert status == 1 and "exporting" in stderr and stderr.count("addaddr: ") == 2, stderr
+    for at in (i for i in range(len(stderr)) if stderr.startswith("addaddr: ", i)):
+        assert stderr[at - 2:at] == "\r\n", f"got a line of ours after {stderr[max(0, at - 40):at]!r}"
 
 
 def test_report_parquet_of_no_export_is_one_line(tmp_path):

@@ -176,26 +176,30 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def run_alone(command: Sequence[str], **popen) -> Cost:
-    """Like run(), with the peak RSS the command's own (see _LAUNCHER) and the wall time from its fork."""
+def run_alone(command: Sequence[str], anon: bool = False, **popen) -> Cost:
+    """Like run(), with the peak RSS the command's own (see _LAUNCHER) and the wall time from its fork;
+    with `anon`, the anonymous RSS sampled is that of the command's processes, the launcher's left out."""
     with tempfile.NamedTemporaryFile("r", prefix="bench-launcher-") as figures:
-        cost = run([sys.executable, "-c", _LAUNCHER, figures.name, *command], **popen)
+        start = time.perf_counter()
+        launcher = subprocess.Popen([sys.executable, "-c", _LAUNCHER, figures.name, *command], **popen)
+        cost = finish(launcher, start, anon, launched=True)
         wall, max_rss_kib = figures.read().split()
-    return Cost(float(wall), cost.cpu, cost.user, int(max_rss_kib) / 1024, None)
+    return Cost(float(wall), cost.cpu, cost.user, int(max_rss_kib) / 1024, cost.max_anon_mib)
 
 
 # Short, so that a sampled run's wall time ends at most this late.
 ANON_SAMPLE = 0.01
 
 
-def finish(process: subprocess.Popen, start: float, anon: bool = False) -> Cost:
-    """Waits for `process`, which must succeed; wall time from `start` (a perf_counter reading)."""
+def finish(process: subprocess.Popen, start: float, anon: bool = False, launched: bool = False) -> Cost:
+    """Waits for `process`, which must succeed; wall time from `start` (a perf_counter reading).
+    `launched`: `process` is _LAUNCHER, whose own memory is not sampled with `anon`."""
     max_anon = 0.0
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG if anon else 0)
         if pid:
             break
-        max_anon = max(max_anon, _anon_mib(process.pid))
+        max_anon = max(max_anon, _anon_mib(_tree(process.pid)[launched:]))
         time.sleep(ANON_SAMPLE)
     wall = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -205,11 +209,11 @@ def finish(process: subprocess.Popen, start: float, anon: bool = False) -> Cost:
                 max_anon if anon else None)
 
 
-def _anon_mib(pid: int) -> float:
-    """RssAnon of `pid` and its descendants (report's worker processes): heap and stacks, not the
-    files they map (a capture read through mmap)."""
+def _anon_mib(pids: Sequence[int]) -> float:
+    """RssAnon of these processes together (a command and its descendants: report's worker processes):
+    heap and stacks, not the files they map (a capture read through mmap)."""
     total = 0
-    for each in _tree(pid):
+    for each in pids:
         for line in _proc(each, "status").splitlines():
             if line.startswith("RssAnon:"):
                 total += int(line.split()[1])

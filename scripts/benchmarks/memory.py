@@ -4,8 +4,9 @@ opens just as many as the connection state holds. The same anonymous memory show
 by its cap; the final `stats` record counts the evictions that kept it there, and the connections
 ended at shutdown are those it held at the end.
 
-Both the peak RSS (ru_maxrss) and the peak anonymous RSS (sampled) are shown: replay maps the capture,
-and the pages of the mapping it has read count in its RSS until it exits.
+Both the peak RSS (ru_maxrss, the command's own: measure.run_alone) and the peak anonymous RSS
+(sampled) are shown: replay maps the capture, and the pages of the mapping it has read count in its
+RSS until it exits.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collector.connections import DEFAULT_MAX_ENTRIES
 from collector.logfile import read_records
 
 from . import ADDADDR, captures
-from .measure import QUIET, Cost, Result, Row, ratio, run as cost_of, sample
+from .measure import QUIET, Cost, Result, Row, ratio, run_alone as cost_of, sample
 
 # A connection takes two entries of the state: itself and its initial subflow.
 FILLS_CAP = DEFAULT_MAX_ENTRIES // 2

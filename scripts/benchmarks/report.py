@@ -25,7 +25,7 @@ from collector.logfile import LogWriter
 
 from . import ADDADDR
 from .captures import ANNOUNCED, client_of
-from .measure import Result, Row, ratio, rounds, run as cost_of, sample
+from .measure import Result, Row, ratio, rounds, run_alone as cost_of, sample
 
 RECORDS_LIMIT = 500_000
 RSS_LIMIT = 1.1  # "the same peak RSS", give or take the noise of the allocator
@@ -116,5 +116,5 @@ def run(quick: bool) -> Result:
         f"({connections * ANNOUNCED_PER_CONNECTION:,} distinct (connection, address) pairs); {count} round(s), "
         "each command timed whole, start-up included. The report reads big logs with a process per file: its "
         "memory is that of all of them together (RssAnon summed, sampled every 10 ms), and the ru_maxrss of "
-        "the largest.")
+        "the largest (the command's own, not the benchmark's).")
     return result

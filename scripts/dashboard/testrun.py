@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from collector.testbed import Testbed
+from waiting import stop
 
 ADDADDR = str(Path(sys.executable).with_name("addaddr"))
 SCRAPE_SECONDS = 2
@@ -111,15 +111,6 @@ class TestRun:
 
 
 def _started(stack: ExitStack, process: subprocess.Popen) -> None:
-    """`process` stopped on leaving the stack: SIGTERM (the collector drains and detaches), SIGKILL after
-    30 s; before the testbed goes, as it was started after it."""
-
-    def stop() -> None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    stack.callback(stop)
+    """`process` stopped on leaving the stack (SIGTERM, the collector drains and detaches; SIGKILL after
+    the tests' grace), before the testbed goes, as it was started after it."""
+    stack.callback(stop, process)
