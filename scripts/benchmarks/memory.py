@@ -6,7 +6,8 @@ ended at shutdown are those it held at the end.
 
 Both the peak RSS (ru_maxrss, the command's own: measure.run_alone) and the peak anonymous RSS
 (sampled) are shown: replay maps the capture, and the pages of the mapping it has read count in its
-RSS until it exits.
+RSS until it exits. So the whole RSS grows with the capture's size (7.6 times the packets here) and
+has no target; the anonymous one is the state's bound.
 """
 
 from __future__ import annotations
@@ -53,8 +54,7 @@ def run(quick: bool) -> Result:
         Row(f"peak anonymous RSS (MiB), {versus}", sample([cost.max_anon_mib]), sample([at_cap.max_anon_mib]),
             "at the cap", ratio([cost.max_anon_mib], [at_cap.max_anon_mib]), RSS_LIMIT, digits=1),
         Row(f"peak RSS, mapped capture included (MiB), {versus}", sample([cost.max_rss_mib]),
-            sample([at_cap.max_rss_mib]), "at the cap", ratio([cost.max_rss_mib], [at_cap.max_rss_mib]), RSS_LIMIT,
-            digits=1),
+            sample([at_cap.max_rss_mib]), "at the cap", ratio([cost.max_rss_mib], [at_cap.max_rss_mib]), digits=1),
         Row(f"connections held at the end (cap {FILLS_CAP:,})", sample([held]), limit=FILLS_CAP),
         Row("evictions counted (≥ connections past the cap)", sample([tracker["evictions"]]),
             limit=connections - FILLS_CAP, better="higher"),
