@@ -11,6 +11,7 @@ import random
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,9 +25,12 @@ import fuzzing
 from collector.errors import CollectorError
 from collector.event import MptcpEvent
 from collector.libbpf import PROG_TYPE_SCHED_CLS, BpfObject, Features, _check_kernel, library
+from collector.logfile import read_records
 from collector.program import OBJECT, CaptureCounters, CaptureProgram
+from collector.testbed import ClientPlan, Testbed
 from collector.testrun import TestRunner
 from replay_fixtures import scenario
+from waiting import wait_for_line
 
 REPO = Path(__file__).resolve().parent.parent
 EVENT_H = REPO / "bpf" / "event.h"
@@ -267,7 +271,7 @@ def test_compile_without_headers_names_the_setup_that_links_them(tmp_path):
 
 @pytest.mark.slow
 @root_only
-def test_wheel_without_bcc_replays_as_the_checkout(tmp_path):
+def test_wheel_without_bcc_replays_as_the_checkout(tmp_path, processes):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(REPO)],
                    check=True, capture_output=True, timeout=300)
     wheel = next((tmp_path / "dist").glob("addaddr-*.whl"))
@@ -298,6 +302,23 @@ def test_wheel_without_bcc_replays_as_the_checkout(tmp_path):
         reports.append(report.stdout)
     assert reports[0] == reports[1]
     assert json.loads(reports[0])["announcements"] > 0, f"got a report of nothing: {reports[0]}"
+    # And live: the wheel's `run` attaches in a testbed, says what it relies on, logs what the kernel's
+    # MPTCP announces, and stops cleanly on SIGINT.
+    logs = tmp_path / "live"
+    with Testbed((ClientPlan(("10.1.2.3",)),)) as bed:
+        collector = subprocess.Popen([str(venv / "bin" / "addaddr"), "run", "--netns", bed.server, "--iface",
+                                      bed.server_interfaces[0], "--log-dir", str(logs)], stderr=subprocess.PIPE,
+                                     text=True, cwd=tmp_path, env=env)
+        processes.append(collector)
+        started = "".join(wait_for_line(collector, collector.stderr, "collecting on", 60, "'collecting on'"))
+        traffic = bed.drive(1)
+        collector.send_signal(signal.SIGINT)
+        _, rest = collector.communicate(timeout=30)
+    assert not traffic.failures, traffic.failures
+    assert collector.returncode == 0, f"got exit {collector.returncode}: {started}{rest}"
+    assert "kernel program relies on" in started and "stopped:" in rest, f"got {started}{rest}"
+    announced = [r for r in read_records(logs) if r["kind"] == "add_addr" and not r["echo"]]
+    assert {r["address"] for r in announced} == {"10.1.2.3"}, f"got {announced}"
 
 
 @root_only
