@@ -109,9 +109,16 @@ def _strerror(lib: ctypes.CDLL, err: int) -> str:
     return text.value.decode(errors="replace")
 
 
+# The capabilities BPF needs here; sudo is the remedy for a user, not for root with a bounded set.
+BPF_CAPABILITIES = "CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON"
+
+
 def _error(what: str, err: int) -> CollectorError:
     if err in (errno.EPERM, errno.EACCES):
-        return CollectorError(f"{what}: not permitted; BPF needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON): try sudo")
+        if os.geteuid() == 0:
+            return CollectorError(f"{what}: not permitted; BPF needs {BPF_CAPABILITIES}, which this root's capability "
+                                  "bounding set leaves out (systemd: CapabilityBoundingSet=; a container: --cap-add)")
+        return CollectorError(f"{what}: not permitted; BPF needs root ({BPF_CAPABILITIES}): try sudo")
     return CollectorError(f"{what}: {os.strerror(err)}")
 
 

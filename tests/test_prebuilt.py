@@ -351,6 +351,8 @@ def test_without_perfmon_replay_names_the_privilege(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and result.stderr.count("\n") == 1, f"got {result.returncode}: {result.stderr!r}"
     assert "CAP_PERFMON" in result.stderr and "the kernel refused" not in result.stderr, result.stderr
+    # sudo cannot help root: the remedy is the bounding set.
+    assert "CapabilityBoundingSet" in result.stderr and "sudo" not in result.stderr, result.stderr
 
 
 
