@@ -97,30 +97,12 @@ def _announcer(event: OptionEvent, subflow: Subflow | None) -> str | None:
 
 
 def _add_addr(event: OptionEvent, time: float, subflow: Subflow | None, option: AddAddr) -> dict:
-    # The busiest record, made as one literal from the event's fields unpacked at once: the same
-    # keys, in the same order, as _segment's and then its own.
-    _ktime, ifindex, _mark, _ip, src, dst, sport, dport, _seq, _ack, _flags, _option = event
-    if subflow is None:
-        connection = announcer = role = None
-    else:
-        connection = subflow.connection
-        if connection is not None:
-            connection = connection.token
-        announcer = "client" if sport == subflow.client_port and src == subflow.client else "server"
-        role = "initial" if subflow.initial else "join"
     address = classify(option.address)
     embedded = address.embedded_ipv4
-    return {
-        "kind": "add_addr",
-        "time": time,
-        "src": src,
-        "sport": sport,
-        "dst": dst,
-        "dport": dport,
-        "ifindex": ifindex,
-        "connection": connection,
-        "announcer": announcer,
-        "subflow": role,
+    record = _segment("add_addr", event, time, subflow)
+    record |= {
+        "announcer": _announcer(event, subflow),
+        "subflow": None if subflow is None else "initial" if subflow.initial else "join",
         "version": option.version,
         "echo": option.echo,
         "address_id": option.address_id,
@@ -132,6 +114,7 @@ def _add_addr(event: OptionEvent, time: float, subflow: Subflow | None, option: 
         "global": address.is_global,
         "embedded_ipv4": None if embedded is None else embedded.as_json(),
     }
+    return record
 
 
 def _mp_join(
