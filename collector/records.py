@@ -6,7 +6,7 @@ not decode becomes a `malformed` record, never a guess, and never disappears.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from collector.classify import classify
 from collector.connections import (
@@ -44,19 +44,32 @@ class Recorder:
         `time` stamps the records and ages the connection state: give the time the event happened
         (the kernel's clock when live, the packet's timestamp in a replay).
         """
-        try:
-            option = decode(event.option)
-        except MalformedOption as exc:
-            self.malformed += 1
-            subflow, notices = self.tracker.observe(event, None, time)
-            return _notice_records(notices) + [_malformed(event, time, subflow, exc)]
-        subflow, notices = self.tracker.observe(event, option, time)
-        records = _notice_records(notices) if notices else []
-        make = _SEGMENT_RECORDS.get(type(option))
-        if make is not None:
-            record = make(event, time, subflow, option)
-            if record is not None:
-                records.append(record)
+        return self.handle_many((event,), (time,))
+
+    def handle_many(self, events: Iterable[OptionEvent], times: Iterable[float]) -> list[dict]:
+        """The records of `events`, in order, each with its event time from `times` (as for handle).
+
+        One call for a batch: a call and a list per event less, on the busiest path of the collector.
+        """
+        records: list[dict] = []
+        observe = self.tracker.observe
+        for event, time in zip(events, times):
+            try:
+                option = decode(event.option)
+            except MalformedOption as exc:
+                self.malformed += 1
+                subflow, notices = observe(event, None, time)
+                records += _notice_records(notices)
+                records.append(_malformed(event, time, subflow, exc))
+                continue
+            subflow, notices = observe(event, option, time)
+            if notices:
+                records += _notice_records(notices)
+            make = _SEGMENT_RECORDS.get(type(option))
+            if make is not None:
+                record = make(event, time, subflow, option)
+                if record is not None:
+                    records.append(record)
         return records
 
     def expire(self, time: float) -> list[dict]:
