@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from collector.classify import classify
+from collector.classify import classify_address
 from collector.connections import (
     AttemptEnd,
     ConnectionEnd,
@@ -110,12 +110,30 @@ def _announcer(event: OptionEvent, subflow: Subflow | None) -> str | None:
 
 
 def _add_addr(event: OptionEvent, time: float, subflow: Subflow | None, option: AddAddr) -> dict:
-    address = classify(option.address)
+    # The busiest record (half the events of a dense capture), one literal from the event's fields
+    # unpacked at once: starting from _segment's dict cost 3% of the record path's instructions.
+    # _segment's keys, in its order, then its own: a test checks the order.
+    _ktime, ifindex, _mark, _ip, src, dst, sport, dport, _seq, _ack, _flags, _option = event
+    if subflow is None:
+        connection = role = None
+    else:
+        connection = subflow.connection
+        if connection is not None:
+            connection = connection.token
+        role = "initial" if subflow.initial else "join"
+    address = classify_address(option.address)
     embedded = address.embedded_ipv4
-    record = _segment("add_addr", event, time, subflow)
-    record |= {
+    return {
+        "kind": "add_addr",
+        "time": time,
+        "src": src,
+        "sport": sport,
+        "dst": dst,
+        "dport": dport,
+        "ifindex": ifindex,
+        "connection": connection,
         "announcer": _announcer(event, subflow),
-        "subflow": None if subflow is None else "initial" if subflow.initial else "join",
+        "subflow": role,
         "version": option.version,
         "echo": option.echo,
         "address_id": option.address_id,
@@ -127,7 +145,6 @@ def _add_addr(event: OptionEvent, time: float, subflow: Subflow | None, option: 
         "global": address.is_global,
         "embedded_ipv4": None if embedded is None else embedded.as_json(),
     }
-    return record
 
 
 def _mp_join(
