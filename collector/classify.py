@@ -71,7 +71,7 @@ _INDEX = {
 
 def classify(address: str | Address) -> Classification:
     """The class and reachability of `address`, and of the IPv4 address it carries if it carries one."""
-    return _classify(_parse(address))
+    return classify_address(_parse(address))
 
 
 # A tuple: isinstance with a union type builds the union on every call.
@@ -92,7 +92,8 @@ def _parse(address: str | Address) -> Address:
 # Peers announce the same few addresses again and again; the bound keeps a flood of distinct ones
 # from growing the cache without limit.
 @lru_cache(maxsize=65536)
-def _classify(address: Address) -> Classification:
+def classify_address(address: Address) -> Classification:
+    """classify() of an ipaddress object, as decode gives it: the record path's, with nothing to parse."""
     block = _INDEX[address.version].longest_match(address)
     return Classification(
         address=str(address),

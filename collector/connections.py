@@ -169,7 +169,7 @@ class ConnectionTracker:
         if time >= self._next_sweep:
             self._sweep(time, notices)
         # The subflow's key: its 4-tuple with the lower endpoint first, so both directions find it.
-        _ktime, _ifindex, _mark, _ip, src, dst, sport, dport, _seq, _ack, _flags, _option = event
+        _ktime, _ifindex, _mark, _ip, src, dst, sport, dport, _seq, _ack, flags, _option = event
         key = (src, sport, dst, dport) if src < dst or (src == dst and sport <= dport) else (dst, dport, src, sport)
         subflows = self._subflows
         subflow = subflows.get(key)
@@ -181,7 +181,7 @@ class ConnectionTracker:
             subflow = self._mp_capable(event, key, subflow, option, time, notices)
         elif kind is MpJoin and option.form == "syn":
             subflow = self._join(event, key, subflow, option, time, notices)
-        if subflow is not None and (event.tcp_flags & (FIN | RST) or kind is FastClose):
+        if subflow is not None and (flags & (FIN | RST) or kind is FastClose):
             reason = FASTCLOSE if kind is FastClose else CLOSED
             self._close_after_segment(event, subflow, reason, time)
         return subflow, notices

@@ -104,16 +104,19 @@ class LogWriter:
             pack = self._packer.pack
             buf, ends = self._buf, self._ends
             count = 0
+            # Whether the file rotates before the next record: it is too old (the same for every
+            # record of the batch), or the bytes in it and buffered reach max_bytes (buffered bytes
+            # count: the file rotates before the same record as when each was written on its own).
+            due = self._fd is None or now - self._started >= self.max_age
+            room = self.max_bytes - self._size
             try:
                 for record in records:
                     try:
                         data = frame(pack(record))
-                        # Buffered bytes count: the file rotates before the same record as when each
-                        # record was written on its own.
-                        if (self._fd is None or self._size + len(buf) >= self.max_bytes
-                                or now - self._started >= self.max_age):
+                        if due or len(buf) >= room:
                             self._close_file()
                             self._open(now)
+                            due, room = False, self.max_bytes - self._size
                     except Exception:
                         self.dropped += 1
                         raise

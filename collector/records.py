@@ -6,9 +6,9 @@ not decode becomes a `malformed` record, never a guess, and never disappears.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from collector.classify import classify
+from collector.classify import classify_address
 from collector.connections import (
     AttemptEnd,
     ConnectionEnd,
@@ -44,19 +44,32 @@ class Recorder:
         `time` stamps the records and ages the connection state: give the time the event happened
         (the kernel's clock when live, the packet's timestamp in a replay).
         """
-        try:
-            option = decode(event.option)
-        except MalformedOption as exc:
-            self.malformed += 1
-            subflow, notices = self.tracker.observe(event, None, time)
-            return _notice_records(notices) + [_malformed(event, time, subflow, exc)]
-        subflow, notices = self.tracker.observe(event, option, time)
-        records = _notice_records(notices) if notices else []
-        make = _SEGMENT_RECORDS.get(type(option))
-        if make is not None:
-            record = make(event, time, subflow, option)
-            if record is not None:
-                records.append(record)
+        return self.handle_many((event,), (time,))
+
+    def handle_many(self, events: Iterable[OptionEvent], times: Iterable[float]) -> list[dict]:
+        """The records of `events`, in order, each with its event time from `times` (as for handle).
+
+        One call for a batch: a call and a list per event less, on the busiest path of the collector.
+        """
+        records: list[dict] = []
+        observe = self.tracker.observe
+        for event, time in zip(events, times):
+            try:
+                option = decode(event.option)
+            except MalformedOption as exc:
+                self.malformed += 1
+                subflow, notices = observe(event, None, time)
+                records += _notice_records(notices)
+                records.append(_malformed(event, time, subflow, exc))
+                continue
+            subflow, notices = observe(event, option, time)
+            if notices:
+                records += _notice_records(notices)
+            make = _SEGMENT_RECORDS.get(type(option))
+            if make is not None:
+                record = make(event, time, subflow, option)
+                if record is not None:
+                    records.append(record)
         return records
 
     def expire(self, time: float) -> list[dict]:
@@ -97,18 +110,18 @@ def _announcer(event: OptionEvent, subflow: Subflow | None) -> str | None:
 
 
 def _add_addr(event: OptionEvent, time: float, subflow: Subflow | None, option: AddAddr) -> dict:
-    # The busiest record, made as one literal from the event's fields unpacked at once: the same
-    # keys, in the same order, as _segment's and then its own.
+    # The busiest record (half the events of a dense capture), one literal from the event's fields
+    # unpacked at once: starting from _segment's dict cost 3% of the record path's instructions.
+    # _segment's keys, in its order, then its own: a test checks the order.
     _ktime, ifindex, _mark, _ip, src, dst, sport, dport, _seq, _ack, _flags, _option = event
     if subflow is None:
-        connection = announcer = role = None
+        connection = role = None
     else:
         connection = subflow.connection
         if connection is not None:
             connection = connection.token
-        announcer = "client" if sport == subflow.client_port and src == subflow.client else "server"
         role = "initial" if subflow.initial else "join"
-    address = classify(option.address)
+    address = classify_address(option.address)
     embedded = address.embedded_ipv4
     return {
         "kind": "add_addr",
@@ -119,7 +132,7 @@ def _add_addr(event: OptionEvent, time: float, subflow: Subflow | None, option: 
         "dport": dport,
         "ifindex": ifindex,
         "connection": connection,
-        "announcer": announcer,
+        "announcer": _announcer(event, subflow),
         "subflow": role,
         "version": option.version,
         "echo": option.echo,

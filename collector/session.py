@@ -62,13 +62,10 @@ class Session:
         ready = len(pending) if cutoff_ns is None else bisect_right(pending, cutoff_ns, key=attrgetter("ktime_ns"))
         self._pending = pending[ready:]
         self.events += ready
-        handle, time_of = self.recorder.handle, self.time_of
-        records: list[dict] = []
-        for event in pending[:ready]:
-            records += handle(event, time_of(event))
+        events = pending[:ready]
         # One write for what this call read: records of events already out of the kernel wait in
         # memory no longer than they did as pending events.
-        self.write(records)
+        self.write(self.recorder.handle_many(events, map(self.time_of, events)))
 
     def on_lost(self, count: int) -> None:
         """The perf buffer overflowed: `count` samples never reached us. Logged, never silent."""

@@ -275,6 +275,36 @@ def test_malformed_option_on_a_fin_still_ends_the_subflow():
     assert only(recorder.close(WALL), "connection_end")["reason"] == "closed"
 
 
+# --- the keys of segment records ------------------------------------------------------------
+
+
+SEGMENT_KEYS = ["kind", "time", "src", "sport", "dst", "dport", "ifindex", "connection"]
+
+
+def test_every_segment_record_starts_with_the_segment_keys_in_order():
+    # docs/records.md's "Segment records": the common fields first, in one order for every kind,
+    # then the kind's own; what a reader sees (tail --json, a diff of two logs) depends on it.
+    _, records = connected(
+        INITIAL.up(ACK, add_addr("10.1.2.3", port=8080), 2),
+        INITIAL.down(ACK, RemoveAddr((2,)), 2),
+        INITIAL.up(ACK, bytes([30, 9, 0x30, 1, 10, 1, 2, 3, 0]), 3),
+        INITIAL.up(RST | ACK, FastClose(SERVER_KEY), 4),
+        INITIAL.up(RST | ACK, TcpRst(0, 1), 4),
+    )
+    records += feed(Recorder(), [join_syn(JOIN, TOKEN, 1)])
+    segments = [r for r in records if r["kind"] not in ("connection", "connection_end")]
+    assert [r["kind"] for r in segments] == [
+        "add_addr", "remove_addr", "malformed", "fastclose", "tcp_rst", "mp_join",
+    ]
+    assert list(only(records, "fastclose")) == SEGMENT_KEYS
+    for record in segments:
+        assert list(record)[:len(SEGMENT_KEYS)] == SEGMENT_KEYS, record["kind"]
+    assert list(only(records, "add_addr"))[len(SEGMENT_KEYS):] == [
+        "announcer", "subflow", "version", "echo", "address_id", "address", "port", "hmac", "family", "class",
+        "global", "embedded_ipv4",
+    ]
+
+
 # --- the whole stream -------------------------------------------------------------------------
 
 
