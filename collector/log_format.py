@@ -15,6 +15,7 @@ at the first damage. docs/records.md says the same for other tools.
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import zlib
@@ -148,8 +149,25 @@ class FileCursor:
                     why = "no record marker"
                 else:
                     why = f"record length {length} over the limit"
-                self._damage(base + pos, why)
                 found = buf.find(MARKER, pos + 1)
+                if found < 0 and not eof and buf.count(0, pos) == end_of_data - pos:
+                    # Zeros to the end of what is read: if a hole (never written) follows, skip it
+                    # rather than read it, at seconds a GiB.
+                    data = self._data_from(base + end_of_data, final)
+                    if data is None:
+                        self.offset = base + pos
+                        return  # a hole to the end of a file still written: the writer appends after it
+                    if data > base + end_of_data:
+                        self._in_damage = True
+                        self._report(base + pos, f"{data - base - pos:,} bytes never written (a hole); "
+                                                 "skipped to the next whole record")
+                        self._file.seek(data)
+                        base, buf, pos = data, b"", 0
+                        self.offset = data
+                        break
+                    if not self._in_damage and end_of_data - pos < READ_SIZE:
+                        break  # a hole may start just after: read on before naming these zeros
+                self._damage(base + pos, why)
                 pos = found if found >= 0 else max(pos + 1, end_of_data - len(MARKER) + 1)
                 self.offset = base + pos
             if not eof:
@@ -195,6 +213,21 @@ class FileCursor:
             return
         if final and os.fstat(self._file.fileno()).st_size > self.offset:
             self._give_up(self.offset, "record cut short")
+
+    def _data_from(self, offset: int, final: bool) -> int | None:
+        """Where the data goes on from `offset`: offset itself, or past the hole that starts there (to
+        the end of a final file). None: a hole to the end of a file still written. A filesystem that
+        cannot tell holes from data (EINVAL) says all is data."""
+        fd = self._file.fileno()
+        try:
+            return os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                return offset
+        size = os.fstat(fd).st_size
+        if offset >= size:
+            return offset  # ENXIO at the end: no hole, nothing more yet
+        return size if final else None
 
     def _give_up(self, offset: int, why: str) -> None:
         self._stopped = True
