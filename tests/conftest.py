@@ -94,3 +94,36 @@ def processes():
     for proc in started:
         stop(proc)
         proc.communicate(timeout=30)
+
+
+# --- run's lock files ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def run_locks_removed():
+    """Lock files in /run/addaddr that runs of this session left (a run after --user, or killed): removed
+    at the end when no process holds them, as the service's RuntimeDirectory= would. Earlier ones stay."""
+    import fcntl
+
+    from collector.watchers import LOCK_DIR
+
+    def names() -> set[str]:
+        try:
+            return set(os.listdir(LOCK_DIR))
+        except OSError:
+            return set()
+
+    before = names()
+    yield
+    for name in names() - before:
+        try:
+            fd = os.open(os.path.join(LOCK_DIR, name), os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: a run still going, not ours to remove
+            os.unlink(os.path.join(LOCK_DIR, name))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
