@@ -12,6 +12,7 @@ import errno
 import os
 import platform
 import select
+import signal
 import tempfile
 from collections import deque
 from functools import cache
@@ -376,15 +377,21 @@ class PerfBuffer:
     def _read_through_libbpf(self) -> None:
         if not self._pb:
             return
-        # Its only failure, a record it could not copy whole (no memory), leaves the ring unread
-        # from there: read again next time, nothing lost. What it copied before is handed over.
-        self._lib.perf_buffer__consume(self._pb)
-        copied, self._copied = self._copied, []
-        start = 0
-        for end in range(1, len(copied) + 1):  # a CPU's records at a time, as the direct reader
-            if end == len(copied) or copied[end][0] != copied[start][0]:
-                self._on_records(b"".join(record for _cpu, record in copied[start:end]))
-                start = end
+        # A signal handler run inside the callback would raise into ctypes, which drops the exception
+        # and the record libbpf has already consumed: the signals wait until what was read is handed over.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+        try:
+            # Its only failure, a record it could not copy whole (no memory), leaves the ring unread
+            # from there: read again next time, nothing lost. What it copied before is handed over.
+            self._lib.perf_buffer__consume(self._pb)
+            copied, self._copied = self._copied, []
+            start = 0
+            for end in range(1, len(copied) + 1):  # a CPU's records at a time, as the direct reader
+                if end == len(copied) or copied[end][0] != copied[start][0]:
+                    self._on_records(b"".join(record for _cpu, record in copied[start:end]))
+                    start = end
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def _copy_record(self, _ctx, cpu: int, header: int) -> int:
         # libbpf has made a record that wrapped the ring's end whole; its size is the header's third field.
@@ -410,6 +417,8 @@ class _PerfEventAttr(ctypes.Structure):
 LIBBPF_PERF_EVENT_CONT = -2
 # Plain loads and stores order a ring's positions only under x86-64's memory model (PerfBuffer).
 DIRECT_READ = platform.machine() in ("x86_64", "AMD64")
+# What stops a run or a replay (collector/signals.py): held while libbpf calls back into Python.
+_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 # enum bpf_perf_event_ret (*perf_buffer_event_fn)(void *ctx, int cpu, struct perf_event_header *event)
 _RECORD_FN = ctypes.CFUNCTYPE(ctypes.c_int, _p, ctypes.c_int, _p)
 

@@ -33,7 +33,10 @@ COLLECTION_THRESHOLDS = (50_000, 20, 100)
 
 def hold_collections() -> None:
     """Fewer garbage collections for a process that runs the data path, and none over what it holds
-    from start-up (modules, the loaded program). Call once, before the first event."""
+    from start-up (modules, the loaded program). Before the first event; once a process (a test
+    process invoking commands in-process would otherwise freeze its whole heap again each time)."""
+    if gc.get_threshold() == COLLECTION_THRESHOLDS:
+        return
     gc.freeze()
     gc.set_threshold(*COLLECTION_THRESHOLDS)
 

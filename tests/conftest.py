@@ -117,7 +117,7 @@ def run_locks_removed():
     yield
     for name in names() - before:
         try:
-            fd = os.open(os.path.join(LOCK_DIR, name), os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(os.path.join(LOCK_DIR, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             continue
         try:

@@ -84,3 +84,48 @@ def test_a_full_perf_buffer_is_counted_once(tmp_path, monkeypatch, direct):
     assert {event.option for event in received} == {OPTION}, "got events read wrong around the lost record"
     assert session.perf_lost == errors, f"got perf lost {session.perf_lost}, event_errors {errors}: want one loss seen by both"
     assert stats["lost"] == sum(lost_records(tmp_path)) == errors, "got the loss counted twice or not at all"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="loading the kernel program needs root")
+def test_a_signal_while_libbpf_reads_loses_no_record():
+    """Off x86-64 libbpf calls back into Python for each record: a signal handler run there (replay's
+    SIGTERM raises) would raise into ctypes, which drops the exception and the record libbpf has already
+    consumed. The signal waits until what was read is handed over, then stops the read as usual."""
+    import signal
+
+    from collector.event import PerfRecords
+    from collector.libbpf import PerfBuffer
+    from collector.program import CaptureProgram
+    from collector.testrun import TestRunner
+
+    class Stopped(Exception):
+        pass
+
+    class SignalledAtFirstRecord(PerfBuffer):
+        signalled = False
+
+        def _copy_record(self, ctx, cpu, header):
+            if not self.signalled:
+                self.signalled = True
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super()._copy_record(ctx, cpu, header)
+
+    def stop(signum, frame):
+        raise Stopped
+
+    program = CaptureProgram()
+    chunks: list[bytes] = []
+    buffer = SignalledAtFirstRecord(program._events_fd, 8, 1, chunks.append, direct=False)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        runner = TestRunner(program.fd)
+        for _ in range(10):
+            runner.run(FRAME, 0)
+        with pytest.raises(Stopped):
+            buffer.read()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        buffer.close()
+        program.close()
+    events, lost = PerfRecords().parse(b"".join(chunks))
+    assert (len(events), lost) == (10, 0), f"got {len(events)} events and {lost} lost of 10 read through libbpf"
