@@ -165,4 +165,3 @@ def _never_written(fd: int, info: os.stat_result) -> bool:
     except OSError as exc:
         return exc.errno == errno.ENXIO  # no data from byte 0 to the end
     return False
-
