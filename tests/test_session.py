@@ -1,6 +1,10 @@
-"""The session's ordering of events read from several CPUs' perf buffers."""
+"""The session's ordering of events read from several CPUs' perf buffers, and the memory of a process
+that runs it."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 from mptcp_encoder import encode
 
@@ -32,3 +36,30 @@ def test_events_are_processed_in_kernel_order_up_to_the_cutoff(tmp_path):
         assert session.events == 3, f"got {session.events}; want the held one processed at the end"
     connections = [r for r in read_records(tmp_path) if r["kind"] == "connection"]
     assert len(connections) == 1, f"got {len(connections)} connection records; want 1 (SYN first, then ACK)"
+
+
+# In a process of its own: glibc's threshold is per process, and this one's may have risen already.
+_TABLE_FREED = """
+from collector.session import map_large_blocks
+
+def anon_kib():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("RssAnon:"))
+
+map_large_blocks()
+size = 16 << 20
+old = bytearray(size)  # a table CPython grew out of: freed, it would raise glibc's threshold
+del old
+table = bytearray(size)
+after = bytearray(1024)  # above it, so that a table in the heap could not be trimmed off its top
+before = anon_kib()
+del table
+print(before - anon_kib())
+"""
+
+
+def test_a_large_block_freed_after_another_leaves_no_resident_memory():
+    # A tracker past its cap reallocates its tables again and again.
+    returned = subprocess.run([sys.executable, "-c", _TABLE_FREED], capture_output=True, text=True,
+                              check=True, timeout=60)
+    assert int(returned.stdout) >= 15 << 10

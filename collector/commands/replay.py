@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from collector.commands import console
 from collector.replay import replay
-from collector.session import hold_collections
+from collector.session import hold_collections, map_large_blocks
 from collector.signals import unwinding
 
 # As a shell reports a command ended by Ctrl-C (128 + SIGINT).
@@ -36,6 +36,7 @@ def replay_captures(captures: tuple[str, ...], log_dir: str, anonymize_key: str 
     The line naming the kernel features goes to stderr too, unless a progress bar is drawn there.
     """
     hold_collections()
+    map_large_blocks()
     # SIGTERM and SIGHUP unwind like Ctrl-C, so that the log is closed with what was replayed in it.
     try:
         with unwinding():

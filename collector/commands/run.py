@@ -2,12 +2,13 @@
 
 from collector.commands import console
 from collector.live import RunOptions, run
-from collector.session import hold_collections
+from collector.session import hold_collections, map_large_blocks
 
 
 def run_collector(options: RunOptions) -> int:
     """Exit 1 when the run ended by itself (its namespace deleted), its final records written."""
     hold_collections()
+    map_large_blocks()
     session = run(options)
     console.message(f"stopped: {session.events} events, {session.announcements} announcements, "
                     f"{session.lost_samples} lost")
