@@ -8,6 +8,12 @@ Both the peak RSS (ru_maxrss, the command's own: measure.run_alone) and the peak
 (sampled) are shown: replay maps the capture, and the pages of the mapping it has read count in its
 RSS until it exits. So the whole RSS grows with the capture's size (7.6 times the packets here) and
 has no target; the anonymous one is the state's bound.
+
+The larger run holds about 12 MiB more, once, from 44,000 connections past the cap on: evictions
+churn the tracker's two dicts, and CPython sizes a dict it reallocates by three times what it holds
+(131,072: 2**19 slots) where growing to the cap had left 2**18. It stays there however many follow.
+Those tables are reallocated every 218,000 connections or so; session.map_large_blocks keeps glibc
+from moving them into its heap, whose holes had added 10-20 MiB more, varying with the layout.
 """
 
 from __future__ import annotations
