@@ -17,10 +17,8 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import msgpack
-
 from collector.log_dir import NAME_FORMAT, NotALog, expand, log_files, open_to_read, writer_stamp, written_files
-from collector.log_format import FORMAT, DamageHandler, FileCursor, frame
+from collector.log_format import FORMAT, DamageHandler, FileCursor, frame, pack_record
 from collector.log_repair import Repair, repair_newest
 
 __all__ = ["FORMAT", "DamageHandler", "LogDamageWarning", "LogWriter", "Repair", "expand", "follow", "log_files",
@@ -75,7 +73,6 @@ class LogWriter:
         self.path: Path | None = None
         self._header = header
         self._clock = clock
-        self._packer = msgpack.Packer(use_bin_type=True)
         self._fd: int | None = None
         self._size = 0  # bytes in the file, all complete records
         self._buf = bytearray()  # packed records not yet in the file
@@ -101,7 +98,6 @@ class LogWriter:
             if self._closed:
                 raise ValueError("write to a closed LogWriter")
             now = self._clock()
-            pack = self._packer.pack
             buf, ends = self._buf, self._ends
             count = 0
             # Whether the file rotates before the next record: it is too old (the same for every
@@ -112,7 +108,7 @@ class LogWriter:
             try:
                 for record in records:
                     try:
-                        data = frame(pack(record))
+                        data = frame(pack_record(record))
                         if due or len(buf) >= room:
                             self._close_file()
                             self._open(now)
@@ -170,7 +166,7 @@ class LogWriter:
         try:
             os.fchmod(fd, FILE_MODE)  # os.open's mode is filtered by the umask
             repairs = {"repairs": [self.repaired.as_record()]} if self.repaired and self.path is None else {}
-            header = frame(self._packer.pack(
+            header = frame(pack_record(
                 {"kind": "header", "format": FORMAT, **self._header, "file_started": now, **repairs}))
             _write_all(fd, header)
             os.fsync(fd)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from collector.log_dir import NAME_FORMAT, stamp_of
-from collector.log_format import frame
+from collector.log_format import frame, pack_record
 from collector.logfile import (LogDamageWarning, LogWriter, Repair, follow, log_files,
                                read_records)
 
@@ -497,3 +497,38 @@ def test_disk_full(tiny_fs):
     assert damage == []
     assert len(seqs(records)) == w.written
     assert seqs(records) == sorted(seqs(records))
+
+
+# What records hold: msgpack's own values, nested; and each at the sizes where msgpack's encoding changes.
+_BOUNDARIES = [0, -32, -33, 127, 128, 255, 256, 2**16, 2**32 - 1, 2**32, 2**63 - 1, 2**64 - 1, -2**63, 1.5, -0.0,
+               *("é" * n for n in (31, 32, 255, 256, 65535, 65536)), *(b"x" * n for n in (255, 256, 65536)),
+               [1] * 15, [1] * 16, [1] * 65536, {str(i): i for i in range(16)}, {str(i): i for i in range(65536)}]
+_RECORD_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats() | st.text() | st.binary(),
+    lambda inner: st.lists(inner, max_size=8) | st.dictionaries(st.text(max_size=8), inner, max_size=8), max_leaves=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), _RECORD_VALUES, max_size=8))
+def test_the_writer_packs_as_msgpack_does(record):
+    # The writer packs with msgspec for speed; logs hold the bytes msgpack.Packer wrote before (and
+    # readers of older logs expect): the same bytes, whatever a record holds.
+    assert pack_record(record) == msgpack.packb(record, use_bin_type=True)
+
+
+@pytest.mark.parametrize("value", _BOUNDARIES, ids=range(len(_BOUNDARIES)))
+def test_the_writer_packs_each_size_as_msgpack_does(value):
+    assert pack_record({"kind": "test", "value": value}) == msgpack.packb({"kind": "test", "value": value},
+                                                                          use_bin_type=True)
+
+
+def test_the_writer_packs_every_kind_as_msgpack_does(tmp_path):
+    from tests.test_record_schema import VALID
+    writer = LogWriter(tmp_path, HEADER)
+    records = [record for kind, record in VALID.items() if kind != "header"]
+    start = os.path.getsize(writer.path)
+    writer.write_many(records)
+    writer.close()
+    with open(writer.path, "rb") as f:
+        f.seek(start)
+        assert f.read(sum(map(len, map(framed, records)))) == b"".join(map(framed, records))
