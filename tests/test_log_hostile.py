@@ -281,10 +281,12 @@ def test_a_hole_between_records_is_named_once_and_skipped_without_reading_it(tmp
     assert time.process_time() - started < 2, "the hole was read"
 
 
-def test_a_hole_at_the_end_of_a_file_being_written_is_waited_on_not_skipped(tmp_path):
+# A hole under READ_SIZE was read whole with the records before it and named damage, not waited on.
+@pytest.mark.parametrize("hole_bytes", [64 << 10, (1 << 20) - 4096, HOLE_BYTES])
+def test_a_hole_at_the_end_of_a_file_being_written_is_waited_on_not_skipped(tmp_path, hole_bytes):
     [path] = write_log(tmp_path, 2)
     written = path.stat().st_size
-    os.truncate(path, written + HOLE_BYTES)
+    os.truncate(path, written + hole_bytes)
     holes_told(path)
     damage = []
     started = time.process_time()
@@ -293,12 +295,48 @@ def test_a_hole_at_the_end_of_a_file_being_written_is_waited_on_not_skipped(tmp_
         assert list(cursor.records()) == [] and damage == [], "a writer may yet append after the hole"
         append_lost(path, [2])
         assert counts(cursor.records()) == [2] and len(damage) == 1
-        assert cursor.offset == written + HOLE_BYTES + len(frame(msgpack.packb(lost(2))))
-        os.truncate(path, cursor.offset + HOLE_BYTES)  # a hole to the end, the file now finished
+        assert damage[0][1] == written and "bytes never written (a hole)" in damage[0][2], damage
+        assert cursor.offset == written + hole_bytes + len(frame(msgpack.packb(lost(2))))
+        os.truncate(path, cursor.offset + hole_bytes)  # a hole to the end, the file now finished
+        assert list(cursor.records()) == [] and len(damage) == 1, "still written: waited on"
         assert list(cursor.records(final=True)) == [] and cursor.torn_at is None
-    assert damage[1][1:] == (cursor.offset - HOLE_BYTES,
-                             f"{HOLE_BYTES:,} bytes never written (a hole); skipped to the next whole record")
+    assert damage[1][1:] == (cursor.offset - hole_bytes,
+                             f"{hole_bytes:,} bytes never written (a hole); skipped to the next whole record")
     assert time.process_time() - started < 2, "the hole was read"
+
+
+# Garbage then a hole was named twice: the garbage, then the hole at the next READ_SIZE boundary.
+@pytest.mark.parametrize("hole_bytes", [64 << 10, HOLE_BYTES])
+@pytest.mark.parametrize("garbage", [100, 8000, (1 << 20) + 5000])
+def test_garbage_then_a_hole_is_named_once_where_the_garbage_starts(tmp_path, garbage, hole_bytes):
+    [path] = write_log(tmp_path, 3)
+    written = path.stat().st_size
+    with open(path, "ab") as file:
+        file.write(bytes(random.Random(garbage).randrange(1, 256) for _ in range(garbage)))
+    os.truncate(path, written + garbage + hole_bytes)
+    holes_told(path)
+    append_lost(path, [3, 4])
+    started = time.process_time()
+    records, damage = read(path)
+    assert counts(records) == [0, 1, 2, 3, 4]
+    [(_, offset, why)] = damage
+    assert offset == written, f"named at {offset:,}, the garbage starts at {written:,}"
+    if garbage < 1 << 20:  # over a read, the garbage is named before the hole is seen; the hole is not named
+        assert why.startswith("damaged (no record marker) and ") and "bytes never written (a hole)" in why, why
+    assert time.process_time() - started < 2, "the hole was read"
+
+
+# Under READ_SIZE, a hole between records was damage "with no record marker", over it a hole.
+def test_a_small_hole_between_records_is_named_a_hole(tmp_path):
+    [path] = write_log(tmp_path, 3)
+    written = path.stat().st_size
+    os.truncate(path, written + (64 << 10))
+    holes_told(path)
+    append_lost(path, [3])
+    records, damage = read(path)
+    assert counts(records) == [0, 1, 2, 3]
+    [(_, offset, why)] = damage
+    assert offset == written and why.endswith(" bytes never written (a hole); skipped to the next whole record"), why
 
 
 @pytest.mark.parametrize("zeros", [12, 5000, (1 << 20) - 100, 3 << 20])
