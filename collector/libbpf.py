@@ -386,10 +386,15 @@ class PerfBuffer:
             self._lib.perf_buffer__consume(self._pb)
             copied, self._copied = self._copied, []
             start = 0
-            for end in range(1, len(copied) + 1):  # a CPU's records at a time, as the direct reader
-                if end == len(copied) or copied[end][0] != copied[start][0]:
-                    self._on_records(b"".join(record for _cpu, record in copied[start:end]))
-                    start = end
+            try:
+                for end in range(1, len(copied) + 1):  # a CPU's records at a time, as the direct reader
+                    if end == len(copied) or copied[end][0] != copied[start][0]:
+                        group, start = copied[start:end], end
+                        self._on_records(b"".join(record for _cpu, record in group))
+            finally:
+                # on_records raised: the CPUs' records not handed over yet wait for the next read, as
+                # the rings the direct reader has not reached
+                self._copied[:0] = copied[start:]
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
