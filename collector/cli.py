@@ -220,7 +220,7 @@ def replay_command(captures: tuple[str, ...], log_dir: str, anonymize_key: str |
 @main.command("export")
 @click.option("--log-dir", "log_dirs", multiple=True, required=True, type=click.Path(file_okay=False),
               metavar="DIR", help="Directory of the msgpack logs; repeat for several hosts'.")
-@click.option("--to", required=True, type=click.Path(file_okay=False), metavar="PATH",
+@click.option("--to", required=True, type=click.Path(), metavar="PATH",  # what else is there: export says
               help="The Parquet dataset's directory: made if absent, added to if an earlier export made it.")
 @click.option("--since", metavar="TIME", help="Only records at or after TIME (as for report); fixed per dataset.")
 @click.option("--until", metavar="TIME", help="Only records before TIME; fixed per dataset.")

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from collector.anonymize import Anonymizer
 from collector.errors import CollectorError
 from collector.export_rows import MANIFEST, TABLE_COLUMNS, Connections, Row, RowMaker
+from collector.log_dir import kind_of
 from collector.logfile import DamageHandler, expand, read_file_from
 from collector.parquet_schema import arrow_table
 from collector.render import iso_time
@@ -170,9 +171,32 @@ class _Manifest:
         os.replace(temporary, self.path)
 
 
+def _check_target(root: Path) -> None:
+    """--to is a directory, a link to one, or nothing yet (made then); else one line says what is there.
+    Other errors (a part of the path a file, no permission) are the command's one line with its hint."""
+    try:
+        info = os.lstat(root)
+    except FileNotFoundError:
+        return
+    what = kind_of(info.st_mode)
+    if stat.S_ISLNK(info.st_mode):
+        try:
+            info = os.stat(root)
+        except FileNotFoundError:
+            raise CollectorError(f"--to {root} is a symbolic link to nowhere ({os.readlink(root)}); "
+                                 "remove it, or give a directory") from None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise CollectorError(f"--to {root} is a symbolic link that loops; remove it, or give a directory") from None
+        what = f"a symbolic link to {kind_of(info.st_mode)}"
+    if not stat.S_ISDIR(info.st_mode):
+        raise CollectorError(f"--to {root} is {what}, not a directory; give a directory (one that does not "
+                             "exist yet is made)")
+
+
 def _open_dataset(root: Path) -> _Manifest:
-    if root.exists() and not root.is_dir():
-        raise CollectorError(f"--to {root} is a file; give a directory")
+    _check_target(root)
     # Our lock alone is what an export of no new records leaves: no manifest yet, and no other file.
     if root.is_dir() and not (root / MANIFEST).exists() and any(p.name != LOCK for p in root.iterdir()):
         raise CollectorError(f"--to {root} holds files but no {MANIFEST}: not an addaddr export; "

@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -148,6 +149,44 @@ def test_export_to_a_directory_of_other_files_is_refused(tmp_path):
     result = export("--log-dir", str(dirs[0]), "--to", str(tmp_path / "home"))
     assert result.exit_code == 1 and "not an addaddr export" in result.stderr, f"got {result.stderr!r}"
     assert (tmp_path / "home/notes.txt").read_text() == "mine"
+
+
+def bound(path: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))  # the socket file stays
+
+
+# A FIFO, a socket or a device was "a file"; a regular file got click's "Directory 'x' is a file."
+# (usage, status 2); a dangling or looping link "File exists".
+ODD_TARGETS = {
+    "a FIFO": (lambda path: os.mkfifo(path), "is a FIFO, not a directory"),
+    "a socket": (lambda path: bound(path), "is a socket, not a directory"),
+    "a device": (lambda path: path.symlink_to("/dev/null"), "is a symbolic link to a character device, not a directory"),
+    "a file": (lambda path: path.write_text("mine"), "is a regular file, not a directory"),
+    "a link to a file": (lambda path: (path.with_name("target").write_text("mine"), path.symlink_to("target")),
+                         "is a symbolic link to a regular file, not a directory"),
+    "a dangling link": (lambda path: path.symlink_to("nowhere"), "is a symbolic link to nowhere (nowhere)"),
+    "a link that loops": (lambda path: path.symlink_to(path.name), "is a symbolic link that loops"),
+}
+
+
+@pytest.mark.parametrize("odd", ODD_TARGETS)
+def test_export_to_what_is_no_directory_says_what_it_is(tmp_path, odd):
+    dirs = logs_of_two_hosts(tmp_path)
+    make, said = ODD_TARGETS[odd]
+    make(tmp_path / "to")
+    result = export("--log-dir", str(dirs[0]), "--to", str(tmp_path / "to"))
+    assert result.exit_code == 1, f"got {result.exit_code}: {result.stderr!r}"
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"addaddr: error: --to {tmp_path / 'to'} {said}") and "give " in line, line
+
+
+def test_export_to_a_link_to_a_directory_exports_there(tmp_path):
+    dirs = logs_of_two_hosts(tmp_path)
+    (tmp_path / "set").mkdir()
+    (tmp_path / "to").symlink_to("set")
+    exported(dirs[:1], tmp_path / "to")
+    assert (tmp_path / "set" / MANIFEST).is_file()
 
 
 def test_an_export_of_empty_logs_can_be_run_again(tmp_path):

@@ -95,8 +95,6 @@ def run_on_a_terminal(args: list[str]) -> tuple[int, str]:
 @pytest.mark.parametrize("odd", ODD)
 @pytest.mark.parametrize("command", COMMANDS)
 def test_an_odd_path_gets_one_line(command, odd, terminal, place):
-    if command == "export --to" and odd in ("a FIFO", "/dev/zero"):
-        pytest.skip("a file given as --to: export's own check, tests/test_fleet.py")
     if command == "tail --follow --log-dir" and odd in ("a dangling link", "non-UTF-8 bytes"):
         pytest.skip("not there yet: --follow waits for the directory to be made")
     if command == "replay CAPTURE" and odd == "a FIFO":
