@@ -88,6 +88,13 @@ class FileCursor:
         # Not a generator itself: one level of `yield from` less for every record.
         if self._stopped:
             return iter(())
+        size = os.fstat(self._file.fileno()).st_size
+        if size < self.offset:
+            # Cut in place (truncate, `> file`) with a writer appending on: what it writes now starts
+            # below where reading had got to, and waiting for the file to grow past there loses it.
+            self._report(size, f"the file is {size:,} bytes, shorter than the {self.offset:,} read: cut while "
+                               "read (truncate?); read again from its start")
+            self.offset, self.format, self.torn_at, self._in_damage = 0, None, None, False
         if self.format is None:
             self._file.seek(0)
             head = self._file.read(len(MARKER))

@@ -305,6 +305,24 @@ def test_a_hole_at_the_end_of_a_file_being_written_is_waited_on_not_skipped(tmp_
     assert time.process_time() - started < 2, "the hole was read"
 
 
+# A follower waited for the file to grow past where it had read: records written after a cut were
+# lost, and the first it read again was in the middle of one (named damage).
+def test_a_file_cut_while_followed_is_named_and_read_again_from_its_start(tmp_path):
+    [path] = write_log(tmp_path, 20)
+    damage = []
+    with FileCursor(path, os.open(path, os.O_RDONLY), lambda *where: damage.append(where)) as cursor:
+        assert counts(cursor.records()) == list(range(20))
+        read_to = cursor.offset
+        os.truncate(path, 0)
+        append_lost(path, [30, 31])
+        cut_to = path.stat().st_size
+        assert counts(cursor.records()) == [30, 31]
+        append_lost(path, range(32, 60))  # past where reading had got to before the cut
+        assert counts(cursor.records()) == list(range(32, 60))
+    assert damage == [(path, cut_to, f"the file is {cut_to:,} bytes, shorter than the {read_to:,} read: cut "
+                                     "while read (truncate?); read again from its start")]
+
+
 # Garbage then a hole was named twice: the garbage, then the hole at the next READ_SIZE boundary.
 @pytest.mark.parametrize("hole_bytes", [64 << 10, HOLE_BYTES])
 @pytest.mark.parametrize("garbage", [100, 8000, (1 << 20) + 5000])
