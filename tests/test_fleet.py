@@ -181,6 +181,14 @@ def test_export_to_what_is_no_directory_says_what_it_is(tmp_path, odd):
     assert line.startswith(f"addaddr: error: --to {tmp_path / 'to'} {said}") and "give " in line, line
 
 
+def test_an_empty_anonymize_key_is_refused_not_taken_for_none(tmp_path):
+    """`--anonymize-key "$KEY"` with KEY unset exported the real addresses: "" read as no key."""
+    dirs = logs_of_two_hosts(tmp_path)
+    result = export("--log-dir", str(dirs[0]), "--to", str(tmp_path / "set"), "--anonymize-key", "")
+    assert result.exit_code == 2 and "'--anonymize-key': is empty" in result.stderr, result.stderr
+    assert not (tmp_path / "set").exists()
+
+
 def test_export_to_a_link_to_a_directory_exports_there(tmp_path):
     dirs = logs_of_two_hosts(tmp_path)
     (tmp_path / "set").mkdir()

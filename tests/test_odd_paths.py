@@ -53,6 +53,7 @@ ODD = {
     "a name too long": lambda root: str(root / LONG_NAME),
     "non-UTF-8 bytes": lambda root: os.fsdecode(bytes(root / "bad") + b"\xff"),
     "a directory nobody may search": lambda root: str(root / "locked" / "inside"),
+    "an empty name": lambda root: "",  # "$UNSET": was the option not given, or "."
 }
 
 COMMANDS = {
