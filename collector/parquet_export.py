@@ -247,6 +247,16 @@ def _log_name(path: Path) -> str:
     return os.path.realpath(path)
 
 
+def _started(path: Path) -> list:
+    """[host, file_started] of the header a log file starts with: what tells it from another file put
+    under its name later (rsync's copies of a growing file have new inodes, the same header)."""
+    for record, _offset in read_file_from(path, on_damage=lambda *_: None):  # damage: said when read
+        if record.get("kind") == "header":
+            return [record.get("host") or NO_HOST, record.get("file_started")]
+        break
+    return [NO_HOST, None]
+
+
 def _log_size(path: Path) -> int | None:
     """Its size, links not followed; None for what is no regular file (a FIFO, a link to /dev/zero or
     a loop), which the reader names and skips."""
@@ -326,19 +336,24 @@ def _export(root, manifest, log_dirs, since, until, anonymize_key, on_progress, 
             continue
         if size == seen["offset"]:
             continue
+        if seen["offset"] and "started" in seen and _started(path) != [seen["host"], seen["started"]]:
+            result.problems.append(f"{path} is not the file exported before under this name (its header "
+                                   f"differs): replaced? its records were not exported; export it to a new "
+                                   f"--to directory, or give it another name")
+            continue
         result.files_read += 1
-        host, offset = seen["host"], seen["offset"]
+        host, started, offset = seen["host"], seen.get("started"), seen["offset"]
         start = offset
         for record, offset in read_file_from(path, offset, on_damage=on_damage):
             if record.get("kind") == "header":
-                host = record.get("host") or NO_HOST
+                host, started = record.get("host") or NO_HOST, record.get("file_started")
                 continue
             result.records += 1
             maker.add(host or NO_HOST, anonymize(record) if anonymize else record)
             if on_progress is not None and result.records % PROGRESS_RECORDS == 0:
                 on_progress(done_bytes + offset - start)
         done_bytes += size - seen["offset"]
-        logs[name] = {"offset": offset, "host": host}
+        logs[name] = {"offset": offset, "host": host, "started": started}
         if on_progress is not None:
             on_progress(done_bytes)
     if not result.files_read:

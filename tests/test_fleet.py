@@ -11,10 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgpack
 import pytest
 from click.testing import CliRunner
 
 from collector.cli import main
+from collector.log_format import frame
 from collector.logfile import LogWriter
 from test_odd_paths import ADDADDR, run_on_a_terminal
 from test_report import HAND_BUILT, T0, add_addr, connection, json_report, write_log
@@ -195,6 +197,31 @@ def test_export_to_a_link_to_a_directory_exports_there(tmp_path):
     (tmp_path / "to").symlink_to("set")
     exported(dirs[:1], tmp_path / "to")
     assert (tmp_path / "set" / MANIFEST).is_file()
+
+
+def test_a_log_replaced_by_another_under_its_name_is_named_not_read_from_the_old_offset(tmp_path):
+    """Read on from where the first file had been exported, its first records were lost (named damage)
+    and the rest exported under the first file's host."""
+    write_log(tmp_path / "logs", HAND_BUILT[:3], host="alpha")
+    exported([tmp_path / "logs"], tmp_path / "set")
+    [path] = (tmp_path / "logs").iterdir()
+    write_log(tmp_path / "other", HAND_BUILT, host="beta")
+    [other] = (tmp_path / "other").iterdir()
+    os.replace(other, path)  # larger: not caught by its size
+    result = export("--log-dir", str(tmp_path / "logs"), "--to", str(tmp_path / "set"))
+    assert result.exit_code == 1 and f"{path} is not the file exported before" in result.stderr, result.stderr
+    assert "0 new records" in result.stderr and "damaged" not in result.stderr, result.stderr
+
+
+def test_a_growing_log_copied_anew_each_time_is_read_on(tmp_path):
+    """rsync puts a new copy (a new inode) of a growing log in place: the same file, read on."""
+    write_log(tmp_path / "logs", HAND_BUILT[:3], host="alpha")
+    exported([tmp_path / "logs"], tmp_path / "set")
+    [path] = (tmp_path / "logs").iterdir()
+    copy = tmp_path / "copy"
+    copy.write_bytes(path.read_bytes() + b"".join(frame(msgpack.packb(record)) for record in HAND_BUILT[3:]))
+    os.replace(copy, path)
+    assert f"{len(HAND_BUILT) - 3} new records" in exported([tmp_path / "logs"], tmp_path / "set")
 
 
 def test_an_export_of_empty_logs_can_be_run_again(tmp_path):
