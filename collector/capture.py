@@ -243,6 +243,21 @@ def _framer(path, link_type: int) -> Callable[..., bytes] | None:
 
 # --- errors ---------------------------------------------------------------------------------------
 
+def _refill(path, source, data, offset: int, next_report: int, needed: int, least: int,
+            index: int) -> tuple[bytes, int, int, int]:
+    """The readers' one way to more bytes: `data` from `offset` on, with `needed` bytes read if the
+    source has them (a stream reads on; a mapped file has all it will), and the reader's offsets moved
+    with it: (data, offset, its size, next_report). Some bytes but fewer than `least`: the capture is
+    cut short at packet `index`; none: it ends, which the reader tells (offset == size). Called only at
+    the end of what is read: the per-packet path stays inline."""
+    data, shift = source.refill(data, offset, needed)
+    offset -= shift
+    size = len(data)
+    if offset < size < offset + least:
+        raise _truncated(path, index, source.base + offset)
+    return data, offset, size, next_report - shift
+
+
 def _truncated(path, count: int, offset: int) -> CaptureError:
     return CaptureError(f"{path}: truncated after {count} packet{'' if count == 1 else 's'}: "
                         f"the file ends inside the record at byte {offset}")
@@ -280,23 +295,18 @@ def _read_pcap(path, source, order: str, scale: float, on_progress) -> Iterator[
         next_report = PROGRESS_STEP
         while True:
             if size - offset < 16:
-                data, shift = source.refill(data, offset, 16)
-                offset, next_report, size = offset - shift, next_report - shift, len(data)
+                data, offset, size, next_report = _refill(path, source, data, offset, next_report, 16, 16, index)
                 if size == offset:
                     break
-                if size - offset < 16:
-                    raise _truncated(path, index, source.base + offset)
             seconds, fraction, captured, _original = record(data, offset)
             if captured > MAX_RECORD:
                 raise _damaged(path, source.base + offset, f"packet {index} claims {captured} captured bytes")
             start = offset + 16
             end = start + captured
             if end > size:
-                data, shift = source.refill(data, offset, 16 + captured)
-                offset, start, end, next_report, size = (offset - shift, start - shift, end - shift,
-                                                         next_report - shift, len(data))
-                if end > size:
-                    raise _truncated(path, index, source.base + offset)
+                data, offset, size, next_report = _refill(path, source, data, offset, next_report, 16 + captured,
+                                                          16 + captured, index)
+                start, end = offset + 16, offset + 16 + captured
             frame = data[start:end] if framer is None else framer(data, start, end)
             # Multiplying by 1e-6 or 1e-9 errs far below the precision of the sum.
             yield seconds + fraction * scale, frame, index
@@ -366,12 +376,9 @@ def _read_pcapng(path, source, on_progress) -> Iterator[tuple[float, bytes, int]
         while True:
             # 16: a section header's version too, which _section checks when it is there.
             if size - offset < 16:
-                data, shift = source.refill(data, offset, 16)
-                offset, next_report, size = offset - shift, next_report - shift, len(data)
+                data, offset, size, next_report = _refill(path, source, data, offset, next_report, 16, 12, index)
                 if size == offset:
                     break
-                if size - offset < 12:
-                    raise _truncated(path, index, source.base + offset)
             block_type, length = order.block(data, offset)
             if block_type == _SHB:
                 order = _section(path, data, offset, source.base)
@@ -384,10 +391,9 @@ def _read_pcapng(path, source, on_progress) -> Iterator[tuple[float, bytes, int]
                                f"of {length} bytes")
             end = offset + length
             if end > size:
-                data, shift = source.refill(data, offset, length)
-                offset, end, next_report, size = offset - shift, end - shift, next_report - shift, len(data)
-                if end > size:
-                    raise _truncated(path, index, source.base + offset)
+                data, offset, size, next_report = _refill(path, source, data, offset, next_report, length, length,
+                                                          index)
+                end = offset + length
             if order.u32(data, end - 4)[0] != length:
                 raise _damaged(path, source.base + offset, f"block of type {block_type} has a length of {length} "
                                f"bytes at its start and {order.u32(data, end - 4)[0]} at its end")

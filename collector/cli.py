@@ -20,13 +20,24 @@ REPORT_FORMATS = ("table", "json", "csv", "markdown")
 # collector.hook.MODES, spelled out for the same reason; tests/test_hook.py checks the two agree.
 ATTACH_MODES = ("auto", "tcx", "clsact")
 
+class _GivenPath(click.Path):
+    """click.Path that refuses an empty value: "" is no path, and as a falsy string it read as the option
+    not given (`--anonymize-key "$KEY"` with KEY unset exported real addresses) or as "." (the current
+    directory got the logs or the dataset)."""
+
+    def convert(self, value, param, ctx):
+        if value == "":
+            self.fail("is empty: give a path (an unset shell variable?)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
 log_dir_option = click.option("--log-dir", default=DEFAULT_LOG_DIR, show_default=True,
-                              type=click.Path(file_okay=False), help="Directory of the msgpack logs.")
+                              type=_GivenPath(file_okay=False), help="Directory of the msgpack logs.")
 format_option = click.option("--format", "form", type=click.Choice(REPORT_FORMATS), default="table",
                              show_default=True, help="For people, programs, spreadsheets or papers.")
 anonymize_option = click.option(
-    "--anonymize-key", type=click.Path(dir_okay=False), metavar="FILE",
+    "--anonymize-key", type=_GivenPath(dir_okay=False), metavar="FILE",
     help="Log prefix-preserving anonymized addresses, keyed by FILE (32 bytes; made, mode 0600, if absent). "
          "Classes are computed from the real addresses, so reports are unchanged.")
 
@@ -166,15 +177,15 @@ def tail_command(log_dir: str, follow: bool, as_json: bool) -> int:
 
 @main.command("report")
 @click.option("--log-dir", "log_dirs", multiple=True, default=(DEFAULT_LOG_DIR,), show_default=True,
-              type=click.Path(file_okay=False),
+              type=_GivenPath(file_okay=False),
               help="Directory of the msgpack logs; repeat to merge several hosts'.")
 @click.option("--since", metavar="TIME",
               help="Only records at or after TIME: ISO 8601 (naive is UTC) or epoch seconds.")
 @click.option("--until", metavar="TIME", help="Only records before TIME (same forms as --since).")
 @format_option
-@click.option("--plot", type=click.Path(dir_okay=False), metavar="FILE.png",
+@click.option("--plot", type=_GivenPath(dir_okay=False), metavar="FILE.png",
               help="Also draw the class shares of announced addresses per family (needs matplotlib).")
-@click.option("--parquet", metavar="PATH", type=click.Path(file_okay=False),
+@click.option("--parquet", metavar="PATH", type=_GivenPath(file_okay=False),
               help="Read the dataset `addaddr export --to PATH` made, with DuckDB, instead of the logs "
                    "(same figures; for a fleet's months of logs).")
 @exits_with_status
@@ -196,8 +207,8 @@ def report_command(log_dirs: tuple[str, ...], since: str | None, until: str | No
 
 
 @main.command("replay")
-@click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...", type=click.Path(dir_okay=False))
-@click.option("--log-dir", default="addaddr-replay", show_default=True, type=click.Path(file_okay=False),
+@click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...", type=_GivenPath(dir_okay=False))
+@click.option("--log-dir", default="addaddr-replay", show_default=True, type=_GivenPath(file_okay=False),
               help="Directory for the logs, as `run` writes them.")
 @anonymize_option
 @host_option
@@ -218,13 +229,13 @@ def replay_command(captures: tuple[str, ...], log_dir: str, anonymize_key: str |
 
 
 @main.command("export")
-@click.option("--log-dir", "log_dirs", multiple=True, required=True, type=click.Path(file_okay=False),
+@click.option("--log-dir", "log_dirs", multiple=True, required=True, type=_GivenPath(file_okay=False),
               metavar="DIR", help="Directory of the msgpack logs; repeat for several hosts'.")
-@click.option("--to", required=True, type=click.Path(file_okay=False), metavar="PATH",
+@click.option("--to", required=True, type=_GivenPath(), metavar="PATH",  # what else is there: export says
               help="The Parquet dataset's directory: made if absent, added to if an earlier export made it.")
 @click.option("--since", metavar="TIME", help="Only records at or after TIME (as for report); fixed per dataset.")
 @click.option("--until", metavar="TIME", help="Only records before TIME; fixed per dataset.")
-@click.option("--anonymize-key", type=click.Path(dir_okay=False), metavar="FILE",
+@click.option("--anonymize-key", type=_GivenPath(dir_okay=False), metavar="FILE",
               help="Anonymize the addresses as `run --anonymize-key FILE` does, for exports that leave the "
                    "operator; fixed per dataset.")
 @exits_with_status
@@ -252,7 +263,7 @@ def export_command(log_dirs: tuple[str, ...], to: str, since: str | None, until:
 @main.command("demo")
 @click.option("--connections", default=50, show_default=True, type=click.IntRange(1, 2000),
               help="MPTCP connections per client and family.")
-@click.option("--keep-logs", type=click.Path(file_okay=False), metavar="DIR",
+@click.option("--keep-logs", type=_GivenPath(file_okay=False), metavar="DIR",
               help="Keep the collector's logs in DIR (default: a temporary directory, removed).")
 @exits_with_status
 def demo_command(connections: int, keep_logs: str | None) -> int:
@@ -268,11 +279,11 @@ DEFAULT_TRAFFIC_PPS = 20_000
 
 
 @main.command("replay-traffic", hidden=True)
-@click.argument("capture", type=click.Path(exists=True, dir_okay=False))
+@click.argument("capture", type=_GivenPath(exists=True, dir_okay=False))
 @click.option("--pps", type=click.IntRange(1), default=DEFAULT_TRAFFIC_PPS, show_default=True,
               help="Packets per second tcpreplay sends.")
 @click.option("--top-speed", is_flag=True, help="As fast as tcpreplay can (overrides --pps).")
-@click.option("--log-dir", type=click.Path(file_okay=False), metavar="DIR",
+@click.option("--log-dir", type=_GivenPath(file_okay=False), metavar="DIR",
               help="Keep the collector's logs in DIR (default: a temporary directory, removed).")
 @format_option
 @exits_with_status

@@ -14,6 +14,7 @@ import platform
 import select
 import signal
 import tempfile
+import threading
 from collections import deque
 from functools import cache
 from typing import Callable
@@ -379,18 +380,30 @@ class PerfBuffer:
             return
         # A signal handler run inside the callback would raise into ctypes, which drops the exception
         # and the record libbpf has already consumed: the signals wait until what was read is handed over.
+        # Blocked here, one still reaches another thread of the process, and its Python handler then
+        # runs in the main thread, inside the callback: the main thread's handlers only note it.
         held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+        handlers, noted = _note_signals()
         try:
             # Its only failure, a record it could not copy whole (no memory), leaves the ring unread
             # from there: read again next time, nothing lost. What it copied before is handed over.
             self._lib.perf_buffer__consume(self._pb)
             copied, self._copied = self._copied, []
             start = 0
-            for end in range(1, len(copied) + 1):  # a CPU's records at a time, as the direct reader
-                if end == len(copied) or copied[end][0] != copied[start][0]:
-                    self._on_records(b"".join(record for _cpu, record in copied[start:end]))
-                    start = end
+            try:
+                for end in range(1, len(copied) + 1):  # a CPU's records at a time, as the direct reader
+                    if end == len(copied) or copied[end][0] != copied[start][0]:
+                        group, start = copied[start:end], end
+                        self._on_records(b"".join(record for _cpu, record in group))
+            finally:
+                # on_records raised: the CPUs' records not handed over yet wait for the next read, as
+                # the rings the direct reader has not reached
+                self._copied[:0] = copied[start:]
         finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+            for signum in noted:
+                signal.raise_signal(signum)  # pending until unblocked: to the handler it was meant for
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def _copy_record(self, _ctx, cpu: int, header: int) -> int:
@@ -419,6 +432,17 @@ LIBBPF_PERF_EVENT_CONT = -2
 DIRECT_READ = platform.machine() in ("x86_64", "AMD64")
 # What stops a run or a replay (collector/signals.py): held while libbpf calls back into Python.
 _HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+def _note_signals() -> tuple[dict, list[int]]:
+    """In the main thread, the only one that runs Python's handlers: handlers of the held signals that
+    note which came, and those they replace (a handler not set from Python: the default)."""
+    noted: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        return {}, noted
+    handlers = {signum: signal.signal(signum, lambda signum, _frame: noted.append(signum))
+                for signum in _HELD_SIGNALS}
+    return {signum: signal.SIG_DFL if handler is None else handler for signum, handler in handlers.items()}, noted
+
+
 # enum bpf_perf_event_ret (*perf_buffer_event_fn)(void *ctx, int cpu, struct perf_event_header *event)
 _RECORD_FN = ctypes.CFUNCTYPE(ctypes.c_int, _p, ctypes.c_int, _p)
 

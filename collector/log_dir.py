@@ -30,6 +30,11 @@ _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a directory", stat.S_IFSOCK: "a
           stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFLNK: "a symbolic link"}
 
 
+def kind_of(mode: int) -> str:
+    """What a file of this `st_mode` is, in a few words: "a FIFO", "a regular file"."""
+    return "a regular file" if stat.S_ISREG(mode) else _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
 class NotALog(Exception):
     """An entry named like a log file that the collector will not open, and why, in a few words."""
 

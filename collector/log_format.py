@@ -95,6 +95,13 @@ class FileCursor:
         # Not a generator itself: one level of `yield from` less for every record.
         if self._stopped:
             return iter(())
+        size = os.fstat(self._file.fileno()).st_size
+        if size < self.offset:
+            # Cut in place (truncate, `> file`) with a writer appending on: what it writes now starts
+            # below where reading had got to, and waiting for the file to grow past there loses it.
+            self._report(size, f"the file is {size:,} bytes, shorter than the {self.offset:,} read: cut while "
+                               "read (truncate?); read again from its start")
+            self.offset, self.format, self.torn_at, self._in_damage = 0, None, None, False
         if self.format is None:
             self._file.seek(0)
             head = self._file.read(len(MARKER))
@@ -157,23 +164,28 @@ class FileCursor:
                 else:
                     why = f"record length {length} over the limit"
                 found = buf.find(MARKER, pos + 1)
-                if found < 0 and not eof and buf.count(0, pos) == end_of_data - pos:
-                    # Zeros to the end of what is read: if a hole (never written) follows, skip it
-                    # rather than read it, at seconds a GiB.
-                    data = self._data_from(base + end_of_data, final)
+                stop = found if found >= 0 else end_of_data
+                # A hole (bytes never written) reads as zeros: ask the kernel, and skip it rather than
+                # read it, at seconds a GiB. Only damage that ends in a zero can run into one.
+                if buf[stop - 1] == 0 and (hole := self._hole(base + pos, base + stop, final)) is not None:
+                    hole_at, data = hole
                     if data is None:
                         self.offset = base + pos
                         return  # a hole to the end of a file still written: the writer appends after it
-                    if data > base + end_of_data:
-                        self._in_damage = True
-                        self._report(base + pos, f"{data - base - pos:,} bytes never written (a hole); "
-                                                 "skipped to the next whole record")
-                        self._file.seek(data)
-                        base, buf, pos = data, b"", 0
-                        self.offset = data
-                        break
-                    if not self._in_damage and end_of_data - pos < READ_SIZE:
-                        break  # a hole may start just after: read on before naming these zeros
+                    if not self._in_damage:  # else named already, with what went before it
+                        if buf.count(0, pos, hole_at - base) == hole_at - base - pos:  # zeros up to it
+                            what = f"{data - base - pos:,} bytes never written (a hole)"
+                        else:
+                            what = f"damaged ({why}) and {data - hole_at:,} bytes never written (a hole) after it"
+                        self._report(base + pos, f"{what}; skipped to the next whole record")
+                    self._in_damage = True
+                    self._file.seek(data)
+                    base, buf, pos, eof = data, b"", 0, False
+                    self.offset = data
+                    break
+                if found < 0 and not eof and not self._in_damage and end_of_data - pos < READ_SIZE \
+                        and buf[end_of_data - 1] == 0:
+                    break  # a hole may start just after: read on before naming this damage
                 self._damage(base + pos, why)
                 pos = found if found >= 0 else max(pos + 1, end_of_data - len(MARKER) + 1)
                 self.offset = base + pos
@@ -221,20 +233,27 @@ class FileCursor:
         if final and os.fstat(self._file.fileno()).st_size > self.offset:
             self._give_up(self.offset, "record cut short")
 
-    def _data_from(self, offset: int, final: bool) -> int | None:
-        """Where the data goes on from `offset`: offset itself, or past the hole that starts there (to
-        the end of a final file). None: a hole to the end of a file still written. A filesystem that
-        cannot tell holes from data (EINVAL) says all is data."""
+    def _hole(self, start: int, stop: int, final: bool) -> tuple[int, int | None] | None:
+        """The hole (bytes never written) that starts at or after `start` and by `stop`, if any: where
+        it starts, and where data goes on after it (a hole to the end: the end of a final file, None
+        while it may still be written). A filesystem that cannot tell holes from data has none."""
         fd = self._file.fileno()
+        reading_at = self._file.tell()  # lseek moves it: put back, for reading goes on from there
+        size = os.fstat(fd).st_size  # first: bytes appended after this are not taken for a hole
         try:
-            return os.lseek(fd, offset, os.SEEK_DATA)
+            hole_at = os.lseek(fd, start, os.SEEK_HOLE)
+        except OSError:
+            return None  # EINVAL: holes not told; ENXIO: start at the end
+        try:
+            if hole_at > stop or hole_at >= size:
+                return None  # SEEK_HOLE calls the end of the file a hole: it is not one
+            return hole_at, os.lseek(fd, hole_at, os.SEEK_DATA)
         except OSError as exc:
             if exc.errno != errno.ENXIO:
-                return offset
-        size = os.fstat(fd).st_size
-        if offset >= size:
-            return offset  # ENXIO at the end: no hole, nothing more yet
-        return size if final else None
+                raise
+            return hole_at, size if final else None  # a hole to the end
+        finally:
+            self._file.seek(reading_at)
 
     def _give_up(self, offset: int, why: str) -> None:
         self._stopped = True

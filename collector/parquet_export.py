@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from collector.anonymize import Anonymizer
 from collector.errors import CollectorError
 from collector.export_rows import MANIFEST, TABLE_COLUMNS, Connections, Row, RowMaker
+from collector.log_dir import kind_of
 from collector.logfile import DamageHandler, expand, read_file_from
 from collector.parquet_schema import arrow_table
 from collector.render import iso_time
@@ -170,9 +171,32 @@ class _Manifest:
         os.replace(temporary, self.path)
 
 
+def _check_target(root: Path) -> None:
+    """--to is a directory, a link to one, or nothing yet (made then); else one line says what is there.
+    Other errors (a part of the path a file, no permission) are the command's one line with its hint."""
+    try:
+        info = os.lstat(root)
+    except FileNotFoundError:
+        return
+    what = kind_of(info.st_mode)
+    if stat.S_ISLNK(info.st_mode):
+        try:
+            info = os.stat(root)
+        except FileNotFoundError:
+            raise CollectorError(f"--to {root} is a symbolic link to nowhere ({os.readlink(root)}); "
+                                 "remove it, or give a directory") from None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise CollectorError(f"--to {root} is a symbolic link that loops; remove it, or give a directory") from None
+        what = f"a symbolic link to {kind_of(info.st_mode)}"
+    if not stat.S_ISDIR(info.st_mode):
+        raise CollectorError(f"--to {root} is {what}, not a directory; give a directory (one that does not "
+                             "exist yet is made)")
+
+
 def _open_dataset(root: Path) -> _Manifest:
-    if root.exists() and not root.is_dir():
-        raise CollectorError(f"--to {root} is a file; give a directory")
+    _check_target(root)
     # Our lock alone is what an export of no new records leaves: no manifest yet, and no other file.
     if root.is_dir() and not (root / MANIFEST).exists() and any(p.name != LOCK for p in root.iterdir()):
         raise CollectorError(f"--to {root} holds files but no {MANIFEST}: not an addaddr export; "
@@ -221,6 +245,16 @@ def _log_name(path: Path) -> str:
     """The key of a log file in the manifest. realpath, not Path.resolve(): a link loop planted in a
     log directory must not end the export with RuntimeError (the reader then skips the link)."""
     return os.path.realpath(path)
+
+
+def _started(path: Path) -> list:
+    """[host, file_started] of the header a log file starts with: what tells it from another file put
+    under its name later (rsync's copies of a growing file have new inodes, the same header)."""
+    for record, _offset in read_file_from(path, on_damage=lambda *_: None):  # damage: said when read
+        if record.get("kind") == "header":
+            return [record.get("host") or NO_HOST, record.get("file_started")]
+        break
+    return [NO_HOST, None]
 
 
 def _log_size(path: Path) -> int | None:
@@ -302,19 +336,24 @@ def _export(root, manifest, log_dirs, since, until, anonymize_key, on_progress, 
             continue
         if size == seen["offset"]:
             continue
+        if seen["offset"] and "started" in seen and _started(path) != [seen["host"], seen["started"]]:
+            result.problems.append(f"{path} is not the file exported before under this name (its header "
+                                   f"differs): replaced? its records were not exported; export it to a new "
+                                   f"--to directory, or give it another name")
+            continue
         result.files_read += 1
-        host, offset = seen["host"], seen["offset"]
+        host, started, offset = seen["host"], seen.get("started"), seen["offset"]
         start = offset
         for record, offset in read_file_from(path, offset, on_damage=on_damage):
             if record.get("kind") == "header":
-                host = record.get("host") or NO_HOST
+                host, started = record.get("host") or NO_HOST, record.get("file_started")
                 continue
             result.records += 1
             maker.add(host or NO_HOST, anonymize(record) if anonymize else record)
             if on_progress is not None and result.records % PROGRESS_RECORDS == 0:
                 on_progress(done_bytes + offset - start)
         done_bytes += size - seen["offset"]
-        logs[name] = {"offset": offset, "host": host}
+        logs[name] = {"offset": offset, "host": host, "started": started}
         if on_progress is not None:
             on_progress(done_bytes)
     if not result.files_read:

@@ -6,14 +6,17 @@ import errno
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import msgpack
 import pytest
 from click.testing import CliRunner
 
 from collector.cli import main
+from collector.log_format import frame
 from collector.logfile import LogWriter
 from test_odd_paths import ADDADDR, run_on_a_terminal
 from test_report import HAND_BUILT, T0, add_addr, connection, json_report, write_log
@@ -148,6 +151,77 @@ def test_export_to_a_directory_of_other_files_is_refused(tmp_path):
     result = export("--log-dir", str(dirs[0]), "--to", str(tmp_path / "home"))
     assert result.exit_code == 1 and "not an addaddr export" in result.stderr, f"got {result.stderr!r}"
     assert (tmp_path / "home/notes.txt").read_text() == "mine"
+
+
+def bound(path: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))  # the socket file stays
+
+
+# A FIFO, a socket or a device was "a file"; a regular file got click's "Directory 'x' is a file."
+# (usage, status 2); a dangling or looping link "File exists".
+ODD_TARGETS = {
+    "a FIFO": (lambda path: os.mkfifo(path), "is a FIFO, not a directory"),
+    "a socket": (lambda path: bound(path), "is a socket, not a directory"),
+    "a device": (lambda path: path.symlink_to("/dev/null"), "is a symbolic link to a character device, not a directory"),
+    "a file": (lambda path: path.write_text("mine"), "is a regular file, not a directory"),
+    "a link to a file": (lambda path: (path.with_name("target").write_text("mine"), path.symlink_to("target")),
+                         "is a symbolic link to a regular file, not a directory"),
+    "a dangling link": (lambda path: path.symlink_to("nowhere"), "is a symbolic link to nowhere (nowhere)"),
+    "a link that loops": (lambda path: path.symlink_to(path.name), "is a symbolic link that loops"),
+}
+
+
+@pytest.mark.parametrize("odd", ODD_TARGETS)
+def test_export_to_what_is_no_directory_says_what_it_is(tmp_path, odd):
+    dirs = logs_of_two_hosts(tmp_path)
+    make, said = ODD_TARGETS[odd]
+    make(tmp_path / "to")
+    result = export("--log-dir", str(dirs[0]), "--to", str(tmp_path / "to"))
+    assert result.exit_code == 1, f"got {result.exit_code}: {result.stderr!r}"
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"addaddr: error: --to {tmp_path / 'to'} {said}") and "give " in line, line
+
+
+def test_an_empty_anonymize_key_is_refused_not_taken_for_none(tmp_path):
+    """`--anonymize-key "$KEY"` with KEY unset exported the real addresses: "" read as no key."""
+    dirs = logs_of_two_hosts(tmp_path)
+    result = export("--log-dir", str(dirs[0]), "--to", str(tmp_path / "set"), "--anonymize-key", "")
+    assert result.exit_code == 2 and "'--anonymize-key': is empty" in result.stderr, result.stderr
+    assert not (tmp_path / "set").exists()
+
+
+def test_export_to_a_link_to_a_directory_exports_there(tmp_path):
+    dirs = logs_of_two_hosts(tmp_path)
+    (tmp_path / "set").mkdir()
+    (tmp_path / "to").symlink_to("set")
+    exported(dirs[:1], tmp_path / "to")
+    assert (tmp_path / "set" / MANIFEST).is_file()
+
+
+def test_a_log_replaced_by_another_under_its_name_is_named_not_read_from_the_old_offset(tmp_path):
+    """Read on from where the first file had been exported, its first records were lost (named damage)
+    and the rest exported under the first file's host."""
+    write_log(tmp_path / "logs", HAND_BUILT[:3], host="alpha")
+    exported([tmp_path / "logs"], tmp_path / "set")
+    [path] = (tmp_path / "logs").iterdir()
+    write_log(tmp_path / "other", HAND_BUILT, host="beta")
+    [other] = (tmp_path / "other").iterdir()
+    os.replace(other, path)  # larger: not caught by its size
+    result = export("--log-dir", str(tmp_path / "logs"), "--to", str(tmp_path / "set"))
+    assert result.exit_code == 1 and f"{path} is not the file exported before" in result.stderr, result.stderr
+    assert "0 new records" in result.stderr and "damaged" not in result.stderr, result.stderr
+
+
+def test_a_growing_log_copied_anew_each_time_is_read_on(tmp_path):
+    """rsync puts a new copy (a new inode) of a growing log in place: the same file, read on."""
+    write_log(tmp_path / "logs", HAND_BUILT[:3], host="alpha")
+    exported([tmp_path / "logs"], tmp_path / "set")
+    [path] = (tmp_path / "logs").iterdir()
+    copy = tmp_path / "copy"
+    copy.write_bytes(path.read_bytes() + b"".join(frame(msgpack.packb(record)) for record in HAND_BUILT[3:]))
+    os.replace(copy, path)
+    assert f"{len(HAND_BUILT) - 3} new records" in exported([tmp_path / "logs"], tmp_path / "set")
 
 
 def test_an_export_of_empty_logs_can_be_run_again(tmp_path):

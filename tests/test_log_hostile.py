@@ -266,25 +266,37 @@ def append_lost(path, counts):
 HOLE_BYTES = 16 << 30
 
 
-def test_a_hole_between_records_is_named_once_and_skipped_without_reading_it(tmp_path):
+# Garbage then a hole was named twice: the garbage, then the hole at the next READ_SIZE boundary;
+# a hole under READ_SIZE between records was damage "with no record marker".
+@pytest.mark.parametrize("hole_bytes", [64 << 10, HOLE_BYTES])
+@pytest.mark.parametrize("garbage", [0, 100, 8000, (1 << 20) + 5000])
+def test_a_hole_between_records_is_named_once_where_the_skip_starts_and_not_read(tmp_path, garbage, hole_bytes):
     [path] = write_log(tmp_path, 3)
     written = path.stat().st_size
-    os.truncate(path, written + HOLE_BYTES)
+    with open(path, "ab") as file:
+        file.write(bytes(random.Random(garbage).randrange(1, 256) for _ in range(garbage)))
+    os.truncate(path, written + garbage + hole_bytes)
     holes_told(path)
     append_lost(path, [3, 4])
     started = time.process_time()
     records, damage = read(path)
     assert counts(records) == [0, 1, 2, 3, 4]
     [(_, offset, why)] = damage
-    assert offset == written and why.endswith(" bytes never written (a hole); skipped to the next whole record")
-    assert HOLE_BYTES - 4096 < int(why.split()[0].replace(",", "")) <= HOLE_BYTES, why
+    assert offset == written, f"named at {offset:,}, the skip starts at {written:,}"
+    if not garbage:
+        assert why.endswith(" bytes never written (a hole); skipped to the next whole record"), why
+        assert hole_bytes - 4096 < int(why.split()[0].replace(",", "")) <= hole_bytes, why
+    elif garbage < 1 << 20:  # over a read, the garbage is named before the hole is seen, the hole not
+        assert why.startswith("damaged (no record marker) and ") and "bytes never written (a hole)" in why, why
     assert time.process_time() - started < 2, "the hole was read"
 
 
-def test_a_hole_at_the_end_of_a_file_being_written_is_waited_on_not_skipped(tmp_path):
+# A hole under READ_SIZE was read whole with the records before it and named damage, not waited on.
+@pytest.mark.parametrize("hole_bytes", [64 << 10, (1 << 20) - 4096, HOLE_BYTES])
+def test_a_hole_at_the_end_of_a_file_being_written_is_waited_on_not_skipped(tmp_path, hole_bytes):
     [path] = write_log(tmp_path, 2)
     written = path.stat().st_size
-    os.truncate(path, written + HOLE_BYTES)
+    os.truncate(path, written + hole_bytes)
     holes_told(path)
     damage = []
     started = time.process_time()
@@ -293,12 +305,32 @@ def test_a_hole_at_the_end_of_a_file_being_written_is_waited_on_not_skipped(tmp_
         assert list(cursor.records()) == [] and damage == [], "a writer may yet append after the hole"
         append_lost(path, [2])
         assert counts(cursor.records()) == [2] and len(damage) == 1
-        assert cursor.offset == written + HOLE_BYTES + len(frame(msgpack.packb(lost(2))))
-        os.truncate(path, cursor.offset + HOLE_BYTES)  # a hole to the end, the file now finished
+        assert damage[0][1] == written and "bytes never written (a hole)" in damage[0][2], damage
+        assert cursor.offset == written + hole_bytes + len(frame(msgpack.packb(lost(2))))
+        os.truncate(path, cursor.offset + hole_bytes)  # a hole to the end, the file now finished
+        assert list(cursor.records()) == [] and len(damage) == 1, "still written: waited on"
         assert list(cursor.records(final=True)) == [] and cursor.torn_at is None
-    assert damage[1][1:] == (cursor.offset - HOLE_BYTES,
-                             f"{HOLE_BYTES:,} bytes never written (a hole); skipped to the next whole record")
+    assert damage[1][1:] == (cursor.offset - hole_bytes,
+                             f"{hole_bytes:,} bytes never written (a hole); skipped to the next whole record")
     assert time.process_time() - started < 2, "the hole was read"
+
+
+# A follower waited for the file to grow past where it had read: records written after a cut were
+# lost, and the first it read again was in the middle of one (named damage).
+def test_a_file_cut_while_followed_is_named_and_read_again_from_its_start(tmp_path):
+    [path] = write_log(tmp_path, 20)
+    damage = []
+    with FileCursor(path, os.open(path, os.O_RDONLY), lambda *where: damage.append(where)) as cursor:
+        assert counts(cursor.records()) == list(range(20))
+        read_to = cursor.offset
+        os.truncate(path, 0)
+        append_lost(path, [30, 31])
+        cut_to = path.stat().st_size
+        assert counts(cursor.records()) == [30, 31]
+        append_lost(path, range(32, 60))  # past where reading had got to before the cut
+        assert counts(cursor.records()) == list(range(32, 60))
+    assert damage == [(path, cut_to, f"the file is {cut_to:,} bytes, shorter than the {read_to:,} read: cut "
+                                     "while read (truncate?); read again from its start")]
 
 
 @pytest.mark.parametrize("zeros", [12, 5000, (1 << 20) - 100, 3 << 20])

@@ -87,11 +87,19 @@ def test_a_full_perf_buffer_is_counted_once(tmp_path, monkeypatch, direct):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="loading the kernel program needs root")
-def test_a_signal_while_libbpf_reads_loses_no_record():
+@pytest.mark.parametrize("threads", [1, 2], ids=["one thread", "another thread alive"])
+def test_a_signal_while_libbpf_reads_loses_no_record(threads):
     """Off x86-64 libbpf calls back into Python for each record: a signal handler run there (replay's
     SIGTERM raises) would raise into ctypes, which drops the exception and the record libbpf has already
-    consumed. The signal waits until what was read is handed over, then stops the read as usual."""
+    consumed. The signal waits until what was read is handed over, then stops the read as usual.
+    With another thread alive (a run's metrics server), the signal went to it, blocked only in the
+    reading thread, and its handler ran inside the callback all the same: 15 reads in 20 lost it."""
     import signal
+    import threading
+
+    done = threading.Event()
+    for _ in range(threads - 1):
+        threading.Thread(target=done.wait, args=(10,), daemon=True).start()
 
     from collector.event import PerfRecords
     from collector.libbpf import PerfBuffer
@@ -124,8 +132,52 @@ def test_a_signal_while_libbpf_reads_loses_no_record():
         with pytest.raises(Stopped):
             buffer.read()
     finally:
+        done.set()
         signal.signal(signal.SIGTERM, previous)
         buffer.close()
         program.close()
     events, lost = PerfRecords().parse(b"".join(chunks))
     assert (len(events), lost) == (10, 0), f"got {len(events)} events and {lost} lost of 10 read through libbpf"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="loading the kernel program needs root")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs records in two CPUs' rings")
+@pytest.mark.parametrize("direct", [True, False], ids=["rings read directly", "rings read by libbpf"])
+def test_a_handler_that_raises_loses_no_other_cpus_records(direct):
+    """libbpf's path copied every CPU's records out, then handed them over a CPU at a time: when the
+    handler raised at the first CPU's, the others' were lost. They wait for the next read, as a ring
+    the direct reader has not reached yet."""
+    from collector.event import PerfRecords
+    from collector.libbpf import PerfBuffer
+    from collector.program import CaptureProgram
+    from collector.testrun import TestRunner
+
+    class Full(Exception):
+        pass
+
+    chunks: list[bytes] = []
+
+    def on_records(records: bytes) -> None:
+        chunks.append(records)
+        if len(chunks) == 1:
+            raise Full  # the first CPU's records were handed over; its handler failed with them
+
+    program = CaptureProgram()
+    buffer = PerfBuffer(program._events_fd, 8, 1, on_records, direct=direct)
+    cpus = os.sched_getaffinity(0)
+    try:
+        runner = TestRunner(program.fd)
+        for cpu in sorted(cpus)[:2]:  # a test run writes to the ring of the CPU it runs on
+            os.sched_setaffinity(0, {cpu})
+            for _ in range(10):
+                runner.run(FRAME, 0)
+        with pytest.raises(Full):
+            buffer.read()
+        buffer.read()
+    finally:
+        os.sched_setaffinity(0, cpus)
+        buffer.close()
+        program.close()
+    assert len(chunks) == 2, f"got {len(chunks)} handovers; want one per CPU"
+    events, lost = PerfRecords().parse(b"".join(chunks))
+    assert (len(events), lost) == (20, 0), f"got {len(events)} events and {lost} lost of 10 on each of two CPUs"
