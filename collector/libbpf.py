@@ -432,6 +432,8 @@ LIBBPF_PERF_EVENT_CONT = -2
 DIRECT_READ = platform.machine() in ("x86_64", "AMD64")
 # What stops a run or a replay (collector/signals.py): held while libbpf calls back into Python.
 _HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
 def _note_signals() -> tuple[dict, list[int]]:
     """In the main thread, the only one that runs Python's handlers: handlers of the held signals that
     note which came, and those they replace (a handler not set from Python: the default)."""
