@@ -25,7 +25,7 @@ from collector.mptcp_option import (
     MpJoin,
     RemoveAddr,
     TcpRst,
-    decode,
+    decode_bytes,
 )
 
 __all__ = ["Recorder"]
@@ -55,7 +55,7 @@ class Recorder:
         observe = self.tracker.observe
         for event, time in zip(events, times):
             try:
-                option = decode(event.option)
+                option = decode_bytes(event.option)
             except MalformedOption as exc:
                 self.malformed += 1
                 subflow, notices = observe(event, None, time)
