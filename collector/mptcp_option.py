@@ -18,6 +18,7 @@ from typing import Callable, NamedTuple
 
 __all__ = [
     "decode",
+    "decode_bytes",
     "token",
     "MalformedOption",
     "AddAddr",
@@ -343,7 +344,7 @@ def decode(option: bytes) -> Record:
     if option.__class__ is not bytes:
         # Perf-buffer readers may hand a bytearray or memoryview; records must hold plain bytes.
         option = bytes(memoryview(option))
-    return _decode(option)
+    return decode_bytes(option)
 
 
 # Options repeat across segments and connections: an ADD_ADDR echo carries no HMAC, the MP_CAPABLE
@@ -354,7 +355,9 @@ _CACHED_OPTIONS = 4096
 
 
 @lru_cache(maxsize=_CACHED_OPTIONS)
-def _decode(option: bytes) -> Record:
+def decode_bytes(option: bytes) -> Record:
+    """decode() of an option that is `bytes` already, as OptionEvent.option always is: the record
+    path's, one Python call less an event (~300 instructions)."""
     _check_framing(option)
     subtype = option[2] >> 4
     decoder = _DECODERS.get(subtype)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from collector.classify import classify_address
+from collector.classify import classify_decoded
 from collector.connections import (
     AttemptEnd,
     ConnectionEnd,
@@ -25,7 +25,7 @@ from collector.mptcp_option import (
     MpJoin,
     RemoveAddr,
     TcpRst,
-    decode,
+    decode_bytes,
 )
 
 __all__ = ["Recorder"]
@@ -55,7 +55,7 @@ class Recorder:
         observe = self.tracker.observe
         for event, time in zip(events, times):
             try:
-                option = decode(event.option)
+                option = decode_bytes(event.option)
             except MalformedOption as exc:
                 self.malformed += 1
                 subflow, notices = observe(event, None, time)
@@ -121,7 +121,7 @@ def _add_addr(event: OptionEvent, time: float, subflow: Subflow | None, option: 
         if connection is not None:
             connection = connection.token
         role = "initial" if subflow.initial else "join"
-    address = classify_address(option.address)
+    address = classify_decoded(option.address)
     embedded = address.embedded_ipv4
     return {
         "kind": "add_addr",

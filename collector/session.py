@@ -138,10 +138,8 @@ class Session:
             self.write_error = exc
         written = self.writer.written - before
         self.unwritten += len(records) - written
-        announced = self.announced
-        for record in records[:written]:
-            if record["kind"] == "add_addr" and not record["echo"]:
-                announced[record["family"], record["class"]] += 1
+        self.announced.update([(record["family"], record["class"]) for record in records[:written]
+                               if record["kind"] == "add_addr" and not record["echo"]])
 
     @property
     def announcements(self) -> int:
