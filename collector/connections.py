@@ -144,10 +144,14 @@ class ConnectionTracker:
         self.evictions = 0
         self.bogus_joins = 0
 
+    @property
+    def subflows_tracked(self) -> int:
+        return len(self._subflows)
+
     def counters(self) -> dict[str, int]:
         return {
             "connections_tracked": self.connections_tracked,
-            "subflows_tracked": len(self._subflows),
+            "subflows_tracked": self.subflows_tracked,
             "evictions": self.evictions,
             "bogus_joins": self.bogus_joins,
             "attempts": self.attempts,
@@ -197,13 +201,18 @@ class ConnectionTracker:
         self._sweep(time, notices)
         return notices
 
-    def close(self, time: float) -> list[Notice]:
-        """End everything: what is still open leaves with reason "shutdown"."""
+    def close(self, time: float, most: int | None = None) -> list[Notice]:
+        """End everything, or the `most` least recently active subflows (and connections left with none):
+        what is still open leaves with reason "shutdown". Called again while subflows_tracked, the notices
+        of a full tracker need not all be held at once."""
         notices: list[Notice] = []
         if self._closing is not None:
             self._finish_closing(notices)
-        while self._subflows:
+        subflows = self._subflows
+        ended = 0
+        while subflows and (most is None or ended < most):
             self._end_subflow(self._oldest(), SHUTDOWN, time, notices)
+            ended += 1
         return notices
 
     # --- handshakes ---------------------------------------------------------------------------

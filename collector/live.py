@@ -189,7 +189,7 @@ def _run_watching(watched: WatchedInterfaces, options: RunOptions, stop: threadi
             # Detached: nothing new arrives, so one drain empties the buffers.
             program.drain()
             session.process()
-            session.write(session.recorder.close(time.time()))
+            session.close(time.time())
             session.write([session.stats_record(program.counters())])
             program.close()
         writer.close()

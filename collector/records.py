@@ -76,9 +76,10 @@ class Recorder:
         """Records of what a quiet spell ends, as of event time `time`: call it now and then."""
         return _notice_records(self.tracker.expire(time))
 
-    def close(self, time: float) -> list[dict]:
-        """Records of everything still tracked, ended with reason "shutdown"."""
-        return _notice_records(self.tracker.close(time))
+    def close(self, time: float, most: int | None = None) -> list[dict]:
+        """Records of everything still tracked, ended with reason "shutdown"; or of the `most` least
+        recently active subflows' ends, as ConnectionTracker.close."""
+        return _notice_records(self.tracker.close(time, most))
 
     def counters(self) -> dict[str, int]:
         counters = self.tracker.counters()

@@ -92,7 +92,7 @@ def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None]
                 result.errors.append(CaptureError(f"{capture.path}: {exc.strerror}"))
             done_bytes += _size(capture.path)
         _settle(program, session, packet_times)
-        session.write(session.recorder.close(last_time))
+        session.close(last_time)
         stats = session.stats_record(program.counters())
         stats["replay"] = {"packets": result.packets, "refused": result.refused, "bad_time": result.bad_time}
         session.write([stats])

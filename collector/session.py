@@ -61,6 +61,10 @@ def map_large_blocks() -> None:
         mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
+# Subflows ended a batch at shutdown: a few MiB of records at a time, a write() and at most one fsync each.
+CLOSE_BATCH = 8192
+
+
 class Session:
     """Feeds every event through a Recorder into a LogWriter, counting what passes.
 
@@ -103,6 +107,15 @@ class Session:
         # One write for what this call read: records of events already out of the kernel wait in
         # memory no longer than they did as pending events.
         self.write(self.recorder.handle_many(events, map(self.time_of, events)))
+
+    def close(self, time: float) -> None:
+        """Writes the records of everything still tracked, ended "shutdown" at `time`, a batch at a time:
+        all of a full tracker's at once took 37 MiB more at the end of a run than during it."""
+        while True:
+            self.write(self.recorder.close(time, CLOSE_BATCH))
+            # Not "until a batch makes no record": joins of no connection end without one.
+            if not self.recorder.tracker.subflows_tracked:
+                return
 
     def on_lost(self, count: int) -> None:
         """The perf buffer overflowed: `count` samples never reached us. Logged, never silent."""

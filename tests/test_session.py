@@ -10,7 +10,8 @@ from mptcp_encoder import encode
 
 from collector.event import OptionEvent
 from collector.logfile import LogWriter, read_records
-from collector.mptcp_option import MpCapable
+from collector import session as session_module
+from collector.mptcp_option import MpCapable, MpJoin
 from collector.records import Recorder
 from collector.session import Session
 
@@ -36,6 +37,34 @@ def test_events_are_processed_in_kernel_order_up_to_the_cutoff(tmp_path):
         assert session.events == 3, f"got {session.events}; want the held one processed at the end"
     connections = [r for r in read_records(tmp_path) if r["kind"] == "connection"]
     assert len(connections) == 1, f"got {len(connections)} connection records; want 1 (SYN first, then ACK)"
+
+
+def test_shutdown_writes_in_batches_what_one_close_would(tmp_path, monkeypatch):
+    # Joins of no known connection first (they end without a record), then connections: a batch that
+    # makes no record must not stop the shutdown before the connections behind it.
+    def events():
+        for i in range(5):
+            yield OptionEvent(i, 2, 0, 4, "10.0.9.9", "10.0.0.1", 30000 + i, 443, 7, 0, SYN,
+                              encode(MpJoin("syn", 1, False, 0xDEAD, 1, None)))
+        for i in range(7):
+            syn = MpCapable(1, 0x81, None, None, None, None)
+            ack = MpCapable(1, 0x81, CLIENT_KEY + i, SERVER_KEY + i, None, None)
+            yield OptionEvent(100 + 2 * i, 2, 0, 4, "10.0.0.2", "10.0.0.1", 40000 + i, 443, 100, 1, SYN, encode(syn))
+            yield OptionEvent(101 + 2 * i, 2, 0, 4, "10.0.0.2", "10.0.0.1", 40000 + i, 443, 101, 1, ACK, encode(ack))
+
+    whole = Recorder()
+    whole.handle_many(list(events()), [1.0] * 19)
+    expected = whole.close(2.0)
+    monkeypatch.setattr(session_module, "CLOSE_BATCH", 3)
+    with LogWriter(tmp_path, {"host": "test"}) as writer:
+        session = Session(writer, Recorder(), lambda event: 1.0)
+        session.take(list(events()))
+        session.process()
+        session.close(2.0)
+        assert session.recorder.tracker.subflows_tracked == 0
+    ended = [r for r in read_records(tmp_path) if r["kind"] == "connection_end"]
+    assert len(ended) == 7 and ended == [r for r in expected if r["kind"] == "connection_end"], \
+        f"got {len(ended)} connections ended in batches; want the 7 that one close ends, in its order"
 
 
 # In a process of its own: glibc's threshold is per process, and this one's may have risen already.
