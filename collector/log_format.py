@@ -16,6 +16,7 @@ at the first damage. docs/records.md says the same for other tools.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import struct
 import zlib
@@ -38,6 +39,8 @@ MAX_RECORD = 1 << 20
 READ_SIZE = 1 << 20
 # Format 1 has no lengths: a damaged byte can claim a string of 4 GiB. Bounded by what is buffered.
 _UNFRAMED_BUFFER = 4 * READ_SIZE
+# Room for the biggest frame after a stretch of damage of the same size.
+_FRAME_SEARCH = 2 * (12 + MAX_RECORD)
 _UNDECODABLE = (ValueError, TypeError, msgpack.UnpackException)
 
 # (path, byte offset, what was skipped and why)
@@ -90,6 +93,8 @@ class FileCursor:
         self.torn_at: int | None = None
         self._in_damage = False  # format 2: skipping bytes already reported
         self._stopped = False  # nothing more to read here (format 1 after damage, a refused header)
+        # Format 2: frames starting at or past this offset are left unread (another reader's part).
+        self.stop: int | None = None
 
     def records(self, final: bool = False) -> Iterator[dict]:
         # Not a generator itself: one level of `yield from` less for every record.
@@ -112,7 +117,7 @@ class FileCursor:
 
     def _framed(self, final: bool) -> Iterator[dict]:
         read, unpack_from, crc32, unpackb = self._file.read, FRAME.unpack_from, zlib.crc32, msgpack.unpackb
-        checks = CHECKS
+        checks, stop = CHECKS, math.inf if self.stop is None else self.stop
         self._file.seek(self.offset)
         base, buf, pos, eof = self.offset, b"", 0, False
         while True:
@@ -125,6 +130,8 @@ class FileCursor:
                     eof = True
             end_of_data = len(buf)
             while end_of_data - pos >= 12:
+                if base + pos >= stop:
+                    return
                 marker, length, crc = unpack_from(buf, pos)
                 if marker == MARKER and length <= MAX_RECORD:
                     end = pos + 12 + length
@@ -209,6 +216,16 @@ class FileCursor:
                 return
             pos = later
             self.offset = base + pos
+
+    def frame_from(self, offset: int) -> int | None:
+        """Format 2: where the first frame that this reader would take whole starts at or after `offset`;
+        None if there is none in the next few MiB (long damage, or the end of the file)."""
+        self._file.seek(offset)
+        buf = self._file.read(_FRAME_SEARCH)
+        at = _next_frame(buf, 0)
+        while at is not None and FRAME.unpack_from(buf, at)[1] > MAX_RECORD:
+            at = _next_frame(buf, at + 1)
+        return None if at is None else offset + at
 
     def _unframed(self, final: bool) -> Iterator[dict]:
         self._file.seek(self.offset)
