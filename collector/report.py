@@ -18,6 +18,7 @@ import math
 import multiprocessing
 import os
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -126,10 +127,13 @@ class Announcements:
             return  # not a connection's: counted as an announcement, no (connection, address) pair
         address = record["address"]
         addresses = self._host.get(token)
+        if addresses is not None and address in addresses:
+            return  # a retransmission, or the same address again on another subflow
+        # One object per distinct address, not one per record: a worker's state then pickles (and
+        # the parent unpickles) each address once.
+        address = sys.intern(address)
         if addresses is None:
             self._host[token] = {address}
-        elif address in addresses:
-            return  # a retransmission, or the same address again on another subflow
         else:
             addresses.add(address)
         if address not in self.classes:
