@@ -100,7 +100,7 @@ class FileCursor:
         self._in_damage = False  # format 2: skipping bytes already reported
         self._stopped = False  # nothing more to read here (format 1 after damage, a refused header)
         # Format 2: frames starting at or past this offset are left unread (another reader's part).
-        self.stop: int | None = None
+        self.part_end: int | None = None
 
     def records(self, final: bool = False) -> Iterator[dict]:
         # Not a generator itself: one level of `yield from` less for every record.
@@ -124,7 +124,7 @@ class FileCursor:
     def _framed(self, final: bool) -> Iterator[dict]:
         read, unpack_from, crc32, unpackb = self._file.read, FRAME.unpack_from, zlib.crc32, msgpack.unpackb
         decode = _DECODE
-        checks, stop = CHECKS, math.inf if self.stop is None else self.stop
+        checks, part_end = CHECKS, math.inf if self.part_end is None else self.part_end
         self._file.seek(self.offset)
         base, buf, pos, eof = self.offset, b"", 0, False
         while True:
@@ -137,7 +137,7 @@ class FileCursor:
                     eof = True
             end_of_data = len(buf)
             while end_of_data - pos >= 12:
-                if base + pos >= stop:
+                if base + pos >= part_end:
                     return
                 marker, length, crc = unpack_from(buf, pos)
                 if marker == MARKER and length <= MAX_RECORD:

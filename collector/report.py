@@ -386,7 +386,7 @@ def _read_part(task: _Task, *, since: float | None, until: float | None) -> _Par
         return apart
     with cursor:
         # Every part starts at a frame the reader takes whole, after the file's header: the host.
-        cursor.stop = 1
+        cursor.part_end = 1
         first = cursor.records(final=True)
         if cursor.format != 2:
             return apart
@@ -401,6 +401,6 @@ def _read_part(task: _Task, *, since: float | None, until: float | None) -> _Par
             return apart
         if bounds[0] is None:
             return apart
-        cursor.offset, cursor.stop = bounds
+        cursor.offset, cursor.part_end = bounds
         part.consume(chain(header, cursor.records(final=True)))
         return _Part(part, damage, bounds[0], cursor.offset, header[0].get("host"), part.host)
