@@ -112,6 +112,8 @@ def _header(record: dict) -> str | None:
     return None
 
 
+# The maps whose fields _VALUES checks by name: kind -> (field, the fields inside).
+_INNER = {"add_addr": ("embedded_ipv4", _EMBEDDED_IPV4)}
 # Kinds whose readers use a value beyond its type: as a key, or by looking inside it.
 _VALUES = {"add_addr": _add_addr, "remove_addr": _remove_addr, "header": _header}
 
@@ -154,9 +156,16 @@ def _slow_problem(record) -> str | None:
 
 
 class _Check:
-    """A kind's fast path: a getter of its fields' values, and the type combinations found good."""
+    """A kind's fast path: a getter of its fields' values, and the type combinations found good.
 
-    __slots__ = ("get", "good", "clock", "values")
+    `width` is the number of fields of a closed record of the kind: one whose every value, down to
+    the inside of its maps and lists, is checked here. A record of that width with the fields of the
+    table and a good check is closed (0: the kind's records never are: a field may be absent, or a
+    map or list is not checked inside). `inner` is the map field checked by its names, `inner_width`
+    how many they are: its value is None or of that length.
+    """
+
+    __slots__ = ("get", "good", "clock", "values", "width", "inner", "inner_width")
 
     def __init__(self, kind: str, fields: dict[str, tuple[type, ...]]) -> None:
         # Every kind has two fields or more, so itemgetter returns a tuple. A field that may be
@@ -165,6 +174,11 @@ class _Check:
         self.good: set[tuple[type, ...]] = set()
         self.clock = "time" if "time" in fields else "file_started"
         self.values = _VALUES.get(kind)
+        self.inner, inner_fields = _INNER.get(kind, (None, {}))
+        self.inner_width = len(inner_fields)
+        closed = all(_Absent not in types and list not in types and (dict not in types or name == self.inner)
+                     for name, types in fields.items())
+        self.width = 1 + len(fields) if closed else 0  # with `kind`
 
 
 # A log of every valid combination of types and extra fields stays below this; a hostile one

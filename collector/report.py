@@ -18,19 +18,26 @@ import math
 import multiprocessing
 import os
 import re
+import sys
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from functools import partial
+from itertools import chain
 from pathlib import Path
+from typing import NamedTuple
 
 from collector.address_classes import ADDRESS_CLASSES
-from collector.logfile import DamageHandler, expand, read_records, warn_damage
+from collector.logfile import DamageHandler, expand, open_cursor, read_records, warn_damage
 from collector.render import iso_time
 
 FAMILIES = ("ipv4", "ipv6")
 COLLECTOR_KINDS = frozenset({"stats", "lost"})
 # Below this much log, starting worker processes costs more than it saves.
 PARALLEL_BYTES = 32 * 2**20
+# A bigger log file is read in parts of about this size, by as many processes: a few big files,
+# or one, keep every CPU busy to the end.
+PART_BYTES = 16 * 2**20
 GLOBAL = "global"
 # Study order for class dicts at equal counts; a class missing from the vocabulary sorts after them.
 _CLASS_RANK = {name: rank for rank, name in enumerate(ADDRESS_CLASSES)}
@@ -74,11 +81,11 @@ class FamilyClasses:
         self.classes: dict[str, int] = {}
         self.embedded: dict[str, int] = {}
 
-    def count(self, address_class: str, embedded_class: str | None) -> None:
-        self.addresses += 1
-        self.classes[address_class] = self.classes.get(address_class, 0) + 1
+    def count(self, address_class: str, embedded_class: str | None, pairs: int) -> None:
+        self.addresses += pairs
+        self.classes[address_class] = self.classes.get(address_class, 0) + pairs
         if embedded_class is not None:
-            self.embedded[embedded_class] = self.embedded.get(embedded_class, 0) + 1
+            self.embedded[embedded_class] = self.embedded.get(embedded_class, 0) + pairs
 
     def figures(self) -> dict:
         return {
@@ -120,10 +127,13 @@ class Announcements:
             return  # not a connection's: counted as an announcement, no (connection, address) pair
         address = record["address"]
         addresses = self._host.get(token)
+        if addresses is not None and address in addresses:
+            return  # a retransmission, or the same address again on another subflow
+        # One object per distinct address, not one per record: a worker's state then pickles (and
+        # the parent unpickles) each address once.
+        address = sys.intern(address)
         if addresses is None:
             self._host[token] = {address}
-        elif address in addresses:
-            return  # a retransmission, or the same address again on another subflow
         else:
             addresses.add(address)
         if address not in self.classes:
@@ -132,22 +142,26 @@ class Announcements:
             self.classes[address] = (record["family"], record["class"], embedded_class)
 
     def merge(self, other: "Announcements") -> None:
+        """Adds `other`'s announcements, taking its sets over (other is used up)."""
         self.announcements += other.announcements
         self.with_port += other.with_port
         for address, classes in other.classes.items():
             self.classes.setdefault(address, classes)
         for host, connections in other.by_host.items():
             mine = self.by_host.setdefault(host, {})
-            for token, addresses in connections.items():
-                mine.setdefault(token, set()).update(addresses)
+            # Few connections are in both (one cut between two parts of a file): a dict update, in
+            # C, takes the others.
+            for token in connections.keys() & mine.keys():
+                connections[token] |= mine[token]
+            mine.update(connections)
 
     def figures(self) -> dict:
         families = {family: FamilyClasses() for family in FAMILIES}
-        for connections in self.by_host.values():
-            for addresses in connections.values():
-                for address in addresses:
-                    family, address_class, embedded_class = self.classes[address]
-                    families[family].count(address_class, embedded_class)
+        # Connections are many, distinct addresses few: count the pairs of each address, then class it once.
+        pairs = Counter(chain.from_iterable(chain.from_iterable(map(dict.values, self.by_host.values()))))
+        for address, count in pairs.items():
+            family, address_class, embedded_class = self.classes[address]
+            families[family].count(address_class, embedded_class, count)
         return {"announcements": self.announcements,
                 **{family: counts.figures() for family, counts in families.items()}}
 
@@ -205,8 +219,9 @@ class Report:
         self.last_seen = max(self.last_seen, other.last_seen)
         for host, connections in other.connections.items():
             mine = self.connections.setdefault(host, {})
-            for token, version in connections.items():
-                mine.setdefault(token, version)
+            # The version first seen stays: other's only for the connections new here.
+            new = connections.keys() - mine.keys()
+            mine.update(zip(new, map(connections.__getitem__, new)))
 
     def consume(self, records: Iterable[dict]) -> None:
         # Hot loop: locals only, one dict probe to dispatch, no object made per record.
@@ -236,6 +251,7 @@ class Report:
         self.first_seen, self.last_seen = first, last
 
     def _select_host(self, host: str | None) -> None:
+        self.host = host
         self._host_connections = self.connections.setdefault(host, {})
         self.client.select_host(host)
         self.server.select_host(host)
@@ -293,21 +309,31 @@ def report(paths: str | os.PathLike | Iterable[str | os.PathLike], *, since: flo
            until: float | None = None, on_damage: DamageHandler | None = None) -> dict:
     """The figures of the log directories (or files) `paths`.
 
-    Each log file starts with its header and so stands alone: big logs are read one file per
-    process, on every CPU, and the states merged. Decoding msgpack is most of the work and it does
-    not go faster in one process.
+    Each log file starts with its header and so stands alone: big logs are read on every CPU, a
+    process per part of a file, and the states merged in file order. Decoding msgpack is most of the
+    work and it does not go faster in one process.
     """
     files = expand(paths)
     total = Report(since, until)
-    workers = min(os.cpu_count() or 1, len(files))
-    if workers < 2 or sum(map(_size, files)) < PARALLEL_BYTES:
+    sizes = list(map(_size, files))
+    plan = [(path, size, max(1, size // PART_BYTES)) for path, size in zip(files, sizes)]
+    tasks = [_Task(path, size, index, count) for path, size, count in plan for index in range(count)]
+    workers = min(os.cpu_count() or 1, len(tasks))
+    if workers < 2 or sum(sizes) < PARALLEL_BYTES:
         total.consume(read_records(files, on_damage=on_damage))
         return total.figures()
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        for part, damage in pool.imap(partial(_read_file, since=since, until=until), files):
-            total.merge(part)
-            for where in damage:
-                (on_damage or warn_damage)(*where)
+        done = pool.imap(partial(_read_part, since=since, until=until), tasks)
+        for path, _, count in plan:
+            parts = [next(done) for _ in range(count)]
+            if not _joined(parts):
+                # Damage where the file was cut, or a second header: only one pass from the start
+                # reads it as `tail` does.
+                parts = [_read_part(_Task(path, 0, 0, 1), since=since, until=until)]
+            for part in parts:
+                total.merge(part.report)
+                for where in part.damage:
+                    (on_damage or warn_damage)(*where)
     return total.figures()
 
 
@@ -319,8 +345,62 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _read_file(path: Path, *, since: float | None, until: float | None) -> tuple[Report, list[tuple]]:
+class _Task(NamedTuple):
+    """Part `index` of `count` of a log file of `size` bytes."""
+
+    path: Path
+    size: int
+    index: int
+    count: int
+
+
+class _Part(NamedTuple):
+    """What a worker read of its part of a file, and how it may join the parts around it."""
+
+    report: Report
+    damage: list[tuple]
+    start: int | None  # the first frame read (None: the part could not be read apart from the rest)
+    end: int | None  # where reading stopped
+    host_before: str | None  # the host named by the file's header
+    host_after: str | None  # the host of the last records read
+
+
+def _joined(parts: list[_Part]) -> bool:
+    """Whether the parts read one file as a single pass from its start would: each ends exactly where
+    the next starts, in the state (no damage being skipped, the same host) the next starts in."""
+    if any(part.start is None for part in parts):
+        return False
+    return all(before.end == after.start and before.host_after == after.host_before
+               for before, after in zip(parts, parts[1:]))
+
+
+def _read_part(task: _Task, *, since: float | None, until: float | None) -> _Part:
     damage: list[tuple] = []
     part = Report(since, until)
-    part.consume(read_records([path], on_damage=lambda *where: damage.append(where)))
-    return part, damage
+    if task.count == 1:
+        part.consume(read_records([task.path], on_damage=lambda *where: damage.append(where)))
+        return _Part(part, damage, 0, None, None, None)
+    apart = _Part(part, damage, None, None, None, None)
+    cursor = open_cursor(task.path, lambda *where: damage.append(where))
+    if cursor is None:
+        return apart
+    with cursor:
+        # Every part starts at a frame the reader takes whole, after the file's header: the host.
+        cursor.part_end = 1
+        first = cursor.records(final=True)
+        if cursor.format != 2:
+            return apart
+        header = list(first)
+        if damage or len(header) != 1 or header[0]["kind"] != "header":
+            return apart
+        bounds = [cursor.offset if index == 0 else cursor.frame_from(task.size * index // task.count)
+                  for index in (task.index, task.index + 1)]
+        if task.index + 1 == task.count:
+            bounds[1] = None  # the last part reads to the end, whatever was appended since
+        elif bounds[1] is None:
+            return apart
+        if bounds[0] is None:
+            return apart
+        cursor.offset, cursor.part_end = bounds
+        part.consume(chain(header, cursor.records(final=True)))
+        return _Part(part, damage, bounds[0], cursor.offset, header[0].get("host"), part.host)

@@ -396,3 +396,40 @@ def test_commands_exit_1_and_name_each_skipped_record(tmp_path, command):
         assert [json.loads(line)["kind"] for line in result.stdout.splitlines()] == ["header"] + ["lost"] * 4
     else:
         assert json.loads(result.stdout)["lost_events"] == 0 + 1 + 2 + 3
+
+
+def add_addr_record(i, **changes):
+    return {"kind": "add_addr", "time": 1_700_000_000.0 + i, "src": "198.18.0.2", "sport": 40000,
+            "dst": "198.18.0.1", "dport": 443, "ifindex": 2, "connection": 7, "announcer": "client",
+            "subflow": "initial", "version": 1, "echo": False, "address_id": 1, "address": "2002:c000:201::1",
+            "port": None, "hmac": bytes(8), "family": "ipv6", "class": "6to4", "global": False,
+            "embedded_ipv4": {"address": "192.0.2.1", "class": "documentation", "global": False}, **changes}
+
+
+def test_what_msgspec_reads_otherwise_than_msgpack_is_read_as_msgpack_reads_it(tmp_path, monkeypatch):
+    """The reader decodes with msgspec, which takes keys other than strings and makes other objects of
+    extension types: such records must be kept, skipped and named exactly as msgpack alone reads them."""
+    import collector.log_format as log_format
+
+    planted = [lost(0) | {"extra": {1: 2}}, lost(1) | {"extra": msgpack.ExtType(5, b"x")},
+               lost(2) | {"extra": msgpack.Timestamp(1, 0)}, lost(3) | {7: 1}, lost(4) | {b"count": 1},
+               lost(5) | {"extra": [[[[1]]]]}, add_addr_record(6), add_addr_record(7, hmac=msgpack.ExtType(1, b"")),
+               add_addr_record(8, embedded_ipv4={"address": "192.0.2.1", "class": "documentation",
+                                                 "global": False, 1: 2}),
+               add_addr_record(9, embedded_ipv4={"address": "192.0.2.1", "class": "documentation",
+                                                 "global": msgpack.Timestamp(0, 0)}),
+               {"kind": "stats", "time": 1_700_000_010.0, "kernel": {1: 2}, "tracker": {}, "events": 0,
+                "announcements": 0, "lost": 0, "unwritten": 0}, lost(11), add_addr_record(12)]
+    header = {"kind": "header", "format": 2, "file_started": 1_700_000_000.0, **HEADER}
+    path = tmp_path / name_at(1_700_000_000)
+    path.write_bytes(b"".join(frame(msgpack.packb(r, use_bin_type=True)) for r in [header, *planted]))
+    got = read(path)
+
+    def refuse(payload):
+        raise ValueError("msgpack only")
+
+    monkeypatch.setattr(log_format, "_DECODE", refuse)
+    want = read(path)
+    assert got == want, f"got {got}; want {want}"
+    records, damage = want
+    assert len(damage) == 6 and len(records) == len(planted) + 1 - 6, f"got {records}, {damage}"

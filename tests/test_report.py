@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tracemalloc
 
+import msgpack
 import pytest
 from click.testing import CliRunner
 
@@ -400,3 +401,72 @@ def test_files_read_in_parallel_give_the_same_report(tmp_path, monkeypatch):
     parallel = report(tmp_path, on_damage=lambda *where: parallel_damage.append(where))
     assert parallel == serial, f"got {parallel}; want {serial}"
     assert parallel_damage == serial_damage and len(serial_damage) == 1, f"got {parallel_damage}; want {serial_damage}"
+
+
+def _serial_and_parts(log_dir, monkeypatch, part_bytes: int) -> tuple[tuple, tuple]:
+    """(figures, damage) read in one pass, then by workers each reading a part of `part_bytes` of a file."""
+    import collector.report as report_module
+
+    serial_damage, parallel_damage = [], []
+    serial = report(log_dir, on_damage=lambda *where: serial_damage.append(where))
+    monkeypatch.setattr(report_module, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(report_module, "PART_BYTES", part_bytes)
+    parallel = report(log_dir, on_damage=lambda *where: parallel_damage.append(where))
+    return (serial, serial_damage), (parallel, parallel_damage)
+
+
+def _announcing_log(log_dir, records: int = 300, **writer_options) -> None:
+    log = []
+    for i in range(records):
+        token = 1000 + i // 3
+        log += [connection(float(i), token), add_addr(float(i), token, f"10.0.{i % 7}.1"),
+                add_addr(float(i), token, f"2002:c000:2{i % 5}::1", announcer="server", echo=i % 2 == 0)]
+    write_log(log_dir, log, **writer_options)
+
+
+def test_a_file_read_in_parts_gives_the_same_report(tmp_path, monkeypatch):
+    """Big files are cut into parts read by several processes: the parts must join where one pass goes."""
+    import collector.report as report_module
+
+    _announcing_log(tmp_path)
+    (file,) = tmp_path.iterdir()
+    size = file.stat().st_size
+    parts = [report_module._read_part(report_module._Task(file, size, index, 7), since=None, until=None)
+             for index in range(7)]
+    assert report_module._joined(parts), f"got parts {[(p.start, p.end) for p in parts]}; want them joined"
+    serial, parallel = _serial_and_parts(tmp_path, monkeypatch, size // 7)
+    assert parallel == serial and serial[0]["connections"] == 100, f"got {parallel}; want {serial}"
+
+
+def test_damage_across_a_cut_is_reported_once(tmp_path, monkeypatch):
+    _announcing_log(tmp_path)
+    (file,) = tmp_path.iterdir()
+    data = bytearray(file.read_bytes())
+    for at in range(len(data) // 10, len(data), len(data) // 5):
+        data[at:at + 700] = bytes(700)  # several records zeroed, across where parts are cut
+    file.write_bytes(data)
+    serial, parallel = _serial_and_parts(tmp_path, monkeypatch, len(data) // 9)
+    assert parallel == serial and len(serial[1]) == 5, f"got {parallel}; want {serial}"
+
+
+def test_a_frame_inside_a_record_is_not_read_by_a_part(tmp_path, monkeypatch):
+    """A hostile record holding a whole frame in its bytes: a part may start at that inner frame, which
+    a pass from the start never reads; then the file is read in one pass."""
+    from collector.log_format import frame
+
+    hidden = frame(msgpack.packb(add_addr(0.0, 1, "203.0.113.9"), use_bin_type=True))
+    records = [add_addr(float(i), 7, "10.1.1.1") | {"hmac": hidden} for i in range(200)]
+    write_log(tmp_path, [connection(0.0, 7), *records])
+    (file,) = tmp_path.iterdir()
+    serial, parallel = _serial_and_parts(tmp_path, monkeypatch, file.stat().st_size // 11)
+    assert parallel == serial and serial[0]["distinct_addresses"] == 1, f"got {parallel}; want {serial}"
+
+
+def test_a_second_header_in_a_file_names_the_host_of_the_records_after_it(tmp_path, monkeypatch):
+    alpha, beta = tmp_path / "alpha", tmp_path / "beta"
+    _announcing_log(alpha, host="alpha")
+    _announcing_log(beta, host="beta")
+    ((first,), (second,)) = alpha.iterdir(), beta.iterdir()
+    first.write_bytes(first.read_bytes() + second.read_bytes())
+    serial, parallel = _serial_and_parts(alpha, monkeypatch, first.stat().st_size // 8)
+    assert parallel == serial and serial[0]["connections"] == 200, f"got {parallel}; want {serial}"

@@ -114,7 +114,7 @@ def run(quick: bool) -> Result:
     result.notes.append(
         f"{'--quick, smaller logs: ' if quick else ''}both logs hold the same {connections:,} connections "
         f"({connections * ANNOUNCED_PER_CONNECTION:,} distinct (connection, address) pairs); {count} round(s), "
-        "each command timed whole, start-up included. The report reads big logs with a process per file: its "
+        "each command timed whole, start-up included. The report reads big logs with a process per part of a file: its "
         "memory is that of all of them together (RssAnon summed, sampled every 10 ms), and the ru_maxrss of "
         "the largest (the command's own, not the benchmark's).")
     return result
