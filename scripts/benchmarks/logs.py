@@ -99,8 +99,9 @@ def _read_rate(module, log_dir: Path, count: int) -> float:
 def _report_rate(code: Path | None, log_dir: Path, count: int) -> float:
     env = dict(os.environ, PYTHONPATH=str(code)) if code else None
     began = time.perf_counter()
+    # `-m` puts the working directory first on the path, before PYTHONPATH: in `code`, its collector runs.
     subprocess.run([sys.executable, "-m", "collector.cli", "report", "--log-dir", str(log_dir), "--format", "json"],
-                   check=True, stdout=subprocess.DEVNULL, env=env)
+                   check=True, stdout=subprocess.DEVNULL, env=env, cwd=code)
     return count / (time.perf_counter() - began)
 
 
