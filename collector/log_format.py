@@ -90,12 +90,20 @@ class FileCursor:
         self.torn_at: int | None = None
         self._in_damage = False  # format 2: skipping bytes already reported
         self._stopped = False  # nothing more to read here (format 1 after damage, a refused header)
+        # A file found shorter than the offset: read again from its start (a follower, whose writer
+        # appends after the cut), or not (a resumed export: what is below was handed over before).
+        self.reread_when_cut = True
 
     def records(self, final: bool = False) -> Iterator[dict]:
         # Not a generator itself: one level of `yield from` less for every record.
         if self._stopped:
             return iter(())
         size = os.fstat(self._file.fileno()).st_size
+        if size < self.offset and not self.reread_when_cut:
+            self._stopped = True
+            self._report(size, f"the file is {size:,} bytes, shorter than the {self.offset:,} read before: "
+                               "cut or replaced; not read")
+            return iter(())
         if size < self.offset:
             # Cut in place (truncate, `> file`) with a writer appending on: what it writes now starts
             # below where reading had got to, and waiting for the file to grow past there loses it.
