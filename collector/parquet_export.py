@@ -343,7 +343,7 @@ def _export(root, manifest, log_dirs, since, until, anonymize_key, on_progress, 
                 # Exported before headers were kept: read on from the offset, past the header, kept
                 # None, it was compared with the header next time and the file refused as replaced.
                 started = header[1]
-            elif header != [seen["host"], started]:
+            elif header != [seen["host"] or NO_HOST, started]:  # None: no header read (damaged, or none)
                 result.problems.append(f"{path} is not the file exported before under this name (its header "
                                        f"differs): replaced? its records were not exported; export it to a new "
                                        f"--to directory, or give it another name")
