@@ -101,24 +101,37 @@ class FileCursor:
         self._stopped = False  # nothing more to read here (format 1 after damage, a refused header)
         # Format 2: frames starting at or past this offset are left unread (another reader's part).
         self.part_end: int | None = None
+        # A file found shorter than the offset: read again from its start (a follower, whose writer
+        # appends after the cut), or not (a resumed export: what is below was handed over before).
+        self.reread_when_cut = True
+        self._head = b""  # the first bytes read (FRAME.size): changed, the file was cut and written again
 
     def records(self, final: bool = False) -> Iterator[dict]:
         # Not a generator itself: one level of `yield from` less for every record.
         if self._stopped:
             return iter(())
-        size = os.fstat(self._file.fileno()).st_size
+        fd = self._file.fileno()
+        size = os.fstat(fd).st_size
+        if size < self.offset and not self.reread_when_cut:
+            self._stopped = True
+            self._report(size, f"the file is {size:,} bytes, shorter than the {self.offset:,} read before: "
+                               "cut or replaced; not read")
+            return iter(())
+        # Cut in place (truncate, `> file`) with a writer appending on: what it writes now starts below
+        # where reading had got to, and reading on from there loses it. Shorter tells; grown past there
+        # since, the first bytes (a header's frame has its own checksum) tell.
         if size < self.offset:
-            # Cut in place (truncate, `> file`) with a writer appending on: what it writes now starts
-            # below where reading had got to, and waiting for the file to grow past there loses it.
-            self._report(size, f"the file is {size:,} bytes, shorter than the {self.offset:,} read: cut while "
-                               "read (truncate?); read again from its start")
-            self.offset, self.format, self.torn_at, self._in_damage = 0, None, None, False
+            self._read_again(size, f"the file is {size:,} bytes, shorter than the {self.offset:,} read: cut while "
+                                   "read (truncate?)")
+        elif self._head and os.pread(fd, len(self._head), 0) != self._head:
+            self._read_again(0, "the file's first bytes changed since read: cut and written again (truncate?)")
         if self.format is None:
             self._file.seek(0)
             head = self._file.read(len(MARKER))
             if len(head) < len(MARKER) and not (final and head):
                 return iter(())  # nothing yet, or too little to tell
             self.format = 2 if framed(head) else 1
+            self._head = os.pread(fd, FRAME.size, 0)
         return self._framed(final) if self.format == 2 else self._unframed(final)
 
     def _framed(self, final: bool) -> Iterator[dict]:
@@ -284,6 +297,10 @@ class FileCursor:
             return hole_at, size if final else None  # a hole to the end
         finally:
             self._file.seek(reading_at)
+
+    def _read_again(self, offset: int, why: str) -> None:
+        self._report(offset, f"{why}; read again from its start")
+        self.offset, self.format, self.torn_at, self._in_damage, self._head = 0, None, None, False, b""
 
     def _give_up(self, offset: int, why: str) -> None:
         self._stopped = True

@@ -281,13 +281,15 @@ def read_file_from(path: str | os.PathLike, offset: int = 0, *,
 
     `offset` is 0 or one this function yielded: a later call resumes there, reading only what was
     appended since (an incremental export). An incomplete last record is left for the next call,
-    not reported, since a writer may be finishing it; damage is reported.
+    not reported, since a writer may be finishing it; damage is reported. A file now shorter than
+    `offset` is reported and not read: read again from its start, it handed the same records over twice.
     """
     cursor = open_cursor(Path(path), on_damage or warn_damage)
     if cursor is None:
         return
     with cursor:
         cursor.offset = offset
+        cursor.reread_when_cut = False
         for record in cursor.records():
             yield record, cursor.offset
 

@@ -336,13 +336,20 @@ def _export(root, manifest, log_dirs, since, until, anonymize_key, on_progress, 
             continue
         if size == seen["offset"]:
             continue
-        if seen["offset"] and "started" in seen and _started(path) != [seen["host"], seen["started"]]:
-            result.problems.append(f"{path} is not the file exported before under this name (its header "
-                                   f"differs): replaced? its records were not exported; export it to a new "
-                                   f"--to directory, or give it another name")
-            continue
+        started = seen.get("started")
+        if seen["offset"]:
+            header = _started(path)
+            if "started" not in seen:
+                # Exported before headers were kept: read on from the offset, past the header, kept
+                # None, it was compared with the header next time and the file refused as replaced.
+                started = header[1]
+            elif header != [seen["host"] or NO_HOST, started]:  # None: no header read (damaged, or none)
+                result.problems.append(f"{path} is not the file exported before under this name (its header "
+                                       f"differs): replaced? its records were not exported; export it to a new "
+                                       f"--to directory, or give it another name")
+                continue
         result.files_read += 1
-        host, started, offset = seen["host"], seen.get("started"), seen["offset"]
+        host, offset = seen["host"], seen["offset"]
         start = offset
         for record, offset in read_file_from(path, offset, on_damage=on_damage):
             if record.get("kind") == "header":

@@ -224,6 +224,39 @@ def test_a_growing_log_copied_anew_each_time_is_read_on(tmp_path):
     assert f"{len(HAND_BUILT) - 3} new records" in exported([tmp_path / "logs"], tmp_path / "set")
 
 
+def test_a_log_exported_before_headers_were_kept_is_read_on_after_two_exports(tmp_path):
+    """A manifest of an export before the header was kept has no "started": the next export read on
+    from its offset, not past the header, and kept "started" None; the one after compared the header
+    with None and refused the file as replaced, every growing log of an upgraded dataset."""
+    write_log(tmp_path / "logs", HAND_BUILT[:3], host="alpha")
+    exported([tmp_path / "logs"], tmp_path / "set")
+    manifest = tmp_path / "set" / MANIFEST
+    data = json.loads(manifest.read_text())
+    for seen in data["logs"].values():
+        del seen["started"]  # as an export before it was kept left it
+    manifest.write_text(json.dumps(data))
+    [path] = (tmp_path / "logs").iterdir()
+    for records in (HAND_BUILT[3:5], HAND_BUILT[5:]):
+        with open(path, "ab") as file:
+            file.write(b"".join(frame(msgpack.packb(record)) for record in records))
+        assert f" {len(records)} new records" in exported([tmp_path / "logs"], tmp_path / "set")
+
+
+def test_a_log_with_a_damaged_header_is_read_on_not_refused_as_replaced(tmp_path):
+    """No header read, the first export kept its host None; the next compared the file's (none: NO_HOST)
+    with None and refused the file as replaced each time it grew."""
+    write_log(tmp_path / "logs", HAND_BUILT[:3], host="alpha")
+    [path] = (tmp_path / "logs").iterdir()
+    data = bytearray(path.read_bytes())
+    data[20] ^= 0xFF  # inside the header's payload: its checksum fails, the records after it are read
+    path.write_bytes(bytes(data))
+    export("--log-dir", str(tmp_path / "logs"), "--to", str(tmp_path / "set"))  # status 1: the damage named
+    with open(path, "ab") as file:
+        file.write(b"".join(frame(msgpack.packb(record)) for record in HAND_BUILT[3:]))
+    result = export("--log-dir", str(tmp_path / "logs"), "--to", str(tmp_path / "set"))
+    assert f" {len(HAND_BUILT) - 3} new records" in result.stderr, result.stderr
+
+
 def test_an_export_of_empty_logs_can_be_run_again(tmp_path):
     """The first leaves only its lock file (nothing to export, so no manifest): not someone else's files."""
     (tmp_path / "logs").mkdir()

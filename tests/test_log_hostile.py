@@ -333,6 +333,21 @@ def test_a_file_cut_while_followed_is_named_and_read_again_from_its_start(tmp_pa
                                      "while read (truncate?); read again from its start")]
 
 
+# Cut and written past where reading had got to before the follower looked again (a writer of a few
+# MB/s outgrows a poll interval): the size alone did not tell, reading went on from the old offset in
+# the middle of the new records, and those before it were lost (and named damage).
+def test_a_file_cut_and_grown_past_the_offset_between_reads_is_read_again_from_its_start(tmp_path):
+    [path] = write_log(tmp_path, 20)
+    damage = []
+    with FileCursor(path, os.open(path, os.O_RDONLY), lambda *where: damage.append(where)) as cursor:
+        assert counts(cursor.records()) == list(range(20))
+        os.truncate(path, 0)
+        append_lost(path, range(100, 160))  # more bytes than the 20 and their header
+        assert counts(cursor.records()) == list(range(100, 160))
+    assert [(offset, why) for _path, offset, why in damage] == [
+        (0, "the file's first bytes changed since read: cut and written again (truncate?); read again from its start")]
+
+
 @pytest.mark.parametrize("zeros", [12, 5000, (1 << 20) - 100, 3 << 20])
 def test_written_zeros_are_damage_as_before_not_a_hole(tmp_path, zeros):
     [path] = write_log(tmp_path, 3)

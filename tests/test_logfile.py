@@ -532,3 +532,22 @@ def test_the_writer_packs_every_kind_as_msgpack_does(tmp_path):
     with open(writer.path, "rb") as f:
         f.seek(start)
         assert f.read(sum(map(len, map(framed, records)))) == b"".join(map(framed, records))
+
+
+# read_file_from(path, offset) resumes an incremental export: a file cut below that offset (copied
+# back shorter, cut by hand between export's size check and its read) was read again from its
+# start, handing over the records exported before a second time.
+def test_read_file_from_an_offset_past_a_cut_hands_over_nothing_again(tmp_path):
+    from collector.logfile import read_file_from
+
+    with LogWriter(tmp_path, {"host": "h"}) as writer:
+        for i in range(20):
+            writer.write({"kind": "lost", "time": 1_700_000_000.0 + i, "count": i})
+    [path] = log_files(tmp_path)
+    offsets = [offset for _record, offset in read_file_from(path)]
+    os.truncate(path, offsets[10] - 1)  # the same first records, cut inside the eleventh
+    damage = []
+    again = list(read_file_from(path, offsets[-1], on_damage=lambda *where: damage.append(where)))
+    assert again == [], f"{len(again)} records handed over again"
+    [(where, offset, why)] = damage
+    assert (where, offset) == (path, offsets[10] - 1) and "shorter than" in why and "not read" in why, why
