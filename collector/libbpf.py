@@ -382,9 +382,14 @@ class PerfBuffer:
         # and the record libbpf has already consumed: the signals wait until what was read is handed over.
         # Blocked here, one still reaches another thread of the process, and its Python handler then
         # runs in the main thread, inside the callback: the main thread's handlers only note it.
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
-        handlers, noted = _note_signals()
+        # Python runs a pending handler after changing the mask, and it may raise: the mask as it was is
+        # taken first, with nothing changed, so that it is always put back.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+        handlers: dict[int, object] = {}
+        noted: list[int] = []
         try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+            _note_signals(handlers, noted)
             # Its only failure, a record it could not copy whole (no memory), leaves the ring unread
             # from there: read again next time, nothing lost. What it copied before is handed over.
             self._lib.perf_buffer__consume(self._pb)
@@ -400,11 +405,13 @@ class PerfBuffer:
                 # the rings the direct reader has not reached
                 self._copied[:0] = copied[start:]
         finally:
-            for signum, handler in handlers.items():
-                signal.signal(signum, handler)
-            for signum in noted:
-                signal.raise_signal(signum)  # pending until unblocked: to the handler it was meant for
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            try:
+                for signum, handler in handlers.items():
+                    signal.signal(signum, handler)
+                for signum in noted:
+                    signal.raise_signal(signum)  # pending until unblocked: to the handler it was meant for
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def _copy_record(self, _ctx, cpu: int, header: int) -> int:
         # libbpf has made a record that wrapped the ring's end whole; its size is the header's third field.
@@ -434,15 +441,15 @@ DIRECT_READ = platform.machine() in ("x86_64", "AMD64")
 _HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
-def _note_signals() -> tuple[dict, list[int]]:
+def _note_signals(handlers: dict[int, object], noted: list[int]) -> None:
     """In the main thread, the only one that runs Python's handlers: handlers of the held signals that
-    note which came, and those they replace (a handler not set from Python: the default)."""
-    noted: list[int] = []
+    note in `noted` which came, each handler they replace put in `handlers` as soon as it is (a handler
+    not set from Python: the default)."""
     if threading.current_thread() is not threading.main_thread():
-        return {}, noted
-    handlers = {signum: signal.signal(signum, lambda signum, _frame: noted.append(signum))
-                for signum in _HELD_SIGNALS}
-    return {signum: signal.SIG_DFL if handler is None else handler for signum, handler in handlers.items()}, noted
+        return
+    for signum in _HELD_SIGNALS:
+        handler = signal.signal(signum, lambda signum, _frame: noted.append(signum))
+        handlers[signum] = signal.SIG_DFL if handler is None else handler
 
 
 # enum bpf_perf_event_ret (*perf_buffer_event_fn)(void *ctx, int cpu, struct perf_event_header *event)

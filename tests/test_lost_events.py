@@ -4,6 +4,7 @@ program's event_errors see the same loss, and `lost` records add up to the large
 from __future__ import annotations
 
 import os
+import time
 from ipaddress import IPv4Address
 
 import pytest
@@ -131,6 +132,12 @@ def test_a_signal_while_libbpf_reads_loses_no_record(threads):
             runner.run(FRAME, 0)
         with pytest.raises(Stopped):
             buffer.read()
+            # Sent to the process, the signal goes to a thread that does not block it: the other one,
+            # which a busy machine may run only after the read. Its handler then runs in the main
+            # thread at a later check, here.
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
     finally:
         done.set()
         signal.signal(signal.SIGTERM, previous)
