@@ -35,10 +35,14 @@ Row = dict
 Emit = Callable[[str, str, Row], None]  # (table, host, row)
 
 
+# json.dumps(value, sort_keys=True), without making an encoder for every row (a tenth of its cost).
+_DETAILS_JSON = json.JSONEncoder(sort_keys=True).encode
+
+
 def _details(record: dict, columns: Iterable[str]) -> str | None:
     """The fields that have no column of their own, as `tail --json` shows them."""
     rest = {k: v for k, v in record.items() if k not in columns and k not in _COMMON}
-    return json.dumps(as_json(rest), sort_keys=True) if rest else None
+    return _DETAILS_JSON(as_json(rest)) if rest else None
 
 
 def event_row(record: dict) -> Row:
