@@ -1,6 +1,6 @@
 /* The records the kernel program shares with userspace: one event per MPTCP suboption of interest,
- * and the per-CPU counters. Userspace mirrors both in ctypes (collector/event.py, collector/program.py);
- * tests/test_prebuilt.py reads this file and fails when the two drift apart. */
+ * and the per-CPU counters. Userspace mirrors both in ctypes (collector/kernel/event.py, collector/kernel/program.py);
+ * tests/kernel/test_prebuilt.py reads this file and fails when the two drift apart. */
 #ifndef ADDADDR_EVENT_H
 #define ADDADDR_EVENT_H
 #include <uapi/linux/types.h>

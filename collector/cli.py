@@ -14,10 +14,10 @@ from collector.commands import console
 from collector.errors import CollectorError
 
 DEFAULT_LOG_DIR = "/var/log/addaddr"
-# collector.report_format.FORMATS, spelled out so that loading the CLI does not load the report;
-# tests/test_report.py checks the two agree.
+# collector.report.formats.FORMATS, spelled out so that loading the CLI does not load the report;
+# tests/unit/test_report.py checks the two agree.
 REPORT_FORMATS = ("table", "json", "csv", "markdown")
-# collector.hook.MODES, spelled out for the same reason; tests/test_hook.py checks the two agree.
+# collector.kernel.hook.MODES, spelled out for the same reason; tests/live/test_hook.py checks the two agree.
 ATTACH_MODES = ("auto", "tcx", "clsact")
 
 class _GivenPath(click.Path):
@@ -108,7 +108,7 @@ def classify_command(addresses: tuple[str, ...], as_json: bool) -> int:
 def _listen(ctx, param, value):
     if value is None:
         return None
-    from collector.metrics import parse_listen
+    from collector.live.metrics import parse_listen
 
     try:
         return parse_listen(value, allow_remote=ctx.params.get("metrics_allow_remote", False))
@@ -117,7 +117,7 @@ def _listen(ctx, param, value):
 
 
 def _perf_pages(ctx, param, value):
-    from collector.live import PERF_PAGES, perf_pages_problem
+    from collector.live.run import PERF_PAGES, perf_pages_problem
 
     if value is None:
         return PERF_PAGES
@@ -153,7 +153,7 @@ def run_command(interfaces: tuple[str, ...], netns: str | None, log_dir: str, an
                 user: str | None, attach: str) -> int:
     """Collect MPTCP announcements at the ingress of IFACE until SIGINT or SIGTERM."""
     from collector.commands.run import run_collector
-    from collector.live import RunOptions
+    from collector.live.run import RunOptions
 
     return run_collector(RunOptions(interfaces, netns, log_dir, anonymize_key=anonymize_key, metrics=metrics,
                                     user=user, perf_pages=perf_pages, host=host, attach=attach))

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import settings
 
 
-from collector.event import OptionEvent
-from collector.program import CaptureProgram
-from collector.testrun import TestRunner
-from waiting import stop
+from collector.kernel.event import OptionEvent
+from collector.kernel.program import CaptureProgram
+from collector.kernel.testrun import TestRunner
+from tests.support.waiting import stop
 
 # --- hypothesis ------------------------------------------------------------------------------
 # Its default 200 ms per example measures the machine's load, not our code: CI shares its cores.
@@ -105,7 +105,7 @@ def run_locks_removed():
     at the end when no process holds them, as the service's RuntimeDirectory= would. Earlier ones stay."""
     import fcntl
 
-    from collector.watchers import LOCK_DIR
+    from collector.live.locks import LOCK_DIR
 
     def names() -> set[str]:
         try:

@@ -8,7 +8,7 @@ import ipaddress
 from dataclasses import dataclass
 from functools import lru_cache
 
-from collector.address_classes import BLOCKS, Block
+from collector.addresses.classes import BLOCKS, Block
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -2,9 +2,9 @@
 
 import json
 
-from collector.classify import Classification, classify
+from collector.addresses.classify import Classification, classify
 from collector.commands import console
-from collector.text_table import render_table
+from collector.report.table import render_table
 
 HEADER = ("ADDRESS", "FAMILY", "CLASS", "GLOBAL", "EMBEDDED IPV4", "EMBEDDED CLASS", "EMBEDDED GLOBAL")
 

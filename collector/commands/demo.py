@@ -3,9 +3,9 @@
 import os
 
 from collector.commands import console
-from collector.demo import demo
+from collector.lab.demo import demo
 from collector.errors import CollectorError
-from collector.report_format import render
+from collector.report.formats import render
 
 
 def _counts(classes: dict[str, int]) -> str:

@@ -21,7 +21,7 @@ def require_fleet(module: str) -> None:
 def export_bytes(log_dirs: tuple[str, ...], to: str) -> int:
     """The total a progress bar counts to: what the export has left to read."""
     require_log_dirs(log_dirs)
-    from collector.parquet_export import pending_bytes
+    from collector.fleet.export import pending_bytes
 
     return pending_bytes(log_dirs, to)
 
@@ -34,7 +34,7 @@ def export_logs(log_dirs: tuple[str, ...], to: str, since: float | None, until: 
     of ours (a skipped file, an error, the summary) so that none is written into the bar."""
     require_log_dirs(log_dirs)
     require_fleet("pyarrow")
-    from collector.parquet_export import export
+    from collector.fleet.export import export
 
     bar = _Bar(progress, progress_done)
     skipped = Skipped()

@@ -6,9 +6,9 @@ import sys
 from collections.abc import Callable
 
 from collector.commands import console
-from collector.replay import replay
-from collector.session import hold_collections, map_large_blocks
-from collector.signals import unwinding
+from collector.replay.run import replay
+from collector.pipeline.session import hold_collections, map_large_blocks
+from collector.live.signals import unwinding
 
 # As a shell reports a command ended by Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130

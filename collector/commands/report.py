@@ -7,9 +7,9 @@ from collector.commands.export import require_fleet
 from collector.commands.log_dirs import require_log_dirs
 from collector.commands.skipped import Skipped
 from collector.errors import CollectorError
-from collector.export_rows import MANIFEST
-from collector.report import parse_time, report
-from collector.report_format import render
+from collector.fleet.rows import MANIFEST
+from collector.report.figures import parse_time, report
+from collector.report.formats import render
 
 
 class BadTime(ValueError):
@@ -32,7 +32,7 @@ def report_logs(log_dirs: tuple[str, ...], since: float | None, until: float | N
     # Before the logs are read, which can take minutes: a missing matplotlib or directory fails now.
     share_plot = None
     if plot is not None:
-        from collector.report_plot import SharePlot
+        from collector.report.plot import SharePlot
 
         share_plot = SharePlot(plot)
     if parquet is not None:
@@ -55,6 +55,6 @@ def parquet_figures(dataset: str, since: float | None, until: float | None) -> d
     if not Path(dataset, MANIFEST).is_file():
         raise CollectorError(f"--parquet {dataset}: no {MANIFEST} there; give the --to of `addaddr export`")
     require_fleet("duckdb")
-    from collector.study_sql import duckdb_report
+    from collector.fleet.study import duckdb_report
 
     return duckdb_report(dataset, since, until)

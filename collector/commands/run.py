@@ -1,8 +1,8 @@
 """`addaddr run`: collect at the ingress of interfaces until SIGINT or SIGTERM."""
 
 from collector.commands import console
-from collector.live import RunOptions, run
-from collector.session import hold_collections, map_large_blocks
+from collector.live.run import RunOptions, run
+from collector.pipeline.session import hold_collections, map_large_blocks
 
 
 def run_collector(options: RunOptions) -> int:

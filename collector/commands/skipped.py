@@ -6,7 +6,7 @@ from collector.commands import console
 
 
 class Skipped:
-    """A damage handler for the log readers (collector/logfile.py) that prints and counts."""
+    """A damage handler for the log readers (collector/logs/writer.py) that prints and counts."""
 
     def __init__(self) -> None:
         self.count = 0

@@ -28,13 +28,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from collector.anonymize import Anonymizer
+from collector.addresses.anonymize import Anonymizer
 from collector.errors import CollectorError
-from collector.export_rows import MANIFEST, TABLE_COLUMNS, Connections, Row, RowMaker
-from collector.log_dir import kind_of
-from collector.logfile import DamageHandler, expand, read_file_from
-from collector.parquet_schema import arrow_table
-from collector.render import iso_time
+from collector.fleet.rows import MANIFEST, TABLE_COLUMNS, Connections, Row, RowMaker
+from collector.logs.directory import kind_of
+from collector.logs.writer import DamageHandler, expand, read_file_from
+from collector.fleet.schema import arrow_table
+from collector.report.render import iso_time
 
 LOCK = "_addaddr_export.lock"
 MANIFEST_FORMAT = 1

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 
-from collector.render import as_json
+from collector.report.render import as_json
 
-# The export's manifest, in the dataset's directory (collector/parquet_export.py); here, where no
+# The export's manifest, in the dataset's directory (collector/fleet/export.py); here, where no
 # Parquet library is loaded, so that commands can check for a dataset without the `fleet` extra.
 MANIFEST = "_addaddr_export.json"
 # Columns of each table, partition columns (host, date) aside; every table also has `time`.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from collector.export_rows import TABLE_COLUMNS
+from collector.fleet.rows import TABLE_COLUMNS
 
 TIME = pa.timestamp("us", tz="UTC")
 _COUNTERS = pa.map_(pa.string(), pa.int64())

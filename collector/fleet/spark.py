@@ -1,6 +1,6 @@
 """The study on Spark: study.sql over an export's dataset, the report's JSON on stdout.
 
-    spark-submit collector/spark_study.py PATH [--since T] [--until T]     (or python -m collector.spark_study)
+    spark-submit collector/fleet/spark.py PATH [--since T] [--until T]     (or python -m collector.fleet.spark)
 
 PATH is a local directory or any URI Spark reads (s3a://, hdfs://). The same statements as
 `addaddr report --parquet` runs on DuckDB, so both give the JSON of `addaddr report` over the logs.
@@ -15,8 +15,8 @@ import os
 import sys
 import time
 
-from collector.report import parse_time
-from collector.study_sql import TABLES, figures, statements, window_microseconds
+from collector.report.figures import parse_time
+from collector.fleet.study import TABLES, figures, statements, window_microseconds
 
 
 def spark_report(spark, dataset: str, since: float | None = None, until: float | None = None) -> dict:

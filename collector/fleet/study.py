@@ -1,6 +1,6 @@
 """The study's figures from the Parquet export: the statements of study.sql, then the report's dict.
 
-Any engine that runs SQL over the dataset (DuckDB here, Spark in collector/spark_study.py) gives its
+Any engine that runs SQL over the dataset (DuckDB here, Spark in collector/fleet/spark.py) gives its
 rows to `figures()`, which shapes them exactly as `report` does over the logs.
 """
 
@@ -10,8 +10,8 @@ import math
 from datetime import datetime
 from pathlib import Path
 
-from collector.report import FAMILIES, FamilyClasses, _share
-from collector.render import iso_time
+from collector.report.figures import FAMILIES, FamilyClasses, _share
+from collector.report.render import iso_time
 
 STUDY_SQL = Path(__file__).with_name("study.sql")
 TABLES = ("connections", "announcements", "events", "lost")

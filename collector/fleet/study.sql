@@ -1,5 +1,5 @@
 -- The study's figures over the Parquet export (docs/fleet.md), in SQL that DuckDB and Spark SQL both
--- run as it is. The runner (collector/study_sql.py, collector/spark_study.py) first makes the views
+-- run as it is. The runner (collector/fleet/study.py, collector/fleet/spark.py) first makes the views
 -- connections, announcements, events and lost over the dataset, each already cut to the window
 -- (--since/--until) by its `time`; each statement below is one figure group, named by its comment.
 -- A connection is (host, connection); an address counts once per connection (docs/records.md).

@@ -13,8 +13,8 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import CollectorError
-from .netns import socket_in
+from collector.errors import CollectorError
+from collector.kernel.netns import socket_in
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute

@@ -8,7 +8,7 @@ import socket
 import struct
 from typing import NamedTuple
 
-from .libbpf import PERF_RECORD_LOST, PERF_RECORD_SAMPLE
+from collector.kernel.libbpf import PERF_RECORD_LOST, PERF_RECORD_SAMPLE
 
 # bpf/event.h: TCP header at most 60 bytes, 20 fixed.
 MAX_TCP_OPTION_SPACE = 40
@@ -16,7 +16,7 @@ _u8, _u16, _u32, _u64 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes
 
 
 class MptcpEvent(ctypes.Structure):
-    """struct mptcp_event of bpf/event.h, as the kernel writes it (tests/test_prebuilt.py checks
+    """struct mptcp_event of bpf/event.h, as the kernel writes it (tests/kernel/test_prebuilt.py checks
     they agree)."""
 
     _fields_ = [
@@ -27,7 +27,7 @@ class MptcpEvent(ctypes.Structure):
 
 # The same struct for struct.unpack. Native order and no padding but `pad`, as the ctypes layout.
 _LAYOUT = struct.Struct(f"=QII16s16sHHIIBBBx{MAX_TCP_OPTION_SPACE}s")
-assert _LAYOUT.size == ctypes.sizeof(MptcpEvent), "collector/event.py: _LAYOUT differs from MptcpEvent"
+assert _LAYOUT.size == ctypes.sizeof(MptcpEvent), "collector/kernel/event.py: _LAYOUT differs from MptcpEvent"
 _FAMILY = {4: (socket.AF_INET, 4), 6: (socket.AF_INET6, 16)}
 
 

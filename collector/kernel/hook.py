@@ -13,11 +13,11 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from . import attach as clsact
-from . import tcx
-from .errors import CollectorError
-from .link_layer import has_ethernet_header
-from .program import CaptureProgram
+from collector.kernel import clsact
+from collector.kernel import tcx
+from collector.errors import CollectorError
+from collector.kernel.link_layer import has_ethernet_header
+from collector.kernel.program import CaptureProgram
 
 MODES = ("auto", "tcx", "clsact")
 

@@ -1,7 +1,7 @@
 """libbpf.so.1 (Debian's libbpf1) through ctypes: the only way userspace reaches the kernel's BPF.
 
 Loads a prebuilt object (program fd, map fds), checks first that the kernel has what the program
-uses, reads per-CPU maps, reads perf buffers, and test-runs programs (collector/testrun.py). No
+uses, reads per-CPU maps, reads perf buffers, and test-runs programs (collector/kernel/testrun.py). No
 compiler, no headers: the only system requirement at run time is this library.
 """
 
@@ -19,7 +19,7 @@ from collections import deque
 from functools import cache
 from typing import Callable
 
-from .errors import CollectorError
+from collector.errors import CollectorError
 
 LIBRARY = "libbpf.so.1"
 _p = ctypes.c_void_p
@@ -437,7 +437,7 @@ class _PerfEventAttr(ctypes.Structure):
 LIBBPF_PERF_EVENT_CONT = -2
 # Plain loads and stores order a ring's positions only under x86-64's memory model (PerfBuffer).
 DIRECT_READ = platform.machine() in ("x86_64", "AMD64")
-# What stops a run or a replay (collector/signals.py): held while libbpf calls back into Python.
+# What stops a run or a replay (collector/live/signals.py): held while libbpf calls back into Python.
 _HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 

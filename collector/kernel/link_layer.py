@@ -3,7 +3,7 @@ Ethernet header, or the IP header itself (the stack gives such devices a zero-le
 
 from __future__ import annotations
 
-from .errors import CollectorError
+from collector.errors import CollectorError
 
 ETHERNET_TYPES = {
     1: "ether",  # Ethernet, veth, bridges, VLAN, macvlan, vxlan, gretap

@@ -1,7 +1,7 @@
 """The kernel program: the object built ahead from bpf/ (scripts/build-bpf), its counters and its
 event stream.
 
-Loaded through libbpf (collector/libbpf.py): no compiler and no kernel headers at run time. With
+Loaded through libbpf (collector/kernel/libbpf.py): no compiler and no kernel headers at run time. With
 ADDADDR_COMPILE=1, bcc compiles bpf/ at load time instead, for whoever edits bpf/ and has not rebuilt
 the object; everything after the load is the same code for both.
 """
@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .errors import CollectorError
-from .event import OptionEvent, PerfRecords
-from .libbpf import PROG_TYPE_SCHED_CLS, BpfObject, Features, PerfBuffer, helpers_called, percpu_values
+from collector.errors import CollectorError
+from collector.kernel.event import OptionEvent, PerfRecords
+from collector.kernel.libbpf import PROG_TYPE_SCHED_CLS, BpfObject, Features, PerfBuffer, helpers_called, percpu_values
 
 # Package data: the sources and the object (a link to the checkout's bpf/, copied into wheels).
 BPF_DIR = Path(__file__).resolve().parent / "bpf"
@@ -32,7 +32,7 @@ MPTCP_SUBTYPES = 16
 
 
 class CaptureCounters(ctypes.Structure):
-    """struct capture_counters of bpf/event.h (tests/test_prebuilt.py checks they agree)."""
+    """struct capture_counters of bpf/event.h (tests/kernel/test_prebuilt.py checks they agree)."""
 
     _fields_ = [(name, ctypes.c_uint64) for name in (
         "packets", "not_tcp", "fragments", "unparsed", "tcp", "mptcp", "malformed_options", "events",

@@ -19,8 +19,8 @@ import os
 import platform
 import struct
 
-from .errors import CollectorError
-from .netns import entered
+from collector.errors import CollectorError
+from collector.kernel.netns import entered
 
 # enum bpf_cmd
 BPF_PROG_GET_FD_BY_ID = 13

@@ -16,7 +16,7 @@ import os
 import struct
 from functools import partial
 
-from .errors import CollectorError
+from collector.errors import CollectorError
 
 # The kernel's own errno for an operation a program type does not support (include/linux/errno.h).
 ENOTSUPP = 524

@@ -1,6 +1,6 @@
 """`addaddr demo`: the whole system on real kernel MPTCP, in a minute, on any MPTCP-capable host.
 
-A namespace testbed (collector/testbed.py) whose clients announce addresses of every class the study
+A namespace testbed (collector/lab/testbed.py) whose clients announce addresses of every class the study
 tabulated; the collector at the server's ingress; traffic; then the report of what was collected,
 next to what the testbed knows it sent.
 """
@@ -12,12 +12,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
-from .classify import classify
-from .errors import CollectorError
-from .live import BackgroundRun, RunOptions
-from .report import report
-from .signals import unwinding
-from .testbed import DEFAULT_PLANS, Testbed, Traffic
+from collector.addresses.classify import classify
+from collector.errors import CollectorError
+from collector.live.run import BackgroundRun, RunOptions
+from collector.report.figures import report
+from collector.live.signals import unwinding
+from collector.lab.testbed import DEFAULT_PLANS, Testbed, Traffic
 
 
 

@@ -14,10 +14,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .capture import read_capture
-from .errors import CollectorError
-from .live import BackgroundRun, RunOptions
-from .session import Session
+from collector.replay.capture import read_capture
+from collector.errors import CollectorError
+from collector.live.run import BackgroundRun, RunOptions
+from collector.pipeline.session import Session
 
 # veth takes frames up to its MTU; captures taken after GRO hold segments of up to 64 KiB.
 VETH_MTU = 65535
@@ -81,4 +81,4 @@ def _collect_during_replay(sender, receiver, tx_if, rx_if, pcap, log_dir, pps) -
                               capture_output=True, text=True)
         if sent.returncode != 0:
             raise CollectorError(f"tcpreplay failed: {sent.stderr.strip() or sent.stdout.strip()}")
-    return collector.session
+    return collector.pipeline.session

@@ -18,8 +18,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .netns import socket_in
-from .tun_wire import TunWire, open_tun
+from collector.kernel.netns import socket_in
+from collector.lab.tun_wire import TunWire, open_tun
 
 IPPROTO_MPTCP = 262
 SOL_MPTCP = 284
@@ -107,7 +107,7 @@ class Testbed:
     def __init__(self, plans: tuple[ClientPlan, ...] = DEFAULT_PLANS, name: str | None = None,
                  tun: bool = False) -> None:
         """`tun` joins each client to the server by a pair of tun devices and a wire between them
-        (collector.tun_wire): links without an Ethernet header, as behind a VPN."""
+        (collector.lab.tun_wire): links without an Ethernet header, as behind a VPN."""
         for plan in plans:
             if len(plan.announce) > MAX_ANNOUNCED_PER_CLIENT:
                 raise ValueError(f"a client announces at most {MAX_ANNOUNCED_PER_CLIENT} addresses")

@@ -13,7 +13,7 @@ import select
 import struct
 import threading
 
-from .netns import entered
+from collector.kernel.netns import entered
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001

@@ -16,13 +16,13 @@ import time
 from collections import Counter
 from typing import TextIO
 
-from . import hook
-from .attach import Attachment
-from .errors import CollectorError
-from .link_layer import has_ethernet_header
-from .netns import socket_in
-from .program import CaptureProgram
-from .watchers import WatchLock, netns_inode
+from collector.kernel import hook
+from collector.kernel.clsact import Attachment
+from collector.errors import CollectorError
+from collector.kernel.link_layer import has_ethernet_header
+from collector.kernel.netns import socket_in
+from collector.kernel.program import CaptureProgram
+from collector.live.locks import WatchLock, netns_inode
 
 SIOCGIFINDEX = 0x8933
 SIOCGIFHWADDR = 0x8927
@@ -159,7 +159,7 @@ class WatchedInterfaces:
                 self._say(f"{attachment.ifname}: could not remove the filter ({exc})")
         if left:
             # After --user there is no CAP_NET_ADMIN to remove a filter: the next run replaces it,
-            # and scripts/addaddr.service removes it as root once we exit.
+            # and deploy/addaddr.service removes it as root once we exit.
             self._say(f"the filter stays on {', '.join(left)} (no privilege left to remove it)")
 
     def _say(self, line: str) -> None:

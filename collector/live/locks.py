@@ -16,8 +16,8 @@ import fcntl
 import os
 import stat
 
-from .errors import CollectorError
-from .netns import NETNS_DIR
+from collector.errors import CollectorError
+from collector.kernel.netns import NETNS_DIR
 
 LOCK_DIR = "/run/addaddr"
 HOST_NETNS = "/proc/self/ns/net"

@@ -5,7 +5,7 @@ The fds opened before the drop (program, maps, perf buffers, the open log file) 
 kernel checks privilege when such an fd is made, not when it is read. A tcx link is such an fd too: it
 stays attached for as long as the dropped process lives and goes with it. What needs privilege
 afterwards fails: loading, attaching, and also removing a clsact filter on exit
-(scripts/addaddr.service does that).
+(deploy/addaddr.service does that).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import pwd
 import resource
 from pathlib import Path
 
-from .errors import CollectorError
-from .log_dir import NotALog, log_files, open_ours
+from collector.errors import CollectorError
+from collector.logs.directory import NotALog, log_files, open_ours
 
-# linux/capability.h, for the capabilities named in this module and in scripts/addaddr.service.
+# linux/capability.h, for the capabilities named in this module and in deploy/addaddr.service.
 CAP_NUMBERS = {
     "CAP_CHOWN": 0,
     "CAP_SETGID": 6,

@@ -11,19 +11,19 @@ import time
 from dataclasses import dataclass
 from typing import TextIO
 
-from . import __version__
-from .anonymize import Anonymizer
-from .errors import CollectorError
-from .event import OptionEvent
-from .hook import choose
-from .interfaces import WatchedInterfaces
-from .libbpf import LIFT_MEMLOCK
-from .logfile import LogWriter
-from .privileges import check_user, drop_to, missing_capabilities
-from .program import CaptureProgram, locked_bytes
-from .records import Recorder
-from .session import Session, host_name
-from .signals import on_signals
+from collector import __version__
+from collector.addresses.anonymize import Anonymizer
+from collector.errors import CollectorError
+from collector.kernel.event import OptionEvent
+from collector.kernel.hook import choose
+from collector.live.interfaces import WatchedInterfaces
+from collector.kernel.libbpf import LIFT_MEMLOCK
+from collector.logs.writer import LogWriter
+from collector.live.privileges import check_user, drop_to, missing_capabilities
+from collector.kernel.program import CaptureProgram, locked_bytes
+from collector.pipeline.records import Recorder
+from collector.pipeline.session import Session, host_name
+from collector.live.signals import on_signals
 
 POLL_MS = 100
 # Per CPU, a power of two: 4096 pages (16 MiB) hold ~130,000 events, some seconds of a burst faster
@@ -216,7 +216,7 @@ def _serve_metrics(session: Session, program: CaptureProgram, watched: WatchedIn
                    listen: tuple[str, int]):
     """The metrics server, and the call that refreshes what it serves."""
     # Imported here: prometheus_client costs a run without --metrics ~0.1 s of CPU at start.
-    from .metrics import MetricsServer
+    from collector.live.metrics import MetricsServer
 
     published = _Published(session.metrics(program.counters(), watched.changes))
     server = MetricsServer(published, *listen)

@@ -26,7 +26,7 @@ from pathlib import Path
 import msgpack
 import msgspec
 
-from collector.record_schema import CHECKS, TIME_MAX, TIME_MIN, problem
+from collector.logs.schema import CHECKS, TIME_MAX, TIME_MIN, problem
 
 FORMAT = 2
 FORMATS = (1, 2)
@@ -61,7 +61,7 @@ def frame(payload: bytes) -> bytes:
 
 
 # A record's payload. msgspec writes the bytes msgpack.Packer(use_bin_type=True) wrote for every value
-# a record holds (tests/test_logfile.py checks), in about 60% of its time: packing was an eighth of an
+# a record holds (tests/unit/test_logfile.py checks), in about 60% of its time: packing was an eighth of an
 # event's cost.
 pack_record = msgspec.msgpack.Encoder().encode
 

@@ -4,7 +4,7 @@ A writer that died (a crash, kill -9, power) can have left one incomplete record
 file it was writing, the newest. That record is cut, so readers stop reporting it; it was never
 whole, so nothing is lost. Damage anywhere else (a bad sector, a stray write) is left where it is:
 readers skip the damaged record and read the rest, and cutting there would destroy intact records.
-A file the collector may not change (collector/log_dir.py) is left alone. Format 1 files, which
+A file the collector may not change (collector/logs/directory.py) is left alone. Format 1 files, which
 cannot tell a torn tail from damage, are never changed.
 """
 
@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector.log_dir import NotALog, open_ours, written_files
-from collector.log_format import FileCursor
+from collector.logs.directory import NotALog, open_ours, written_files
+from collector.logs.framing import FileCursor
 
 
 @dataclass(frozen=True)

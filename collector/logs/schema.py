@@ -1,7 +1,7 @@
 """The shape every log record must have before anything reads it: one table, docs/records.md in code.
 
 `problem(record)` is None for a record that readers may use as docs/records.md describes it, or why it
-may not. Readers (collector/logfile.py) skip and count such records like damage, so `tail` and `report`
+may not. Readers (collector/logs/writer.py) skip and count such records like damage, so `tail` and `report`
 never meet a missing field, a string where a number belongs, or a time that no clock can show.
 
 Extra fields are fine (a newer collector may add some). A record of a kind this table does not know
@@ -184,5 +184,5 @@ class _Check:
 # A log of every valid combination of types and extra fields stays below this; a hostile one
 # cannot grow the set past it (records beyond it just take the slow path).
 _MAX_GOOD = 4096
-# Readers may inline problem()'s fast path with these (collector/log_format.py does).
+# Readers may inline problem()'s fast path with these (collector/logs/framing.py does).
 CHECKS = {kind: _Check(kind, fields) for kind, fields in SCHEMA.items()}

@@ -1,8 +1,8 @@
 """Append-only log files: the writer (rotation, crash repair), the readers of finished and growing logs.
 
-Names and safe opening are in collector/log_dir.py, the bytes of a file (format 2: every record
-framed with a length and a CRC) in collector/log_format.py, what repair may change in
-collector/log_repair.py, the shape of each record in collector/record_schema.py. Readers skip what
+Names and safe opening are in collector/logs/directory.py, the bytes of a file (format 2: every record
+framed with a length and a CRC) in collector/logs/framing.py, what repair may change in
+collector/logs/repair.py, the shape of each record in collector/logs/schema.py. Readers skip what
 is damaged or of the wrong shape, report it through a DamageHandler, and read on.
 """
 
@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from collector.log_dir import NAME_FORMAT, NotALog, expand, log_files, open_to_read, writer_stamp, written_files
-from collector.log_format import FORMAT, DamageHandler, FileCursor, frame, pack_record
-from collector.log_repair import Repair, repair_newest
+from collector.logs.directory import NAME_FORMAT, NotALog, expand, log_files, open_to_read, writer_stamp, written_files
+from collector.logs.framing import FORMAT, DamageHandler, FileCursor, frame, pack_record
+from collector.logs.repair import Repair, repair_newest
 
 __all__ = ["FORMAT", "DamageHandler", "LogDamageWarning", "LogWriter", "Repair", "expand", "follow", "log_files",
            "read_file_from", "read_records", "warn_damage"]
@@ -44,7 +44,7 @@ def warn_damage(path: Path, offset: int, reason: str) -> None:
 class LogWriter:
     """Appends records to rotating log files in `log_dir`, each a new file it creates.
 
-    Before the first file, the newest file already there is repaired (collector/log_repair.py): what
+    Before the first file, the newest file already there is repaired (collector/logs/repair.py): what
     was found is in `repaired`, for the caller to report, and in the first file's header (`repairs`).
     Each call's records are written to the file before it returns (one write() for
     write_many's batch), so a crash of the process loses none already handed over; the file is fsynced every `sync_records`
@@ -303,7 +303,7 @@ def follow(log_dir: str | os.PathLike, *, poll_interval: float = 0.2,
     Rotation is followed: a file is read to its end before moving to the next one
     by name, which a writer creates only after closing the previous one. Ends when
     `stop` (an Event or a callable) is set; waits for the directory if it is missing.
-    Names no writer of this host makes (collector/log_dir.py, written_files) are not followed.
+    Names no writer of this host makes (collector/logs/directory.py, written_files) are not followed.
     """
     log_dir = Path(log_dir)
     on_damage = on_damage or warn_damage

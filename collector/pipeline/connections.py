@@ -20,9 +20,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from collector.event import OptionEvent
-from collector.mptcp_option import FastClose, MpCapable, MpJoin, token
-from collector.mptcp_option import Record as Suboption
+from collector.kernel.event import OptionEvent
+from collector.pipeline.decode import FastClose, MpCapable, MpJoin, token
+from collector.pipeline.decode import Record as Suboption
 
 __all__ = [
     "ConnectionTracker",

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from collector.classify import classify_decoded
-from collector.connections import (
+from collector.addresses.classify import classify_decoded
+from collector.pipeline.connections import (
     AttemptEnd,
     ConnectionEnd,
     ConnectionStart,
@@ -17,8 +17,8 @@ from collector.connections import (
     Notice,
     Subflow,
 )
-from collector.event import OptionEvent
-from collector.mptcp_option import (
+from collector.kernel.event import OptionEvent
+from collector.pipeline.decode import (
     AddAddr,
     FastClose,
     MalformedOption,

@@ -14,10 +14,10 @@ from collections import Counter
 from operator import attrgetter
 from typing import Callable
 
-from .anonymize import Anonymizer
-from .event import OptionEvent
-from .logfile import LogWriter
-from .records import Recorder
+from collector.addresses.anonymize import Anonymizer
+from collector.kernel.event import OptionEvent
+from collector.logs.writer import LogWriter
+from collector.pipeline.records import Recorder
 
 
 def host_name(host: str | None) -> str:
@@ -174,6 +174,6 @@ class Session:
         return {"kind": "stats", "time": time.time(), **self._totals(kernel), "announcements": self.announcements}
 
     def metrics(self, kernel: dict[str, int], interface_changes: Counter[str]) -> dict:
-        """The figures collector.metrics serves."""
+        """The figures collector.live.metrics serves."""
         return {**self._totals(kernel), "announcements": dict(self.announced),
                 "interface_changes": dict(interface_changes)}

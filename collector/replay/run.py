@@ -12,15 +12,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, TextIO
 
-from . import __version__
-from .anonymize import Anonymizer
-from .capture import Capture, CaptureError
-from .errors import CollectorError
-from .logfile import LogWriter
-from .program import CaptureProgram, locked_bytes
-from .records import Recorder
-from .session import Session, host_name
-from .testrun import TestRunner
+from collector import __version__
+from collector.addresses.anonymize import Anonymizer
+from collector.replay.capture import Capture, CaptureError
+from collector.errors import CollectorError
+from collector.logs.writer import LogWriter
+from collector.kernel.program import CaptureProgram, locked_bytes
+from collector.pipeline.records import Recorder
+from collector.pipeline.session import Session, host_name
+from collector.kernel.testrun import TestRunner
 
 # Frames run between two reads of the perf buffer. With at most 13 MPTCP options a segment, a chunk
 # yields at most ~13,000 events (~1.7 MiB), inside REPLAY_PAGES per CPU: nothing is lost to speed.

@@ -27,9 +27,9 @@ from itertools import chain
 from pathlib import Path
 from typing import NamedTuple
 
-from collector.address_classes import ADDRESS_CLASSES
-from collector.logfile import DamageHandler, expand, open_cursor, read_records, warn_damage
-from collector.render import iso_time
+from collector.addresses.classes import ADDRESS_CLASSES
+from collector.logs.writer import DamageHandler, expand, open_cursor, read_records, warn_damage
+from collector.report.render import iso_time
 
 FAMILIES = ("ipv4", "ipv6")
 COLLECTOR_KINDS = frozenset({"stats", "lost"})

@@ -1,4 +1,4 @@
-"""The report dict (collector/report.py) as text: a table for people, JSON, CSV, or Markdown for papers.
+"""The report dict (collector/report/figures.py) as text: a table for people, JSON, CSV, or Markdown for papers.
 
 Every format is drawn from the one dict: CSV flattens it to `section,key,value` rows; the table and
 Markdown forms lay the same `Table`s out, after the study's headline sentences.
@@ -12,8 +12,8 @@ import json
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from collector.text_table import render_table
-from collector.report import GLOBAL
+from collector.report.table import render_table
+from collector.report.figures import GLOBAL
 
 FAMILY_NAMES = {"ipv4": "IPv4", "ipv6": "IPv6"}
 # Top-level scalars have no section of their own in CSV.

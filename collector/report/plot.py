@@ -6,7 +6,7 @@ matplotlib is the optional `plot` extra, so it is imported here only, when a plo
 from __future__ import annotations
 
 from collector.errors import CollectorError
-from collector.report_format import FAMILY_NAMES
+from collector.report.formats import FAMILY_NAMES
 
 MISSING_MATPLOTLIB = "--plot needs matplotlib: .venv/bin/pip install 'addaddr[plot]'"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from collector.record_schema import TIME_MAX, TIME_MIN
+from collector.logs.schema import TIME_MAX, TIME_MIN
 
 # Record fields that hold MPTCP tokens: shown as 8 hex digits, as `ip mptcp monitor` prints them.
 TOKEN_FIELDS = frozenset({"connection", "token"})

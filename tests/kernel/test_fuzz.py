@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import fuzzing
-from collector.program import CaptureProgram
-from frames import (
+from tests.support import fuzzing
+from collector.kernel.program import CaptureProgram
+from tests.support.frames import (
     ETH_P_IP,
     ETH_P_IPV6,
     IPPROTO_TCP,
@@ -22,7 +22,7 @@ from frames import (
     tcp,
     udp,
 )
-from reference_parser import Verdict, expect
+from tests.support.reference_parser import Verdict, expect
 
 # An ADD_ADDR v1 echo of 192.0.2.7, id 7: the option of interest in the frames below.
 ADD_ADDR = bytes.fromhex("1e 08 31 07 c0000207")

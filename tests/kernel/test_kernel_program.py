@@ -9,7 +9,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
-from collector.mptcp_option import (
+from collector.pipeline.decode import (
     AddAddr,
     FastClose,
     MpCapable,
@@ -18,8 +18,8 @@ from collector.mptcp_option import (
     TcpRst,
     decode,
 )
-from collector.testrun import TestRunner
-from frames import (
+from collector.kernel.testrun import TestRunner
+from tests.support.frames import (
     ACK,
     CWR,
     ECE,
@@ -52,7 +52,7 @@ from frames import (
     tcp,
     udp,
 )
-from mptcp_encoder import encode
+from tests.support.mptcp_encoder import encode
 
 TC_ACT_UNSPEC = -1
 # Test runs happen on the loopback device (net/bpf/test_run.c), whose ifindex is always 1.

@@ -8,13 +8,13 @@ import time
 from ipaddress import IPv4Address
 
 import pytest
-from frames import ACK, ETH_P_IP, IPPROTO_TCP, ether, ipv4, tcp
-from mptcp_encoder import encode
+from tests.support.frames import ACK, ETH_P_IP, IPPROTO_TCP, ether, ipv4, tcp
+from tests.support.mptcp_encoder import encode
 
-from collector.logfile import LogWriter, read_records
-from collector.mptcp_option import AddAddr
-from collector.records import Recorder
-from collector.session import Session
+from collector.logs.writer import LogWriter, read_records
+from collector.pipeline.decode import AddAddr
+from collector.pipeline.records import Recorder
+from collector.pipeline.session import Session
 
 OPTION = encode(AddAddr(1, 7, IPv4Address("203.0.113.9"), None, False, bytes(8)))
 FRAME = ether(ETH_P_IP, ipv4("192.0.2.1", "198.51.100.2", IPPROTO_TCP,
@@ -44,9 +44,9 @@ RUNS = 2000
 def flood(log_dir, received: list) -> tuple[dict, Session, dict]:
     """RUNS ADD_ADDR test runs into a 1-page perf buffer, read once at the end, and one more: the kernel
     counters, the session and its stats record; the events read go to `received`. Root only.
-    The rings are read as collector.libbpf.DIRECT_READ says."""
-    from collector.program import CaptureProgram
-    from collector.testrun import TestRunner
+    The rings are read as collector.kernel.libbpf.DIRECT_READ says."""
+    from collector.kernel.program import CaptureProgram
+    from collector.kernel.testrun import TestRunner
 
     program = CaptureProgram()
     # One CPU: perf reports a CPU's losses with that CPU's next sample, which the last run below
@@ -76,7 +76,7 @@ def flood(log_dir, received: list) -> tuple[dict, Session, dict]:
 @pytest.mark.parametrize("direct", [True, False], ids=["rings read directly", "rings read by libbpf"])
 def test_a_full_perf_buffer_is_counted_once(tmp_path, monkeypatch, direct):
     # libbpf's reader is the one for weakly ordered CPUs (arm64): on this x86-64 it must agree.
-    monkeypatch.setattr("collector.libbpf.DIRECT_READ", direct)
+    monkeypatch.setattr("collector.kernel.libbpf.DIRECT_READ", direct)
     received: list = []
     kernel, session, stats = flood(tmp_path, received)
     errors = kernel["event_errors"]
@@ -102,10 +102,10 @@ def test_a_signal_while_libbpf_reads_loses_no_record(threads):
     for _ in range(threads - 1):
         threading.Thread(target=done.wait, args=(10,), daemon=True).start()
 
-    from collector.event import PerfRecords
-    from collector.libbpf import PerfBuffer
-    from collector.program import CaptureProgram
-    from collector.testrun import TestRunner
+    from collector.kernel.event import PerfRecords
+    from collector.kernel.libbpf import PerfBuffer
+    from collector.kernel.program import CaptureProgram
+    from collector.kernel.testrun import TestRunner
 
     class Stopped(Exception):
         pass
@@ -154,10 +154,10 @@ def test_a_handler_that_raises_loses_no_other_cpus_records(direct):
     """libbpf's path copied every CPU's records out, then handed them over a CPU at a time: when the
     handler raised at the first CPU's, the others' were lost. They wait for the next read, as a ring
     the direct reader has not reached yet."""
-    from collector.event import PerfRecords
-    from collector.libbpf import PerfBuffer
-    from collector.program import CaptureProgram
-    from collector.testrun import TestRunner
+    from collector.kernel.event import PerfRecords
+    from collector.kernel.libbpf import PerfBuffer
+    from collector.kernel.program import CaptureProgram
+    from collector.kernel.testrun import TestRunner
 
     class Full(Exception):
         pass

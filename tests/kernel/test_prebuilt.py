@@ -21,20 +21,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import fuzzing
+from tests.support.paths import ADDADDR, REPO
+from tests.support import fuzzing
 from collector.errors import CollectorError
-from collector.event import MptcpEvent
-from collector.libbpf import PROG_TYPE_SCHED_CLS, BpfObject, Features, _check_kernel, library
-from collector.logfile import read_records
-from collector.program import OBJECT, CaptureCounters, CaptureProgram
-from collector.testbed import ClientPlan, Testbed
-from collector.testrun import TestRunner
-from replay_fixtures import scenario
-from waiting import wait_for_line
+from collector.kernel.event import MptcpEvent
+from collector.kernel.libbpf import PROG_TYPE_SCHED_CLS, BpfObject, Features, _check_kernel, library
+from collector.logs.writer import read_records
+from collector.kernel.program import OBJECT, CaptureCounters, CaptureProgram
+from collector.lab.testbed import ClientPlan, Testbed
+from collector.kernel.testrun import TestRunner
+from tests.support.replay_fixtures import scenario
+from tests.support.waiting import wait_for_line
 
-REPO = Path(__file__).resolve().parent.parent
 EVENT_H = REPO / "bpf" / "event.h"
-ADDADDR = str(Path(sys.executable).with_name("addaddr"))
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="loading BPF programs needs root")
 
 
@@ -217,13 +216,13 @@ def test_a_verifier_refusal_is_one_line_and_the_log_is_kept(tmp_path):
 @root_only
 def test_loading_prints_nothing():
     """libbpf's messages are kept, not printed: an ordinary load leaves stderr to addaddr."""
-    result = subprocess.run([sys.executable, "-c", "from collector.program import CaptureProgram; "
+    result = subprocess.run([sys.executable, "-c", "from collector.kernel.program import CaptureProgram; "
                              "CaptureProgram().close()"], capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stderr) == (0, "")
 
 
 def test_missing_libbpf_is_one_line_naming_the_package(tmp_path):
-    code = ("import sys, collector.libbpf as l; l.LIBRARY = 'libbpf.so.999'; from collector.cli import main; "
+    code = ("import sys, collector.kernel.libbpf as l; l.LIBRARY = 'libbpf.so.999'; from collector.cli import main; "
             "sys.argv = ['addaddr', 'replay', sys.argv[1], '--log-dir', sys.argv[2]]; main()")
     capture = tmp_path / "c.pcap"
     capture.write_bytes(scenario().capture.pcap()[0])
@@ -284,7 +283,7 @@ def test_wheel_without_bcc_replays_as_the_checkout(tmp_path, processes):
                    check=True, capture_output=True, timeout=300, env=env)
     no_bcc = subprocess.run([str(venv / "bin" / "python"), "-c", "import bcc"], capture_output=True, env=env)
     assert no_bcc.returncode != 0, "the new venv can import bcc: the test would prove nothing"
-    where = "import collector.program as p; print(p.OBJECT)"
+    where = "import collector.kernel.program as p; print(p.OBJECT)"
     found = subprocess.run([str(venv / "bin" / "python"), "-c", where], capture_output=True, text=True, cwd=tmp_path,
                            env=env, check=True).stdout.strip()
     assert Path(found).is_relative_to(venv), f"the venv loads {found}, not the wheel's object"

@@ -23,21 +23,20 @@ from pathlib import Path
 
 import pytest
 
-from capture_writer import LINKTYPE_IEEE802_11, PcapngWriter, PcapWriter
-from collector.classify import classify
-from collector.live import BackgroundRun, RunOptions
-from collector.render import iso_time
-from tcpdump import Tcpdump
-from collector.testbed import Testbed
-from replay_fixtures import ADDRESS_A, ADDRESS_B, STEP_NS, T0_NS, Capture, add_addr_hmac, oversized, scenario
-from waiting import wait_for_line
+from tests.support.paths import ADDADDR, PUBLIC_CAPTURES
+from tests.support.capture_writer import LINKTYPE_IEEE802_11, PcapngWriter, PcapWriter
+from collector.addresses.classify import classify
+from collector.live.run import BackgroundRun, RunOptions
+from collector.report.render import iso_time
+from tests.support.tcpdump import Tcpdump
+from collector.lab.testbed import Testbed
+from tests.support.replay_fixtures import ADDRESS_A, ADDRESS_B, STEP_NS, T0_NS, Capture, add_addr_hmac, oversized, scenario
+from tests.support.waiting import wait_for_line
 
 # The module's fixtures replay every capture (a bcc compile each) inside their first test's time limit.
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="replay loads the kernel program: needs root"),
               pytest.mark.slow, pytest.mark.timeout(900)]
 
-ADDADDR = str(Path(sys.executable).with_name("addaddr"))
-PUBLIC_CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "pcaps" / "tcpdump"
 NO_PUBLIC_CAPTURES = f"no public captures: {PUBLIC_CAPTURES} (the project's shared/) is absent"
 # Live, a record's time is the kernel's clock at the hook; replayed, the packet's tcpdump timestamp.
 CLOCK_KEYS = ("first_seen", "last_seen")

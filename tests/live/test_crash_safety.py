@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from collector.logfile import log_files, read_records
-from collector.testbed import ClientPlan, Testbed
-from waiting import wait_for_line, wait_until
-from our_hook import ours_attached
+from tests.support.paths import ADDADDR
+from collector.logs.writer import log_files, read_records
+from collector.lab.testbed import ClientPlan, Testbed
+from tests.support.waiting import wait_for_line, wait_until
+from tests.support.our_hook import ours_attached
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, BPF, tmpfs)"), pytest.mark.slow]
 
-ADDAADDR = str(Path(sys.executable).with_name("addaddr"))
 PLAN = (ClientPlan(("10.1.2.3", "192.168.7.9", "2002:c000:201::1")),)
 KILLS = 3
 # The program loads at every start: seconds on a loaded 2-CPU machine.
@@ -50,7 +50,7 @@ class Load:
 
 
 def start_run(processes: list, bed: Testbed, log_dir: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([ADDAADDR, "run", "--netns", bed.server, "--iface", bed.server_interfaces[0],
+    proc = subprocess.Popen([ADDADDR, "run", "--netns", bed.server, "--iface", bed.server_interfaces[0],
                              "--log-dir", str(log_dir)], stderr=subprocess.PIPE, text=True)
     processes.append(proc)
     wait_for_line(proc, proc.stderr, "collecting on", ATTACH_SECONDS, "the collector to attach")
@@ -126,7 +126,7 @@ def tiny_disk(tmp_path):
 @pytest.fixture(scope="module")
 def busy_capture(tmp_path_factory) -> Path:
     """Real MPTCP traffic with many announcements: more records than 64 KiB holds."""
-    from tcpdump import Tcpdump
+    from tests.support.tcpdump import Tcpdump
 
     pcap = tmp_path_factory.mktemp("busy") / "busy.pcap"
     with Testbed() as bed, Tcpdump(bed.server, pcap, "-i", "any", "tcp"):
@@ -135,7 +135,7 @@ def busy_capture(tmp_path_factory) -> Path:
 
 
 def test_disk_full_is_one_error_and_readable_logs(tiny_disk, busy_capture):
-    result = subprocess.run([ADDAADDR, "replay", str(busy_capture), "--log-dir", str(tiny_disk / "logs")],
+    result = subprocess.run([ADDADDR, "replay", str(busy_capture), "--log-dir", str(tiny_disk / "logs")],
                             capture_output=True, text=True, timeout=120)
     # The line naming the kernel features comes first; then the one error.
     lines = [line for line in result.stderr.strip().splitlines() if "kernel program relies on" not in line]
@@ -147,6 +147,6 @@ def test_disk_full_is_one_error_and_readable_logs(tiny_disk, busy_capture):
     records, damage = read_with_damage(tiny_disk / "logs")
     assert damage == [], f"got damage {damage}; want every file readable to its end"
     assert records[0]["kind"] == "header" and len(records) > 1, "got no records before the disk filled"
-    tail = subprocess.run([ADDAADDR, "tail", "--json", "--log-dir", str(tiny_disk / "logs")],
+    tail = subprocess.run([ADDADDR, "tail", "--json", "--log-dir", str(tiny_disk / "logs")],
                           capture_output=True, text=True, timeout=60)
     assert tail.returncode == 0 and all(json.loads(line) for line in tail.stdout.splitlines())

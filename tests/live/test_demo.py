@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from collector.demo import demo
-from waiting import run_to_end, wait_for_line
+from tests.support.paths import ADDADDR
+from collector.lab.demo import demo
+from tests.support.waiting import run_to_end, wait_for_line
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the demo needs root (namespaces, BPF)"), pytest.mark.slow]
 
-ADDAADDR = str(Path(sys.executable).with_name("addaddr"))
 
 
 def name_of_testbed(stderr: str) -> str:
@@ -45,7 +45,7 @@ def test_report_equals_what_the_testbed_sent(tmp_path):
 
 
 def test_demo_command_prints_the_report():
-    result = run_to_end([ADDAADDR, "demo", "--connections", "2"], timeout=300)
+    result = run_to_end([ADDADDR, "demo", "--connections", "2"], timeout=300)
     assert result.returncode == 0, f"got exit {result.returncode}: {result.stderr}"
     assert "Over the 8 observed MPTCP connections, 8 of them (100%) announced" in result.stdout, result.stdout
     assert "collector attached" in result.stderr, f"got no progress on stderr: {result.stderr}"
@@ -54,14 +54,14 @@ def test_demo_command_prints_the_report():
 
 
 def test_failed_demo_leaves_nothing():
-    result = run_to_end([ADDAADDR, "demo", "--connections", "1", "--keep-logs", "/proc/addaddr-logs"], timeout=300)
+    result = run_to_end([ADDADDR, "demo", "--connections", "1", "--keep-logs", "/proc/addaddr-logs"], timeout=300)
     assert result.returncode == 1 and "log dir /proc/addaddr-logs" in result.stderr, f"got {result.stderr}"
     testbed = name_of_testbed(result.stderr)  # it failed with its testbed up
     assert namespaces_of(testbed) == [], f"got namespaces {namespaces_of(testbed)} left after a failed demo"
 
 
 def test_terminated_demo_leaves_nothing(processes):
-    proc = subprocess.Popen([ADDAADDR, "demo", "--connections", "200"], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([ADDADDR, "demo", "--connections", "200"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     processes.append(proc)
     lines = wait_for_line(proc, proc.stderr, "MPTCP connections per client and family", 120,
@@ -75,7 +75,7 @@ def test_terminated_demo_leaves_nothing(processes):
 def test_demo_without_root_makes_no_log_dir(tmp_path):
     tmp_path.chmod(0o777)  # nobody could make it, were the check not first
     logs = tmp_path / "logs"
-    result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ADDAADDR, "demo",
+    result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ADDADDR, "demo",
                              "--keep-logs", str(logs)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "needs root" in result.stderr, f"got {result.returncode}: {result.stderr}"
     assert not logs.exists(), "got a log dir made before the check"

@@ -11,19 +11,19 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from foreign_tcx import NAME as FOREIGN, ForeignProgram
-from our_hook import clsact_filters, ifindex, ours_attached, tcx_programs
+from tests.support.foreign_tcx import NAME as FOREIGN, ForeignProgram
+from tests.support.our_hook import clsact_filters, ifindex, ours_attached, tcx_programs
 from pyroute2 import IPRoute
 
-from collector import tcx
-from collector.attach import ETH_P_ALL, INGRESS, has_clsact
+from collector.kernel import tcx
+from collector.kernel.clsact import ETH_P_ALL, INGRESS, has_clsact
 from collector.cli import ATTACH_MODES
-from collector.hook import MODES
-from collector.live import BackgroundRun, RunOptions
-from collector.logfile import read_records
-from collector.program import FUNCTION
-from collector.testbed import ClientPlan, Testbed
-from test_run_command import Collector
+from collector.kernel.hook import MODES
+from collector.live.run import BackgroundRun, RunOptions
+from collector.logs.writer import read_records
+from collector.kernel.program import FUNCTION
+from collector.lab.testbed import ClientPlan, Testbed
+from tests.live.test_run_command import Collector
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="attaching programs needs root"), pytest.mark.slow]
 

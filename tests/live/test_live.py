@@ -14,15 +14,15 @@ from pathlib import Path
 import ipaddress
 
 import pytest
-from tcpdump import Tcpdump
+from tests.support.paths import ADDADDR
+from tests.support.tcpdump import Tcpdump
 
-from collector.classify import classify
-from collector.live import BackgroundRun, RunOptions
-from collector.testbed import Testbed
+from collector.addresses.classify import classify
+from collector.live.run import BackgroundRun, RunOptions
+from collector.lab.testbed import Testbed
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="live tests need root (namespaces, BPF)"), pytest.mark.slow]
 
-ADDAADDR = str(Path(sys.executable).with_name("addaddr"))
 CONNECTIONS = 12  # per client and family
 # `... IP6 fd00:200::2.49884 > fd00:200::1.5201: ... mptcp 16 add-addr v1 id 1 10.1.2.3 hmac 0x7b81..`
 SEGMENT = re.compile(r" IP6? (\S+)\.(\d+) > (\S+)\.(\d+):")
@@ -64,7 +64,7 @@ def live_run(request, tmp_path_factory):
 
 
 def tail_json(log_dir: Path) -> list[dict]:
-    out = subprocess.run([ADDAADDR, "tail", "--json", "--log-dir", str(log_dir)], capture_output=True, text=True,
+    out = subprocess.run([ADDADDR, "tail", "--json", "--log-dir", str(log_dir)], capture_output=True, text=True,
                          check=True).stdout
     return [json.loads(line) for line in out.splitlines()]
 

@@ -1,5 +1,5 @@
-"""The drop to an unprivileged user (collector/privileges.py) done for real, in a child process that
-loads, attaches and opens what `run` does first; and the systemd unit scripts/addaddr.service.
+"""The drop to an unprivileged user (collector/live/privileges.py) done for real, in a child process that
+loads, attaches and opens what `run` does first; and the systemd unit deploy/addaddr.service.
 
 The child runs twice: as plain root (`sudo addaddr run --user`), and as the unit starts it: root
 with only the unit's bounding set and no_new_privs (setpriv does what systemd would), which also
@@ -25,15 +25,17 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
-from frames import ETH_P_IP, IPPROTO_TCP, ether, ipv4, tcp
-from mptcp_encoder import encode
 
-from collector import privileges
+from tests.support.paths import REPO
+from tests.support.frames import ETH_P_IP, IPPROTO_TCP, ether, ipv4, tcp
+from tests.support.mptcp_encoder import encode
+
+from collector.live import privileges
 from collector.errors import CollectorError
-from collector.logfile import log_files, read_records
-from collector.mptcp_option import AddAddr
-from collector.netns import socket_in
-from collector.privileges import (
+from collector.logs.writer import log_files, read_records
+from collector.pipeline.decode import AddAddr
+from collector.kernel.netns import socket_in
+from collector.live.privileges import (
     CAP_NUMBERS,
     DROP_CAPABILITIES,
     RUN_CAPABILITIES,
@@ -42,7 +44,7 @@ from collector.privileges import (
     required_capabilities,
 )
 
-UNIT = Path(__file__).resolve().parent.parent / "scripts" / "addaddr.service"
+UNIT = REPO / "deploy" / "addaddr.service"
 USER = "nobody"
 IFACE, PEER = "pv0", "pv1"
 OPTION = encode(AddAddr(0, 7, IPv4Address("203.0.113.7"), None, False, None))
@@ -57,10 +59,10 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="dropping privilege ne
 CHILD = r"""
 import errno, json, os, socket, sys, threading
 from pyroute2.netlink.exceptions import NetlinkError
-from collector.attach import attach
-from collector.logfile import LogWriter
-from collector.privileges import drop_to
-from collector.program import CaptureProgram
+from collector.kernel.clsact import attach
+from collector.logs.writer import LogWriter
+from collector.live.privileges import drop_to
+from collector.kernel.program import CaptureProgram
 
 netns, log_dir, user = sys.argv[1:]
 now = [1_000_000.0]  # the log's clock: moved an hour on to make it rotate
@@ -254,7 +256,7 @@ def test_required_capabilities(monkeypatch):
 
 MISSING = """
 import json
-from collector.privileges import missing_capabilities
+from collector.live.privileges import missing_capabilities
 print(json.dumps([missing_capabilities(), missing_capabilities(netns=True, drop=True)]))
 """
 

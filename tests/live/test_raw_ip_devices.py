@@ -8,10 +8,10 @@ import os
 import pytest
 
 from collector.errors import CollectorError
-from collector.link_layer import has_ethernet_header
-from collector.live import BackgroundRun, RunOptions
-from collector.logfile import read_records
-from collector.testbed import ClientPlan, Testbed
+from collector.kernel.link_layer import has_ethernet_header
+from collector.live.run import BackgroundRun, RunOptions
+from collector.logs.writer import read_records
+from collector.lab.testbed import ClientPlan, Testbed
 
 PLAN = (ClientPlan(("10.1.2.3", "192.168.7.9", "2001:db8::5", "fd12:3456::1")),)
 CONNECTIONS = 3

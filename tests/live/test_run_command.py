@@ -17,15 +17,15 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.attach import ETH_P_ALL, FILTER_NAME, INGRESS
-from collector.logfile import read_records
-from collector.testbed import ClientPlan, Testbed
-from waiting import wait_for_line, wait_until
-from our_hook import ours_attached
+from tests.support.paths import ADDADDR
+from collector.kernel.clsact import ETH_P_ALL, FILTER_NAME, INGRESS
+from collector.logs.writer import read_records
+from collector.lab.testbed import ClientPlan, Testbed
+from tests.support.waiting import wait_for_line, wait_until
+from tests.support.our_hook import ours_attached
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="attaching filters needs root")
 
-ADDAADDR = str(Path(sys.executable).with_name("addaddr"))
 ONE_CLIENT = (ClientPlan(("10.1.2.3", "2001:db8::5")),)
 # bcc compiles the program at every start: seconds, more on a loaded 2-CPU machine.
 ATTACH_SECONDS = 120
@@ -80,7 +80,7 @@ class Collector:
     """`addaddr run` in the background; returns once it is attached, with the lines it printed."""
 
     def __init__(self, processes: list, bed: Testbed, log_dir: Path, *options: str):
-        self.proc = subprocess.Popen([ADDAADDR, "run", "--netns", bed.server, "--iface", bed.server_interfaces[0],
+        self.proc = subprocess.Popen([ADDADDR, "run", "--netns", bed.server, "--iface", bed.server_interfaces[0],
                                       "--log-dir", str(log_dir), *options], stderr=subprocess.PIPE, text=True)
         processes.append(self.proc)
         self.started = wait_for_line(self.proc, self.proc.stderr, "collecting on", ATTACH_SECONDS, "'collecting on'")
@@ -120,7 +120,7 @@ def test_foreign_filter_keeps_running_and_stays(mode, bed, tmp_path, processes):
 
 @pytest.mark.slow
 def test_kill_9_leaves_one_filter_that_the_next_run_replaces(bed, tmp_path, processes):
-    """In clsact; tests/test_hook.py has kill -9 in tcx, which leaves nothing."""
+    """In clsact; tests/live/test_hook.py has kill -9 in tcx, which leaves nothing."""
     Collector(processes, bed, tmp_path, "--attach", "clsact").stop(signal.SIGKILL)
     assert our_filters(bed) == 1, f"got {our_filters(bed)} filters after kill -9; want the stale one"
     second = Collector(processes, bed, tmp_path, "--attach", "clsact")
@@ -142,7 +142,7 @@ def test_run_fails_with_one_line(args, says, tmp_path):
     logs = tmp_path / "logs"
     if "--log-dir" not in args:
         args = [*args, "--log-dir", str(logs)]
-    result = subprocess.run([ADDAADDR, "run", *args], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([ADDADDR, "run", *args], capture_output=True, text=True, timeout=60)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1, f"got exit {result.returncode}; want 1"
     assert len(lines) == 1 and says in lines[0], f"got {lines}; want one line with {says!r}"
@@ -150,7 +150,7 @@ def test_run_fails_with_one_line(args, says, tmp_path):
 
 
 def test_run_refuses_without_root(tmp_path):
-    result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ADDAADDR, "run",
+    result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ADDADDR, "run",
                              "--iface", "lo", "--log-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "needs root" in result.stderr, f"got {result.returncode}: {result.stderr}"
 
@@ -163,7 +163,7 @@ def low_memlock() -> None:
 def test_root_with_a_bounded_set_is_told_what_helps_not_sudo(dropped, says, tmp_path):
     """Root already (a unit's or a container's bounded set): sudo cannot help; the limit or the set can."""
     bounded = ["setpriv", f"--bounding-set=-{dropped}", "--inh-caps=-all", "--"]
-    result = subprocess.run([*bounded, ADDAADDR, "run", "--iface", "lo", "--log-dir", str(tmp_path / "logs")],
+    result = subprocess.run([*bounded, ADDADDR, "run", "--iface", "lo", "--log-dir", str(tmp_path / "logs")],
                             capture_output=True, text=True, timeout=60, preexec_fn=low_memlock)
     assert result.returncode == 1 and result.stderr.count("\n") == 1, f"got {result.returncode}: {result.stderr!r}"
     assert f"CAP_{dropped.upper()}" in result.stderr and says in result.stderr and "sudo" not in result.stderr, \
@@ -230,7 +230,7 @@ def test_run_as_user_keeps_collecting_without_privilege(mode, bed, reachable_dir
 
 
 def test_run_as_unknown_user_fails_at_once(tmp_path):
-    result = subprocess.run([ADDAADDR, "run", "--iface", "lo", "--log-dir", str(tmp_path), "--user", "nosuchuser"],
+    result = subprocess.run([ADDADDR, "run", "--iface", "lo", "--log-dir", str(tmp_path), "--user", "nosuchuser"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "no user 'nosuchuser'" in result.stderr, f"got {result.stderr}"
 
@@ -253,7 +253,7 @@ def test_perf_pages_must_be_a_bounded_power_of_two(pages, tmp_path):
 def test_namespace_deleted_under_the_run_still_drains_and_writes_final_stats(tmp_path):
     """`ip netns del` under a live collector: stopping it once raised from detach and skipped the
     drain and the final records."""
-    from collector.live import BackgroundRun, RunOptions
+    from collector.live.run import BackgroundRun, RunOptions
 
     logs = tmp_path / "logs"
     with Testbed(ONE_CLIENT) as bed:
@@ -271,7 +271,7 @@ def test_namespace_deleted_under_the_run_still_drains_and_writes_final_stats(tmp
     (65536, 64, 8, "65536 pages on each of 64 CPUs lock 16384 MiB, more than a quarter of this host's 8192 MiB "
                    "of RAM: choose at most 4096"),
     (16384, 2, 0.25, "choose at most 4096"),
-    # The bound counts what the buffers lock (collector.program.locked_bytes): each CPU's ring has a
+    # The bound counts what the buffers lock (collector.kernel.program.locked_bytes): each CPU's ring has a
     # header page too, so 8192 pages on 2 CPUs lock 64 MiB and 8 KiB, past a quarter of 256 MiB.
     (8192, 2, 0.25, "choose at most 4096"),
     (4096, 2, 0.25, None),
@@ -279,7 +279,7 @@ def test_namespace_deleted_under_the_run_still_drains_and_writes_final_stats(tmp
     (65536, 2, 24, None),
 ])
 def test_perf_pages_bounded_by_a_quarter_of_ram_over_all_cpus(pages, cpus, ram_gib, want):
-    from collector.live import perf_pages_problem
+    from collector.live.run import perf_pages_problem
 
     got = perf_pages_problem(pages, cpus, int(ram_gib * (1 << 30)))
     assert (got is None) if want is None else (got is not None and want in got), f"got {got!r}; want {want!r}"
@@ -289,7 +289,7 @@ def test_perf_pages_bounded_by_a_quarter_of_ram_over_all_cpus(pages, cpus, ram_g
 def test_a_namespace_name_that_is_a_path_is_a_usage_error(netns, tmp_path):
     """Joined to /run/netns, a path would open any file, and "" or "." the directory itself (which gave
     'cannot link at tcx ingress (setns: Invalid argument)')."""
-    result = subprocess.run([ADDAADDR, "run", "--iface", "lo", "--netns", netns, "--log-dir", str(tmp_path / "logs")],
+    result = subprocess.run([ADDADDR, "run", "--iface", "lo", "--netns", netns, "--log-dir", str(tmp_path / "logs")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "is not a namespace name" in result.stderr, \
         f"got exit {result.returncode}: {result.stderr}"

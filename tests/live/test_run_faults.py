@@ -11,10 +11,10 @@ import urllib.request
 
 import pytest
 
-from collector.logfile import read_records
-from collector.testbed import Testbed
-from test_crash_safety import our_filters
-from test_run_command import ADDAADDR, ONE_CLIENT, Collector, reachable_dir  # noqa: F401 (a fixture)
+from collector.logs.writer import read_records
+from collector.lab.testbed import Testbed
+from tests.live.test_crash_safety import our_filters
+from tests.live.test_run_command import ADDADDR, ONE_CLIENT, Collector, reachable_dir  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="attaching filters needs root"), pytest.mark.slow]
 
@@ -38,7 +38,7 @@ def logged_announcements(log_dir) -> int:
 
 def test_a_second_run_is_refused_and_the_first_sees_every_announcement(bed, tmp_path, processes):
     first = Collector(processes, bed, tmp_path / "first")
-    second = subprocess.run([ADDAADDR, "run", "--netns", bed.server, "--iface", bed.server_interfaces[0],
+    second = subprocess.run([ADDADDR, "run", "--netns", bed.server, "--iface", bed.server_interfaces[0],
                              "--log-dir", str(tmp_path / "second")], capture_output=True, text=True, timeout=60)
     traffic = bed.drive(3)
     time.sleep(0.5)

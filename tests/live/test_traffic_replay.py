@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tcpdump import Tcpdump
+from tests.support.paths import ADDADDR, REPO
+from tests.support.tcpdump import Tcpdump
 
-from collector.live import BackgroundRun, RunOptions
-from collector.testbed import Testbed
+from collector.live.run import BackgroundRun, RunOptions
+from collector.lab.testbed import Testbed
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, BPF, tcpreplay)"), pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parent.parent
-ADDAADDR = str(Path(sys.executable).with_name("addaddr"))
 # Differ by nature: the clocks (packet times vs the replay's wall clock).
 CLOCK_KEYS = ("first_seen", "last_seen")
 
@@ -42,8 +41,8 @@ def test_replayed_traffic_reports_what_replay_reports(capture, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert live.returncode == 0, f"got exit {live.returncode}: {live.stderr}"
     assert ", 0 lost" in live.stderr, f"got {live.stderr.strip()}; want 0 lost at the default rate"
-    subprocess.run([ADDAADDR, "replay", str(capture), "--log-dir", str(tmp_path)], check=True, capture_output=True)
-    replayed = subprocess.run([ADDAADDR, "report", "--log-dir", str(tmp_path), "--format", "json"],
+    subprocess.run([ADDADDR, "replay", str(capture), "--log-dir", str(tmp_path)], check=True, capture_output=True)
+    replayed = subprocess.run([ADDADDR, "report", "--log-dir", str(tmp_path), "--format", "json"],
                               capture_output=True, text=True, check=True)
     got, want = figures(json.loads(live.stdout)), figures(json.loads(replayed.stdout))
     assert got["announcements"] > 0, "got no announcements in the capture"

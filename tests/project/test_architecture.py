@@ -3,9 +3,9 @@
 import re
 from pathlib import Path
 
+from tests.support.paths import REPO
 import collector
 
-REPO = Path(__file__).resolve().parent.parent
 DOC = (REPO / "docs" / "architecture.md").read_text()
 # The command modules are described together, as collector/commands/*.py.
 MODULES = sorted([*(REPO / "collector").glob("*.py"), *(REPO / "bpf").iterdir()])

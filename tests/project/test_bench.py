@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from waiting import run_to_end, wait_for_line
+from tests.support.paths import REPO
 
-BENCH = Path(__file__).resolve().parent.parent / "scripts" / "bench"
+from tests.support.waiting import run_to_end, wait_for_line
+
+BENCH = REPO / "scripts" / "bench"
 BENCHMARKS = {"kernel", "overhead", "pipeline", "replay", "report", "export", "memory", "logs", "anonymize", "startup"}
 
 pytestmark = [

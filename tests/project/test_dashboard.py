@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from collector.metrics import families
-from waiting import wait_for_line
+from tests.support.paths import REPO
 
-RENDER = Path(__file__).resolve().parents[1] / "scripts" / "render-dashboard"
-DASHBOARD = json.loads((Path(__file__).resolve().parents[1] / "docs" / "grafana-dashboard.json").read_text())
+from collector.live.metrics import families
+from tests.support.waiting import wait_for_line
+
+RENDER = REPO / "scripts" / "render-dashboard"
+DASHBOARD = json.loads((REPO / "docs" / "grafana-dashboard.json").read_text())
 GRID_COLUMNS = 24
 # Every kernel and tracker counter the collector has, and announcements: all families and labels.
 FIGURES = {

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "collector"
+from tests.support.paths import REPO
+
+PACKAGE = REPO / "collector"
 MODULES = sorted(PACKAGE.rglob("*.py"))
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
+
 SETUP = REPO / "scripts" / "setup"
 VAGRANTFILE = REPO / "vagrant" / "Vagrantfile"
 

@@ -10,7 +10,7 @@ import ctypes
 import os
 import struct
 
-from collector import tcx
+from collector.kernel import tcx
 
 BPF_MAP_CREATE = 0
 BPF_MAP_LOOKUP_ELEM = 1

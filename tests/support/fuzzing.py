@@ -1,4 +1,4 @@
-"""Differential fuzzing of the kernel program against tests/reference_parser.py.
+"""Differential fuzzing of the kernel program against tests/support/reference_parser.py.
 
 Frames come from hypothesis strategies (structured: VLAN tags, IPv4 with options and fragment
 fields, IPv6 extension chains, TCP option areas mixing MPTCP options of every subtype and length
@@ -6,7 +6,7 @@ with common options and garbage), each followed by byte mutants of it made with 
 far cheaper than a hypothesis example. Frames run through BPF_PROG_TEST_RUN in batches, each tagged
 with its index in skb->mark, which its events carry back.
 
-tests/test_fuzz.py runs a short form; `scripts/fuzz --cases N [--seed S]` runs main() for millions.
+tests/kernel/test_fuzz.py runs a short form; `scripts/fuzz --cases N [--seed S]` runs main() for millions.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-import frames
-from collector.event import OptionEvent
-from collector.program import CaptureProgram
-from collector.testrun import MIN_FRAME, TestRunner
-from reference_parser import TCPOPT_MPTCP, ExpectedEvent, Verdict, expect
+from tests.support import frames
+from collector.kernel.event import OptionEvent
+from collector.kernel.program import CaptureProgram
+from collector.kernel.testrun import MIN_FRAME, TestRunner
+from tests.support.reference_parser import TCPOPT_MPTCP, ExpectedEvent, Verdict, expect
 
 TC_ACT_UNSPEC = -1
 # Frames between two reads of the perf buffer and the counters. A frame makes at most 13 events

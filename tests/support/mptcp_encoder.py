@@ -6,7 +6,7 @@ written as zero, as RFC 8684 asks of a sender.
 
 import struct
 
-from collector.mptcp_option import (
+from collector.pipeline.decode import (
     MPTCP_ADDR_ECHO,
     MPTCPOPT_BACKUP,
     TCPOPT_MPTCP,

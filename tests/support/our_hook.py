@@ -8,9 +8,9 @@ import subprocess
 
 from pyroute2 import IPRoute
 
-from collector import tcx
-from collector.attach import FILTER_NAME
-from collector.program import FUNCTION, RAW_IP_FUNCTION
+from collector.kernel import tcx
+from collector.kernel.clsact import FILTER_NAME
+from collector.kernel.program import FUNCTION, RAW_IP_FUNCTION
 
 
 def clsact_filters(netns: str, ifname: str) -> int:

@@ -48,7 +48,7 @@ EVENT_SUBTYPES = frozenset({0, 1, 3, 4, 7, 8})  # MP_CAPABLE MP_JOIN ADD_ADDR RM
 
 
 class ExpectedEvent(NamedTuple):
-    """An event as collector.event.OptionEvent has it, less what the run decides (time, ifindex,
+    """An event as collector.kernel.event.OptionEvent has it, less what the run decides (time, ifindex,
     mark): same field names, so events compare field by field."""
 
     ip_version: int

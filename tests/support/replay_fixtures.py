@@ -15,10 +15,10 @@ import struct
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 
-from capture_writer import PcapWriter
-from collector.mptcp_option import AddAddr, MpCapable, MpJoin, OtherSuboption, token
-from frames import ACK, ETH_P_IP, ETH_P_IPV6, FIN, IPPROTO_TCP, MAC_A, MAC_B, PSH, SYN, ether, ipv4, ipv6, tcp
-from mptcp_encoder import encode
+from tests.support.capture_writer import PcapWriter
+from collector.pipeline.decode import AddAddr, MpCapable, MpJoin, OtherSuboption, token
+from tests.support.frames import ACK, ETH_P_IP, ETH_P_IPV6, FIN, IPPROTO_TCP, MAC_A, MAC_B, PSH, SYN, ether, ipv4, ipv6, tcp
+from tests.support.mptcp_encoder import encode
 
 # Nanoseconds since the epoch: 2023-11-14T22:13:20Z.
 T0_NS = 1_700_000_000 * 10**9

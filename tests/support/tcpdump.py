@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from waiting import wait_for_line
+from tests.support.waiting import wait_for_line
 
 # Without immediate mode, a tcpdump stopped by SIGTERM had written none of the packets its filter took
 # (libpcap's TPACKET_V3 blocks). In immediate mode each ring slot takes the snap length, so a small one

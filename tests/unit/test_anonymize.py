@@ -1,4 +1,4 @@
-"""collector.anonymize: standard Crypto-PAn (the reference implementation's sample pairs, equality with
+"""collector.addresses.anonymize: standard Crypto-PAn (the reference implementation's sample pairs, equality with
 yacryptopan on random addresses and keys), its prefix-preserving properties, the key file's creation and
 refusals, anonymized records, the log header's scheme, and reports over anonymized logs equal to those
 over the originals."""
@@ -17,13 +17,14 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 from yacryptopan import CryptoPAn
 
-from collector.address_classes import BLOCKS
-from collector.anonymize import ADDRESS_FIELDS, KEY_BYTES, Anonymizer
-from collector.classify import classify
+from tests.support.paths import ADDADDR
+from collector.addresses.classes import BLOCKS
+from collector.addresses.anonymize import ADDRESS_FIELDS, KEY_BYTES, Anonymizer
+from collector.addresses.classify import classify
 from collector.errors import CollectorError
-from collector.logfile import LogWriter, read_records
-from collector.report import report
-from replay_fixtures import scenario
+from collector.logs.writer import LogWriter, read_records
+from collector.report.figures import report
+from tests.support.replay_fixtures import scenario
 
 KEY = bytes(range(KEY_BYTES))
 OTHER_KEY = bytes(range(1, KEY_BYTES + 1))
@@ -373,7 +374,6 @@ def test_a_report_over_anonymized_logs_equals_the_report_over_the_originals(tmp_
 
 # --- the log header -----------------------------------------------------------------------------
 
-ADDAADDR = str(Path(sys.executable).with_name("addaddr"))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="replay loads the kernel program: needs root")
@@ -384,7 +384,7 @@ def test_the_header_names_the_scheme_and_replayed_addresses_map_as_yacryptopan(t
     logs = {}
     for name, options in (("plain", []), ("anonymized", ["--anonymize-key", str(key)])):
         logs[name] = tmp_path / name
-        result = subprocess.run([ADDAADDR, "replay", str(capture), "--log-dir", str(logs[name]), *options],
+        result = subprocess.run([ADDADDR, "replay", str(capture), "--log-dir", str(logs[name]), *options],
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
     plain, anonymized = (list(read_records(logs[name])) for name in ("plain", "anonymized"))

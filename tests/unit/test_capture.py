@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capture_writer import (
+from tests.support.paths import PUBLIC_CAPTURES
+from tests.support.capture_writer import (
     LINKTYPE_ETHERNET,
     LINKTYPE_IEEE802_11,
     LINKTYPE_IPV4,
@@ -25,11 +26,10 @@ from capture_writer import (
     PcapngWriter,
     PcapWriter,
 )
-from collector.capture import PROGRESS_STEP, CaptureError, Packet, read_capture
+from collector.replay.capture import PROGRESS_STEP, CaptureError, Packet, read_capture
 from collector.errors import CollectorError
-from frames import ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, MAC_A, MAC_B, ether, ipv4, ipv6, tcp
+from tests.support.frames import ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, MAC_A, MAC_B, ether, ipv4, ipv6, tcp
 
-PUBLIC_CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "pcaps" / "tcpdump"
 NO_PUBLIC_CAPTURES = f"no public captures: {PUBLIC_CAPTURES} (the project's shared/) is absent"
 
 IPV4_PACKET = ipv4("192.0.2.1", "198.51.100.2", IPPROTO_TCP, tcp(40000, 80))
@@ -529,7 +529,7 @@ def test_zeros_from_a_device_end_at_once():
 STREAM_MIB = 256
 READER = """
 import re
-from collector.capture import read_capture
+from collector.replay.capture import read_capture
 count = sum(1 for _ in read_capture("-"))
 # VmHWM, not ru_maxrss: that one outlives execve, and would be the parent's peak.
 print(count, int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) >> 10)

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.address_classes import ADDRESS_CLASSES, BLOCKS
-from collector.classify import Classification, EmbeddedIPv4, classify
+from collector.addresses.classes import ADDRESS_CLASSES, BLOCKS
+from collector.addresses.classify import Classification, EmbeddedIPv4, classify
 
 Want = tuple[str, bool]  # (class, global)
 

@@ -1,4 +1,4 @@
-"""Tests of collector.connections: handshakes, joins, departures and the bounds on the state.
+"""Tests of collector.pipeline.connections: handshakes, joins, departures and the bounds on the state.
 
 The helpers at the top build events as the kernel program would; test_records.py uses them too.
 """
@@ -8,16 +8,16 @@ from typing import NamedTuple
 
 import pytest
 
-from collector.connections import (
+from collector.pipeline.connections import (
     AttemptEnd,
     ConnectionEnd,
     ConnectionStart,
     ConnectionTracker,
     DEFAULT_MAX_ENTRIES,
 )
-from collector.event import OptionEvent
-from collector.mptcp_option import FastClose, MpCapable, MpJoin, TcpRst, decode, token
-from mptcp_encoder import encode
+from collector.kernel.event import OptionEvent
+from collector.pipeline.decode import FastClose, MpCapable, MpJoin, TcpRst, decode, token
+from tests.support.mptcp_encoder import encode
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 SYN_ACK = SYN | ACK

@@ -16,17 +16,17 @@ import pytest
 from click.testing import CliRunner
 
 from collector.cli import main
-from collector.log_format import frame
-from collector.logfile import LogWriter
-from test_odd_paths import ADDADDR, run_on_a_terminal
-from test_report import HAND_BUILT, T0, add_addr, connection, json_report, write_log
+from collector.logs.framing import frame
+from collector.logs.writer import LogWriter
+from tests.unit.test_odd_paths import ADDADDR, run_on_a_terminal
+from tests.unit.test_report import HAND_BUILT, T0, add_addr, connection, json_report, write_log
 
 pytest.importorskip("pyarrow", reason="the export needs the fleet extra: scripts/setup --test installs it")
 pytest.importorskip("duckdb", reason="report --parquet needs the fleet extra: scripts/setup --test installs it")
 
 import pyarrow.parquet as pq  # noqa: E402
 
-from collector.export_rows import MANIFEST  # noqa: E402
+from collector.fleet.rows import MANIFEST  # noqa: E402
 
 
 def export(*args: str):
@@ -265,7 +265,7 @@ def test_an_export_of_empty_logs_can_be_run_again(tmp_path):
 
 
 def test_an_export_that_failed_on_a_full_disk_is_taken_up_by_the_next(tmp_path, monkeypatch):
-    import collector.parquet_export as parquet_export
+    import collector.fleet.export as parquet_export
 
     dirs = logs_of_two_hosts(tmp_path)
     real_write = parquet_export.pq.write_table
@@ -339,7 +339,7 @@ def test_spark_study_equals_report(tmp_path):
         pytest.skip("Spark needs Java (openjdk-17-jre-headless; scripts/setup --test installs it)")
     dirs = logs_of_two_hosts(tmp_path)
     exported(dirs, tmp_path / "set")
-    run = subprocess.run([sys.executable, "-m", "collector.spark_study", str(tmp_path / "set")],
+    run = subprocess.run([sys.executable, "-m", "collector.fleet.spark", str(tmp_path / "set")],
                          capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, f"exit {run.returncode}: {run.stderr[-2000:]}"
     got = json.loads(run.stdout)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
-
 import pytest
+
+from tests.support.paths import REPO
 
 FLOOD = 1_000_000
 RSS_CAP_MIB = 400  # the README's promise for the default state cap of 262,144 entries (166-288 MiB measured)
@@ -16,11 +16,10 @@ RSS_CAP_MIB = 400  # the README's promise for the default state cap of 262,144 e
 # Run apart so that the RSS measured is the flood's, not the test session's.
 FLOOD_SCRIPT = r"""
 import json, resource, sys
-sys.path.insert(0, sys.argv[2])
-from mptcp_encoder import encode
-from collector.event import OptionEvent
-from collector.mptcp_option import MpCapable, MpJoin
-from collector.records import Recorder
+from tests.support.mptcp_encoder import encode
+from collector.kernel.event import OptionEvent
+from collector.pipeline.decode import MpCapable, MpJoin
+from collector.pipeline.records import Recorder
 
 n = int(sys.argv[1])
 recorder = Recorder()
@@ -38,9 +37,9 @@ print(json.dumps({"rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_syn_and_bogus_join_flood_stays_under_the_cap():
-    tests = Path(__file__).resolve().parent
-    out = subprocess.run([sys.executable, "-c", FLOOD_SCRIPT, str(FLOOD), str(tests)], capture_output=True,
-                         text=True, timeout=600, check=True, cwd=tests.parent).stdout
+    # `-c` puts the working directory first on the path: the checkout, for tests.support.
+    out = subprocess.run([sys.executable, "-c", FLOOD_SCRIPT, str(FLOOD)], capture_output=True,
+                         text=True, timeout=600, check=True, cwd=REPO).stdout
     figures = json.loads(out)
     assert figures["rss_mib"] < RSS_CAP_MIB, f"got RSS {figures['rss_mib']:.0f} MiB; want under {RSS_CAP_MIB}"
     assert figures["subflows_tracked"] <= 262_144, f"got {figures['subflows_tracked']} subflows tracked"

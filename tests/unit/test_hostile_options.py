@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.classify import classify
-from collector.event import OptionEvent
-from collector.mptcp_option import AddAddr, MalformedOption, OtherSuboption, decode
-from collector.records import Recorder
-from mptcp_encoder import encode
+from collector.addresses.classify import classify
+from collector.kernel.event import OptionEvent
+from collector.pipeline.decode import AddAddr, MalformedOption, OtherSuboption, decode
+from collector.pipeline.records import Recorder
+from tests.support.mptcp_encoder import encode
 
 TCPOPT_MPTCP = 30
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
@@ -86,7 +86,7 @@ def handled(recorder: Recorder, ev: OptionEvent, time: float) -> list[dict]:
         records = recorder.handle(ev, time)
     except Exception as exc:  # noqa: BLE001 - the point of the test
         pytest.fail(f"handle({ev}) raised {exc!r}")
-    msgpack.packb(records, use_bin_type=True)  # as collector.logfile writes them
+    msgpack.packb(records, use_bin_type=True)  # as collector.logs.writer writes them
     return records
 
 

@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner
 
 from collector.cli import main
-from collector.log_dir import NAME_FORMAT, written_files
-from collector.log_format import MARKER, FileCursor, frame
-from collector.logfile import LogWriter, follow, log_files, read_records
-from collector.privileges import _hand_over
+from collector.logs.directory import NAME_FORMAT, written_files
+from collector.logs.framing import MARKER, FileCursor, frame
+from collector.logs.writer import LogWriter, follow, log_files, read_records
+from collector.live.privileges import _hand_over
 
 HEADER = {"host": "test-host", "interfaces": ["eth0"]}
 SECRET = b"a file outside the log dir that root must not change\n"
@@ -209,7 +209,7 @@ def test_fifo_directory_and_odd_names_are_skipped(tmp_path):
     Path(log_dir, os.fsdecode(b"addaddr-\xff\xfe.msgpack")).write_bytes(b"x")  # not UTF-8
     out = run_with_deadline(
         "import sys, json\n"
-        "from collector.logfile import LogWriter, read_records\n"
+        "from collector.logs.writer import LogWriter, read_records\n"
         "damage = []\n"
         "records = list(read_records(sys.argv[1], on_damage=lambda *w: damage.append(w[2])))\n"
         "with LogWriter(sys.argv[1], {}) as w:\n"
@@ -365,7 +365,7 @@ def test_follow_does_not_block_on_a_fifo(tmp_path):
     os.mkfifo(Path(log_dir, name_at(time.time() + 60)))  # the next file a writer could make
     out = run_with_deadline(
         "import sys\n"
-        "from collector.logfile import follow\n"
+        "from collector.logs.writer import follow\n"
         "seen, damage = [], []\n"
         "for r in follow(sys.argv[1], poll_interval=0.01, stop=lambda: len(damage) > 0 and len(seen) == 2,\n"
         "                on_damage=lambda *w: damage.append(w[2])):\n"
@@ -424,7 +424,7 @@ def add_addr_record(i, **changes):
 def test_what_msgspec_reads_otherwise_than_msgpack_is_read_as_msgpack_reads_it(tmp_path, monkeypatch):
     """The reader decodes with msgspec, which takes keys other than strings and makes other objects of
     extension types: such records must be kept, skipped and named exactly as msgpack alone reads them."""
-    import collector.log_format as log_format
+    import collector.logs.framing as log_format
 
     planted = [lost(0) | {"extra": {1: 2}}, lost(1) | {"extra": msgpack.ExtType(5, b"x")},
                lost(2) | {"extra": msgpack.Timestamp(1, 0)}, lost(3) | {7: 1}, lost(4) | {b"count": 1},

@@ -13,9 +13,9 @@ import msgpack
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from collector.log_dir import NAME_FORMAT, stamp_of
-from collector.log_format import frame, pack_record
-from collector.logfile import (LogDamageWarning, LogWriter, Repair, follow, log_files,
+from collector.logs.directory import NAME_FORMAT, stamp_of
+from collector.logs.framing import frame, pack_record
+from collector.logs.writer import (LogDamageWarning, LogWriter, Repair, follow, log_files,
                                read_records)
 
 HEADER = {"host": "test-host", "interfaces": ["eth0", "eth1"], "version": "0.1.0"}
@@ -523,7 +523,7 @@ def test_the_writer_packs_each_size_as_msgpack_does(value):
 
 
 def test_the_writer_packs_every_kind_as_msgpack_does(tmp_path):
-    from tests.test_record_schema import VALID
+    from tests.unit.test_record_schema import VALID
     writer = LogWriter(tmp_path, HEADER)
     records = [record for kind, record in VALID.items() if kind != "header"]
     start = os.path.getsize(writer.path)
@@ -538,7 +538,7 @@ def test_the_writer_packs_every_kind_as_msgpack_does(tmp_path):
 # back shorter, cut by hand between export's size check and its read) was read again from its
 # start, handing over the records exported before a second time.
 def test_read_file_from_an_offset_past_a_cut_hands_over_nothing_again(tmp_path):
-    from collector.logfile import read_file_from
+    from collector.logs.writer import read_file_from
 
     with LogWriter(tmp_path, {"host": "h"}) as writer:
         for i in range(20):

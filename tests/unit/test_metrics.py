@@ -1,4 +1,4 @@
-"""collector.metrics: what a scrape of /metrics says, read back by prometheus_client's parsers, in the
+"""collector.live.metrics: what a scrape of /metrics says, read back by prometheus_client's parsers, in the
 Prometheus text format and in OpenMetrics, gzipped or not, HEAD, label escaping, where the server may
 listen, 404s, a port freed by stop(), and the figures of a live run."""
 
@@ -18,9 +18,9 @@ from prometheus_client import parser as text_parser
 from prometheus_client.openmetrics import parser as openmetrics_parser
 
 from collector.errors import CollectorError
-from collector.logfile import read_records
-from collector.metrics import MetricsServer, parse_listen
-from collector.testbed import Testbed
+from collector.logs.writer import read_records
+from collector.live.metrics import MetricsServer, parse_listen
+from collector.lab.testbed import Testbed
 
 KERNEL = {"packets": 1000, "not_tcp": 10, "fragments": 1, "unparsed": 2, "tcp": 987, "mptcp": 400,
           "malformed_options": 3, "events": 120, "event_errors": 4,
@@ -295,7 +295,7 @@ def announced(samples: dict) -> dict[tuple[str, str], float]:
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="attaching filters needs root")
 def test_a_live_run_serves_the_counts_it_logs(tmp_path, processes):
-    from test_run_command import ONE_CLIENT, Collector
+    from tests.live.test_run_command import ONE_CLIENT, Collector
 
     with Testbed(ONE_CLIENT) as bed:
         collector = Collector(processes, bed, tmp_path, "--metrics", "127.0.0.1:0")

@@ -1,4 +1,4 @@
-"""Tests of collector.mptcp_option: hand-built wire bytes, round trips, malformed forms, fuzzing,
+"""Tests of collector.pipeline.decode: hand-built wire bytes, round trips, malformed forms, fuzzing,
 the token, and the ADD_ADDR ground truth of public captures (in ../shared, when present)."""
 
 import csv
@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.mptcp_option import (
+from tests.support.paths import PUBLIC_CAPTURES
+from collector.pipeline.decode import (
     AddAddr,
     FastClose,
     MalformedOption,
@@ -22,9 +23,9 @@ from collector.mptcp_option import (
     decode,
     token,
 )
-from mptcp_encoder import encode
+from tests.support.mptcp_encoder import encode
 
-SHARED_CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "pcaps" / "tcpdump"
+SHARED_CAPTURES = PUBLIC_CAPTURES
 
 
 def h(text: str) -> bytes:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from waiting import stop
+from tests.support.paths import ADDADDR
+from tests.support.waiting import stop
 
 # About ninety runs of the command, a second each.
 pytestmark = pytest.mark.slow
 
-ADDADDR = str(Path(sys.executable).with_name("addaddr"))
 AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 # 300 bytes: past NAME_MAX (255), so ENAMETOOLONG, which pathlib's is_file()/is_dir() let through.
 LONG_NAME = "a" * 300

@@ -1,4 +1,4 @@
-"""collector/event.py's reading of a perf ring's records, byte by byte as the kernel lays them out:
+"""collector/kernel/event.py's reading of a perf ring's records, byte by byte as the kernel lays them out:
 runs of samples at their stride, the kernel's lost record (and any other) between them."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from collector.event import PerfRecords, _samples_at
-from collector.libbpf import PERF_RECORD_LOST, PERF_RECORD_SAMPLE
+from collector.kernel.event import PerfRecords, _samples_at
+from collector.kernel.libbpf import PERF_RECORD_LOST, PERF_RECORD_SAMPLE
 
 # struct mptcp_event of bpf/event.h, field by field at its offsets, written out here rather than taken
-# from collector/event.py: a parser that drifts from the kernel's layout reads these samples wrong.
+# from collector/kernel/event.py: a parser that drifts from the kernel's layout reads these samples wrong.
 EVENT_SIZE = 104
 EVENT_FIELDS = (  # name, offset, struct format
     ("ktime_ns", 0, "Q"), ("ifindex", 8, "I"), ("mark", 12, "I"), ("saddr", 16, "16s"), ("daddr", 32, "16s"),

@@ -5,9 +5,9 @@ import math
 import msgpack
 import pytest
 
-from collector.log_format import frame
-from collector.logfile import read_records
-from collector.record_schema import SCHEMA, TIME_MAX, problem
+from collector.logs.framing import frame
+from collector.logs.writer import read_records
+from collector.logs.schema import SCHEMA, TIME_MAX, problem
 
 SEGMENT = {"time": 1_700_000_000.5, "src": "192.0.2.1", "sport": 40000, "dst": "198.51.100.1", "dport": 443,
            "ifindex": 2, "connection": 0x1234ABCD}

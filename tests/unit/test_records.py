@@ -1,14 +1,14 @@
-"""Tests of collector.records: the records each kind of event makes, as docs/records.md has them."""
+"""Tests of collector.pipeline.records: the records each kind of event makes, as docs/records.md has them."""
 
 from ipaddress import ip_address
 
 import msgpack
 import pytest
 
-from collector.connections import ConnectionTracker
-from collector.mptcp_option import AddAddr, FastClose, MpJoin, RemoveAddr, TcpRst, token
-from collector.records import Recorder
-from test_connections import (
+from collector.pipeline.connections import ConnectionTracker
+from collector.pipeline.decode import AddAddr, FastClose, MpJoin, RemoveAddr, TcpRst, token
+from collector.pipeline.records import Recorder
+from tests.unit.test_connections import (
     ACK,
     CLIENT,
     CLIENT_KEY,

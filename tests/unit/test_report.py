@@ -1,4 +1,4 @@
-"""`addaddr report` and collector.report over real log files: figures worked out by hand, the client /
+"""`addaddr report` and collector.report.figures over real log files: figures worked out by hand, the client /
 server / echo / retransmission split, hosts kept apart, time windows, every format, the plot, and
 memory that does not grow with the records."""
 
@@ -16,11 +16,11 @@ import msgpack
 import pytest
 from click.testing import CliRunner
 
-from collector.classify import classify
+from collector.addresses.classify import classify
 from collector.cli import main, report_command
-from collector.logfile import LogWriter
-from collector.report import parse_time, report
-from collector.report_format import FORMATS
+from collector.logs.writer import LogWriter
+from collector.report.figures import parse_time, report
+from collector.report.formats import FORMATS
 
 T0 = 1700000000.0  # 2023-11-14T22:13:20Z
 JSON_KEYS = ["connections", "attempts", "connections_announcing", "connections_announcing_share", "announcements",
@@ -384,7 +384,7 @@ def test_memory_does_not_grow_with_the_records(tmp_path):
 
 def test_files_read_in_parallel_give_the_same_report(tmp_path, monkeypatch):
     """Big logs are read one file per process and merged: the figures and damage must not change."""
-    import collector.report as report_module
+    import collector.report.figures as report_module
 
     records = []
     for i in range(400):
@@ -405,7 +405,7 @@ def test_files_read_in_parallel_give_the_same_report(tmp_path, monkeypatch):
 
 def _serial_and_parts(log_dir, monkeypatch, part_bytes: int) -> tuple[tuple, tuple]:
     """(figures, damage) read in one pass, then by workers each reading a part of `part_bytes` of a file."""
-    import collector.report as report_module
+    import collector.report.figures as report_module
 
     serial_damage, parallel_damage = [], []
     serial = report(log_dir, on_damage=lambda *where: serial_damage.append(where))
@@ -426,7 +426,7 @@ def _announcing_log(log_dir, records: int = 300, **writer_options) -> None:
 
 def test_a_file_read_in_parts_gives_the_same_report(tmp_path, monkeypatch):
     """Big files are cut into parts read by several processes: the parts must join where one pass goes."""
-    import collector.report as report_module
+    import collector.report.figures as report_module
 
     _announcing_log(tmp_path)
     (file,) = tmp_path.iterdir()
@@ -452,7 +452,7 @@ def test_damage_across_a_cut_is_reported_once(tmp_path, monkeypatch):
 def test_a_frame_inside_a_record_is_not_read_by_a_part(tmp_path, monkeypatch):
     """A hostile record holding a whole frame in its bytes: a part may start at that inner frame, which
     a pass from the start never reads; then the file is read in one pass."""
-    from collector.log_format import frame
+    from collector.logs.framing import frame
 
     hidden = frame(msgpack.packb(add_addr(0.0, 1, "203.0.113.9"), use_bin_type=True))
     records = [add_addr(float(i), 7, "10.1.1.1") | {"hmac": hidden} for i in range(200)]

@@ -6,14 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from mptcp_encoder import encode
+from tests.support.mptcp_encoder import encode
 
-from collector.event import OptionEvent
-from collector.logfile import LogWriter, read_records
-from collector import session as session_module
-from collector.mptcp_option import MpCapable, MpJoin
-from collector.records import Recorder
-from collector.session import Session
+from collector.kernel.event import OptionEvent
+from collector.logs.writer import LogWriter, read_records
+from collector.pipeline import session as session_module
+from collector.pipeline.decode import MpCapable, MpJoin
+from collector.pipeline.records import Recorder
+from collector.pipeline.session import Session
 
 SYN, ACK = 0x02, 0x10
 CLIENT_KEY, SERVER_KEY = 0x1111, 0x2222
@@ -69,7 +69,7 @@ def test_shutdown_writes_in_batches_what_one_close_would(tmp_path, monkeypatch):
 
 # In a process of its own: glibc's threshold is per process, and this one's may have risen already.
 _TABLE_FREED = """
-from collector.session import map_large_blocks
+from collector.pipeline.session import map_large_blocks
 
 def anon_kib():
     with open("/proc/self/status") as status:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from collector.signals import on_signals, restore, unwinding
+from collector.live.signals import on_signals, restore, unwinding
 
 
 def test_forked_child_dies_on_sigterm_and_the_action_stays_ours():

@@ -7,7 +7,7 @@ import json
 from click.testing import CliRunner
 
 from collector.cli import main
-from collector.logfile import LogWriter
+from collector.logs.writer import LogWriter
 
 ANNOUNCEMENT = {
     "kind": "add_addr", "time": 1700000000.25, "src": "10.200.0.2", "sport": 40000, "dst": "10.200.0.1",

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from waiting import GaveUp, wait_for_line, wait_until
+from tests.support.waiting import GaveUp, wait_for_line, wait_until
 
 
 def test_wait_until_returns_the_first_true_value():

@@ -1,4 +1,4 @@
-"""collector.watchers: one lock per (namespace, interface), made without following what is planted."""
+"""collector.live.locks: one lock per (namespace, interface), made without following what is planted."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import pytest
 
 from collector.errors import CollectorError
-from collector.watchers import WatchLock, netns_inode
+from collector.live.locks import WatchLock, netns_inode
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """scripts/bench [--quick] [--json FILE] [--only NAME ...]: runs the benchmarks, prints the table and
-the Markdown `Performance` section for the README; a full run also writes it to LATEST.md here."""
+the Markdown `Performance` section for the README; a full run also writes it to docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from collector.signals import unwinding
+from collector.live.signals import unwinding
 
 from . import anonymize, export, kernel, logs, memory, overhead, pipeline, replay, report, startup
+from . import ROOT
 from .measure import Result, markdown_table
 
 BENCHMARKS = {module.__name__.rsplit(".", 1)[1]: module for module in
               (kernel, overhead, pipeline, replay, report, export, memory, logs, anonymize, startup)}
-LATEST = Path(__file__).with_name("LATEST.md")
+LATEST = ROOT / "docs" / "benchmarks.md"
 
 
 def performance_section(results: list[Result], command: str, seconds: float) -> str:

@@ -12,7 +12,7 @@ import time
 from Cryptodome.Cipher import AES
 from yacryptopan import CryptoPAn
 
-from collector.anonymize import KEY_BYTES, Anonymizer, CryptoPan
+from collector.addresses.anonymize import KEY_BYTES, Anonymizer, CryptoPan
 
 from .measure import Result, Row, ratio, rounds, sample
 

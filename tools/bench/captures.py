@@ -1,4 +1,4 @@
-"""MPTCP traffic for the benchmarks, built with the tests' frame builders (tests/replay_fixtures.py,
+"""MPTCP traffic for the benchmarks, built with the tests' frame builders (tests/support/replay_fixtures.py,
 which keeps sequence numbers, keys, tokens and HMACs as a real stack would) and written to a pcap
 as it is made, so a capture of millions of packets never sits in memory.
 """
@@ -10,11 +10,11 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-from capture_writer import PcapWriter
-from frames import ACK, PSH
-from replay_fixtures import SERVER, SERVER_PORT, T0_NS, Capture, Connection, Subflow, dss_ack
+from tests.support.capture_writer import PcapWriter
+from tests.support.frames import ACK, PSH
+from tests.support.replay_fixtures import SERVER, SERVER_PORT, T0_NS, Capture, Connection, Subflow, dss_ack
 
-from collector.testbed import DEFAULT_PLANS
+from collector.lab.testbed import DEFAULT_PLANS
 
 # The IPv4 classes the study tabulates, as the testbed's first client announces them. IPv6 ones are
 # left out: a 28-byte ADD_ADDR for IPv6 with its HMAC does not fit beside the timestamps and the DSS

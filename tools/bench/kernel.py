@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 
 import bcc
-from frames import (ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, dest_options, ether, hop_by_hop, ipv4, ipv6,
+from tests.support.frames import (ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, dest_options, ether, hop_by_hop, ipv4, ipv6,
                     routing, tcp, udp)
 
-from collector.live import WAKEUP_EVENTS
-from collector.program import CaptureProgram
-from collector.testrun import TestRunner
+from collector.live.run import WAKEUP_EVENTS
+from collector.kernel.program import CaptureProgram
+from collector.kernel.testrun import TestRunner
 
 from .captures import MptcpTraffic
 from .measure import Result, Row, ratio, rounds, sample

@@ -1,7 +1,7 @@
 """logs: what one damaged byte costs a reader (format 1 against format 2), and the speed of writing,
 reading and `addaddr report`, before and after format 2.
 
-    PYTHONPATH=scripts .venv/bin/python -m benchmarks.logs [--quick] [--before DIR]
+    .venv/bin/python -m tools.bench.logs [--quick] [--before DIR]
 
 DIR is a checkout of the code before format 2 (`git archive 3057ab8 collector | tar -x -C DIR`): its
 writer and reader are loaded from there, its `report` run from there, round by round with ours.
@@ -27,7 +27,9 @@ from pathlib import Path
 
 import msgpack
 
-from collector import log_format, logfile
+from collector.logs import framing as log_format
+
+from collector.logs import writer as logfile
 
 from .measure import Result, Row, ratio, sample
 from .report import HEADER, log_records
@@ -161,7 +163,7 @@ def run(quick: bool) -> Result:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.logs", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.logs", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--before", type=Path, metavar="DIR", help="a checkout of the code before format 2")

@@ -24,8 +24,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 
-from collector.connections import DEFAULT_MAX_ENTRIES
-from collector.logfile import read_records
+from collector.pipeline.connections import DEFAULT_MAX_ENTRIES
+from collector.logs.writer import read_records
 
 from . import ADDADDR, captures
 from .measure import QUIET, Cost, Result, Row, ratio, run_alone as cost_of, sample

@@ -21,10 +21,10 @@ import time
 
 import bcc
 
-from collector.attach import attach
-from collector.netns import socket_in
-from collector.program import CaptureProgram
-from collector.testbed import IPPROTO_MPTCP
+from collector.kernel.clsact import attach
+from collector.kernel.netns import socket_in
+from collector.kernel.program import CaptureProgram
+from collector.lab.testbed import IPPROTO_MPTCP
 
 from .kernel import EMPTY_PROGRAM
 from .measure import Result, Row, ratio, rounds, sample
@@ -59,7 +59,7 @@ def send(proto: int) -> None:
 def window(pair: VethPair, listener: socket.socket, proto: int, cpu: int, seconds: float) -> float:
     """Gbit/s received over `seconds` of a new connection, from its first byte; the sender on `cpu`."""
     sender = subprocess.Popen(
-        pair.run_in(pair.sender, sys.executable, "-c", f"from benchmarks.overhead import send; send({proto})"),
+        pair.run_in(pair.sender, sys.executable, "-c", f"from tools.bench.overhead import send; send({proto})"),
         preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
     try:
         conn, _ = listener.accept()

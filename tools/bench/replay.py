@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from capture_writer import PcapWriter
+from tests.support.capture_writer import PcapWriter
 
 from . import ADDADDR, captures
 from .measure import QUIET, Cost, Result, Row, ratio, rounds, run as cost_of, sample

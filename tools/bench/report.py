@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 
-from replay_fixtures import SERVER, SERVER_PORT
+from tests.support.replay_fixtures import SERVER, SERVER_PORT
 
-from collector.classify import classify
-from collector.logfile import LogWriter
+from collector.addresses.classify import classify
+from collector.logs.writer import LogWriter
 
 from . import ADDADDR
 from .captures import ANNOUNCED, client_of

@@ -21,12 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from collector import tcx
-from collector.live import MAX_PERF_PAGES, PERF_PAGES
-from collector.program import COMPILE_ENV, FUNCTION, RAW_IP_FUNCTION, CaptureProgram, locked_bytes
-from collector.replay import REPLAY_PAGES
+from collector.kernel import tcx
+from collector.live.run import MAX_PERF_PAGES, PERF_PAGES
+from collector.kernel.program import COMPILE_ENV, FUNCTION, RAW_IP_FUNCTION, CaptureProgram, locked_bytes
+from collector.replay.run import REPLAY_PAGES
 
-from capture_writer import PcapWriter
+from tests.support.capture_writer import PcapWriter
 
 from . import ADDADDR
 from .measure import QUIET, Result, Row, finish, interrupt, ratio, rounds, run_alone, sample, wait_for_text

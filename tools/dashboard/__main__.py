@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from collector.signals import unwinding
+from collector.live.signals import unwinding
 
 from .draw import draw
 from .testrun import SCRAPE_SECONDS, TestRun

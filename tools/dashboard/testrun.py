@@ -15,8 +15,8 @@ import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
-from collector.testbed import Testbed
-from waiting import stop
+from collector.lab.testbed import Testbed
+from tests.support.waiting import stop
 
 ADDADDR = str(Path(sys.executable).with_name("addaddr"))
 SCRAPE_SECONDS = 2

@@ -1,0 +1,1 @@
+"""What an address is: the IANA special-purpose classes, the classifier, Crypto-PAn anonymization."""

@@ -1,0 +1,1 @@
+"""Many servers' logs as one Parquet dataset, and the study's SQL over it on DuckDB or Spark."""

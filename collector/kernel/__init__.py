@@ -1,0 +1,1 @@
+"""packet → event: the kernel program (bpf/), loaded, attached to interfaces or run on frames, and its events."""

@@ -1,0 +1,1 @@
+"""Real kernel MPTCP in namespaces to try the collector on: the demo, its testbed, traffic replay."""

@@ -1,0 +1,1 @@
+"""`addaddr run`: the collector as a service on live interfaces, and what a long run needs."""

@@ -1,0 +1,1 @@
+"""record → log: framed, checksummed files; written, read past damage, followed, repaired."""

@@ -1,0 +1,1 @@
+"""event → record: options decoded, connections and subflows tracked, log records made and written."""

@@ -1,0 +1,1 @@
+"""`addaddr replay`: capture files through the kernel program into the same logs as `run`."""

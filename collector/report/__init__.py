@@ -1,0 +1,1 @@
+"""log → report: the study's figures over logs, and their renderings for people and programs."""

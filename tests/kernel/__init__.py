@@ -1,0 +1,1 @@
+"""The kernel program run through BPF_PROG_TEST_RUN (root), and replays of captures through it."""

@@ -1,0 +1,1 @@
+"""Live MPTCP in network namespaces made by the tests, the collector attached to real interfaces (root)."""

@@ -1,0 +1,1 @@
+"""The project as a whole: setup, the layout, the bench, the dashboard."""

@@ -1,0 +1,1 @@
+"""What tests, tools/bench and tools/dashboard build with: frames, captures, logs, waits, running collectors."""

@@ -1,0 +1,1 @@
+"""Pure Python: no root, no kernel program, no namespace."""

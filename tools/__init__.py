@@ -1,0 +1,1 @@
+"""Code the commands in scripts/ run: the benchmarks and the dashboard renderer."""
