@@ -6,7 +6,7 @@ import sys
 from collector.commands import console
 from collector.commands.log_dirs import require_log_dirs
 from collector.commands.skipped import Skipped
-from collector.logs.writer import follow as follow_log, read_records
+from collector.logs.reader import follow as follow_log, read_records
 from collector.report.render import as_json as record_json, as_text
 
 

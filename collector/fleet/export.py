@@ -32,7 +32,9 @@ from collector.addresses.anonymize import Anonymizer
 from collector.errors import CollectorError
 from collector.fleet.rows import MANIFEST, TABLE_COLUMNS, Connections, Row, RowMaker
 from collector.logs.directory import kind_of
-from collector.logs.writer import DamageHandler, expand, read_file_from
+from collector.logs.directory import expand
+from collector.logs.framing import DamageHandler
+from collector.logs.reader import read_file_from
 from collector.fleet.schema import arrow_table
 from collector.report.render import iso_time
 

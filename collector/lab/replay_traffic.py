@@ -81,4 +81,4 @@ def _collect_during_replay(sender, receiver, tx_if, rx_if, pcap, log_dir, pps) -
                               capture_output=True, text=True)
         if sent.returncode != 0:
             raise CollectorError(f"tcpreplay failed: {sent.stderr.strip() or sent.stdout.strip()}")
-    return collector.pipeline.session
+    return collector.session

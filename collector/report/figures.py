@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from collector.addresses.classes import ADDRESS_CLASSES
-from collector.logs.writer import DamageHandler, expand, open_cursor, read_records, warn_damage
+from collector.logs.directory import expand
+from collector.logs.framing import DamageHandler
+from collector.logs.reader import open_cursor, read_records, warn_damage
 from collector.report.render import iso_time
 
 FAMILIES = ("ipv4", "ipv6")

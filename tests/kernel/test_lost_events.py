@@ -11,7 +11,8 @@ import pytest
 from tests.support.frames import ACK, ETH_P_IP, IPPROTO_TCP, ether, ipv4, tcp
 from tests.support.mptcp_encoder import encode
 
-from collector.logs.writer import LogWriter, read_records
+from collector.logs.reader import read_records
+from collector.logs.writer import LogWriter
 from collector.pipeline.decode import AddAddr
 from collector.pipeline.records import Recorder
 from collector.pipeline.session import Session

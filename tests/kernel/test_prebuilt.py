@@ -26,7 +26,7 @@ from tests.support import fuzzing
 from collector.errors import CollectorError
 from collector.kernel.event import MptcpEvent
 from collector.kernel.libbpf import PROG_TYPE_SCHED_CLS, BpfObject, Features, _check_kernel, library
-from collector.logs.writer import read_records
+from collector.logs.reader import read_records
 from collector.kernel.program import OBJECT, CaptureCounters, CaptureProgram
 from collector.lab.testbed import ClientPlan, Testbed
 from collector.kernel.testrun import TestRunner

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.paths import ADDADDR
-from collector.logs.writer import log_files, read_records
+from collector.logs.directory import log_files
+from collector.logs.reader import read_records
 from collector.lab.testbed import ClientPlan, Testbed
 from tests.support.waiting import wait_for_line, wait_until
 from tests.support.our_hook import ours_attached

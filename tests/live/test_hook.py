@@ -20,7 +20,7 @@ from collector.kernel.clsact import ETH_P_ALL, INGRESS, has_clsact
 from collector.cli import ATTACH_MODES
 from collector.kernel.hook import MODES
 from collector.live.run import BackgroundRun, RunOptions
-from collector.logs.writer import read_records
+from collector.logs.reader import read_records
 from collector.kernel.program import FUNCTION
 from collector.lab.testbed import ClientPlan, Testbed
 from tests.live.test_run_command import Collector

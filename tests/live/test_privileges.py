@@ -32,7 +32,8 @@ from tests.support.mptcp_encoder import encode
 
 from collector.live import privileges
 from collector.errors import CollectorError
-from collector.logs.writer import log_files, read_records
+from collector.logs.directory import log_files
+from collector.logs.reader import read_records
 from collector.pipeline.decode import AddAddr
 from collector.kernel.netns import socket_in
 from collector.live.privileges import (

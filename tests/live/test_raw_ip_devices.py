@@ -10,7 +10,7 @@ import pytest
 from collector.errors import CollectorError
 from collector.kernel.link_layer import has_ethernet_header
 from collector.live.run import BackgroundRun, RunOptions
-from collector.logs.writer import read_records
+from collector.logs.reader import read_records
 from collector.lab.testbed import ClientPlan, Testbed
 
 PLAN = (ClientPlan(("10.1.2.3", "192.168.7.9", "2001:db8::5", "fd12:3456::1")),)

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.paths import ADDADDR
 from collector.kernel.clsact import ETH_P_ALL, FILTER_NAME, INGRESS
-from collector.logs.writer import read_records
+from collector.logs.reader import read_records
 from collector.lab.testbed import ClientPlan, Testbed
 from tests.support.waiting import wait_for_line, wait_until
 from tests.support.our_hook import ours_attached

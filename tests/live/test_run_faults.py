@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from collector.logs.writer import read_records
+from collector.logs.reader import read_records
 from collector.lab.testbed import Testbed
 from tests.live.test_crash_safety import our_filters
 from tests.live.test_run_command import ADDADDR, ONE_CLIENT, Collector, reachable_dir  # noqa: F401 (a fixture)

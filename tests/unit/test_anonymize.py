@@ -22,7 +22,8 @@ from collector.addresses.classes import BLOCKS
 from collector.addresses.anonymize import ADDRESS_FIELDS, KEY_BYTES, Anonymizer
 from collector.addresses.classify import classify
 from collector.errors import CollectorError
-from collector.logs.writer import LogWriter, read_records
+from collector.logs.reader import read_records
+from collector.logs.writer import LogWriter
 from collector.report.figures import report
 from tests.support.replay_fixtures import scenario
 

@@ -18,7 +18,9 @@ from click.testing import CliRunner
 from collector.cli import main
 from collector.logs.directory import NAME_FORMAT, written_files
 from collector.logs.framing import MARKER, FileCursor, frame
-from collector.logs.writer import LogWriter, follow, log_files, read_records
+from collector.logs.directory import log_files
+from collector.logs.reader import follow, read_records
+from collector.logs.writer import LogWriter
 from collector.live.privileges import _hand_over
 
 HEADER = {"host": "test-host", "interfaces": ["eth0"]}
@@ -209,7 +211,7 @@ def test_fifo_directory_and_odd_names_are_skipped(tmp_path):
     Path(log_dir, os.fsdecode(b"addaddr-\xff\xfe.msgpack")).write_bytes(b"x")  # not UTF-8
     out = run_with_deadline(
         "import sys, json\n"
-        "from collector.logs.writer import LogWriter, read_records\n"
+        "from collector.logs.reader import read_records\nfrom collector.logs.writer import LogWriter\n"
         "damage = []\n"
         "records = list(read_records(sys.argv[1], on_damage=lambda *w: damage.append(w[2])))\n"
         "with LogWriter(sys.argv[1], {}) as w:\n"
@@ -365,7 +367,7 @@ def test_follow_does_not_block_on_a_fifo(tmp_path):
     os.mkfifo(Path(log_dir, name_at(time.time() + 60)))  # the next file a writer could make
     out = run_with_deadline(
         "import sys\n"
-        "from collector.logs.writer import follow\n"
+        "from collector.logs.reader import follow\n"
         "seen, damage = [], []\n"
         "for r in follow(sys.argv[1], poll_interval=0.01, stop=lambda: len(damage) > 0 and len(seen) == 2,\n"
         "                on_damage=lambda *w: damage.append(w[2])):\n"

@@ -15,8 +15,10 @@ from hypothesis import given, settings, strategies as st
 
 from collector.logs.directory import NAME_FORMAT, stamp_of
 from collector.logs.framing import frame, pack_record
-from collector.logs.writer import (LogDamageWarning, LogWriter, Repair, follow, log_files,
-                               read_records)
+from collector.logs.directory import log_files
+from collector.logs.reader import LogDamageWarning, follow, read_records
+from collector.logs.repair import Repair
+from collector.logs.writer import LogWriter
 
 HEADER = {"host": "test-host", "interfaces": ["eth0", "eth1"], "version": "0.1.0"}
 
@@ -538,7 +540,7 @@ def test_the_writer_packs_every_kind_as_msgpack_does(tmp_path):
 # back shorter, cut by hand between export's size check and its read) was read again from its
 # start, handing over the records exported before a second time.
 def test_read_file_from_an_offset_past_a_cut_hands_over_nothing_again(tmp_path):
-    from collector.logs.writer import read_file_from
+    from collector.logs.reader import read_file_from
 
     with LogWriter(tmp_path, {"host": "h"}) as writer:
         for i in range(20):

@@ -18,7 +18,7 @@ from prometheus_client import parser as text_parser
 from prometheus_client.openmetrics import parser as openmetrics_parser
 
 from collector.errors import CollectorError
-from collector.logs.writer import read_records
+from collector.logs.reader import read_records
 from collector.live.metrics import MetricsServer, parse_listen
 from collector.lab.testbed import Testbed
 

@@ -6,7 +6,7 @@ import msgpack
 import pytest
 
 from collector.logs.framing import frame
-from collector.logs.writer import read_records
+from collector.logs.reader import read_records
 from collector.logs.schema import SCHEMA, TIME_MAX, problem
 
 SEGMENT = {"time": 1_700_000_000.5, "src": "192.0.2.1", "sport": 40000, "dst": "198.51.100.1", "dport": 443,

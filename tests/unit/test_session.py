@@ -9,7 +9,8 @@ import sys
 from tests.support.mptcp_encoder import encode
 
 from collector.kernel.event import OptionEvent
-from collector.logs.writer import LogWriter, read_records
+from collector.logs.reader import read_records
+from collector.logs.writer import LogWriter
 from collector.pipeline import session as session_module
 from collector.pipeline.decode import MpCapable, MpJoin
 from collector.pipeline.records import Recorder

@@ -24,12 +24,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import msgpack
 
 from collector.logs import framing as log_format
 
-from collector.logs import writer as logfile
+from collector.logs import reader as log_reader, writer as log_writer
 
 from .measure import Result, Row, ratio, sample
 from .report import HEADER, log_records
@@ -37,6 +38,8 @@ from .report import HEADER, log_records
 RECORDS = 100_000
 VALUES = (0x00, 0xFF, None)  # None: the byte's bits flipped
 HEADER_RECORD = {"kind": "header", **HEADER, "file_started": 1_700_000_000.0}
+# This checkout's writer and reader, in the shape of the module that held both before format 2.
+CURRENT = SimpleNamespace(LogWriter=log_writer.LogWriter, read_records=log_reader.read_records)
 
 
 def _load_before(before: Path):
@@ -121,7 +124,7 @@ def measure(quick: bool, before: Path | None, trials: int | None = None,
         scratch = Path(scratch_name)
         records = [{**r, "time": r["time"] + i * 1e-6}
                    for i, r in enumerate(log_records(RECORDS // 9 + 1, 1)) if i < RECORDS]
-        readers = {"format 2": (2, logfile.read_records), "format 1": (1, (old or logfile).read_records)}
+        readers = {"format 2": (2, CURRENT.read_records), "format 1": (1, (old or CURRENT).read_records)}
         trials = trials or (4 if quick else 30)
         found = damage(records, trials, readers, scratch)
         for name, outcomes in found.items():
@@ -135,7 +138,7 @@ def measure(quick: bool, before: Path | None, trials: int | None = None,
 
         # Throughput: the same records, written and read by each side, round by round.
         big = list(log_records((50_000 if quick else 1_000_000) // 9, 1))
-        sides = {"after": logfile, **({"before": old} if old else {})}
+        sides = {"after": CURRENT, **({"before": old} if old else {})}
         rates: dict[str, dict[str, list[float]]] = {side: {"write": [], "read": [], "report": []} for side in sides}
         dirs = {side: Path(tempfile.mkdtemp(dir=scratch)) for side in sides}
         for side, module in sides.items():

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 
 from collector.pipeline.connections import DEFAULT_MAX_ENTRIES
-from collector.logs.writer import read_records
+from collector.logs.reader import read_records
 
 from . import ADDADDR, captures
 from .measure import QUIET, Cost, Result, Row, ratio, run_alone as cost_of, sample
