@@ -1,4 +1,5 @@
-"""Imports run one way: cli → commands → the library; click only in cli."""
+"""Imports run one way: cli → commands → the library, and inside the library down the data path's stages;
+click only in cli."""
 
 import ast
 from pathlib import Path
@@ -9,6 +10,23 @@ from tests.support.paths import REPO
 
 PACKAGE = REPO / "collector"
 MODULES = sorted(PACKAGE.rglob("*.py"))
+# The library's folders, each with the folders it may import besides itself (collector/errors.py and the
+# package's __version__ are everyone's). A stage takes from those above it in the data path, never back:
+# packet → event (kernel), event → record (pipeline), record → log (logs), log → report (report, fleet);
+# live, replay and lab drive the path.
+STAGES = {
+    "kernel": set(),
+    "addresses": set(),
+    "logs": set(),
+    "pipeline": {"kernel", "addresses", "logs"},
+    "report": {"addresses", "logs"},
+    "fleet": {"addresses", "logs", "report"},
+    "live": {"kernel", "addresses", "pipeline", "logs"},
+    "replay": {"kernel", "addresses", "pipeline", "logs"},
+    "lab": {"kernel", "addresses", "pipeline", "logs", "report", "live", "replay"},
+}
+# What stands beside the folders at the top of the package.
+TOP = {"__init__.py", "cli.py", "errors.py", "commands", *STAGES}
 
 
 def _imports(path: Path) -> set[str]:
@@ -50,3 +68,17 @@ def test_imports_run_one_way(path):
         assert not _imports_module(names, "collector.cli"), f"{path.name} imports the command line"
     if layer == "library":
         assert not _imports_module(names, "collector.commands"), f"{path.name} imports a command"
+
+
+def test_every_module_is_in_a_stage_or_on_top():
+    stray = sorted(str(p.relative_to(PACKAGE)) for p in MODULES if p.relative_to(PACKAGE).parts[0] not in TOP)
+    assert not stray, f"got modules in no stage: {stray}; put each in the folder of its step (docs/architecture.md)"
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if p.relative_to(PACKAGE).parts[0] in STAGES],
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_a_stage_imports_only_the_stages_it_takes_from(path):
+    stage = path.relative_to(PACKAGE).parts[0]
+    imported = {name.split(".")[1] for name in _imports(path) if name.startswith("collector.")} & set(STAGES)
+    wrong = sorted(imported - STAGES[stage] - {stage})
+    assert not wrong, f"collector/{stage} imports {wrong}; it may import {sorted(STAGES[stage]) or 'no other stage'}"
