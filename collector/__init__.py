@@ -1,5 +1,5 @@
 """addaddr: an eBPF collector of MPTCP ADD_ADDR announcements; map of the modules in docs/architecture.md.
-Data path: packet (bpf/) -> event (event.py) -> record (records.py) -> log (logfile.py) -> report (report.py).
-Layers, imports one way: cli.py (click only) -> commands/ (one module per command) -> this library."""
+Data path, a folder per step: packet (bpf/) -> event (kernel/) -> record (pipeline/) -> log (logs/) -> report (report/).
+Layers, imports one way: cli.py (click only) -> commands/ (one module per command) -> the library's folders."""
 
 __version__ = "0.1.0"
