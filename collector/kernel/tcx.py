@@ -16,10 +16,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import struct
 
 from collector.errors import CollectorError
+from collector.kernel import syscall
 from collector.kernel.netns import entered
 
 # enum bpf_cmd
@@ -32,8 +32,6 @@ BPF_TCX_INGRESS = 46
 # Link ordering: BPF_F_BEFORE with no relative program puts ours first in the chain.
 BPF_F_BEFORE = 1 << 3
 BPF_OBJ_NAME_LEN = 16
-# glibc has no bpf() wrapper.
-_SYS_BPF = {"x86_64": 321, "aarch64": 280}
 # Large enough for every union bpf_attr member used here; the kernel wants the tail zero.
 _ATTR_SIZE = 128
 # struct bpf_prog_info up to its name: type, id, tag[8], two lengths, two pointers, load_time,
@@ -42,19 +40,10 @@ _PROG_INFO = struct.Struct("=II8sIIQQQIIQ16s")
 # The most programs on one hook we list by name.
 MAX_PROGRAMS = 64
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
 
 def call(cmd: int, request: ctypes.Array) -> int:
-    """bpf(cmd, request): the result, or OSError."""
-    number = _SYS_BPF.get(platform.machine())
-    if number is None:
-        raise OSError(errno.ENOSYS, f"bpf() on {platform.machine()} is not known here")
-    result = _libc.syscall(number, cmd, request, len(request))
-    if result < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return result
+    """bpf(cmd, request): the result, or OSError (ENOSYS on a machine whose bpf() number is not known)."""
+    return syscall.call("bpf", cmd, request, len(request))
 
 
 def attr(fmt: str, *values) -> ctypes.Array:

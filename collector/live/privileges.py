@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import pwd
 import resource
 from pathlib import Path
 
 from collector.errors import CollectorError
+from collector.kernel import syscall
 from collector.logs.directory import NotALog, log_files, open_ours
 
 # linux/capability.h, for the capabilities named in this module and in deploy/addaddr.service.
@@ -49,8 +49,6 @@ SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_TSYNC = 1
 SECCOMP_RET_ALLOW = 0x7FFF0000
 BPF_RET_K = 0x06  # BPF_RET | BPF_K: return the constant k
-# glibc has no seccomp() wrapper.
-_SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -177,14 +175,12 @@ def _set_no_new_privs_everywhere() -> None:
         return
     # no_new_privs is per thread, and only seccomp's TSYNC reaches the others: installing a filter
     # that allows everything in every thread copies this thread's no_new_privs to each of them.
-    number = _SYS_SECCOMP.get(platform.machine())
-    if number is None:
-        raise CollectorError(f"cannot set no_new_privs in the other threads on {platform.machine()}: "
-                             "drop before starting threads")
     allow = _SockFilter(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW)
     program = _SockFprog(1, ctypes.pointer(allow))
-    _check(_libc.syscall(number, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, ctypes.byref(program)),
-           "seccomp(SECCOMP_FILTER_FLAG_TSYNC)")
+    try:
+        syscall.call("seccomp", SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, ctypes.byref(program))
+    except OSError as exc:
+        raise _failed("seccomp(SECCOMP_FILTER_FLAG_TSYNC)", exc.strerror) from None
 
 
 def _left_over(account: pwd.struct_passwd) -> list[str]:
@@ -223,5 +219,8 @@ def _status(path: str) -> dict[str, str]:
 
 def _check(result: int, what: str) -> None:
     if result != 0:
-        err = ctypes.get_errno()
-        raise CollectorError(f"{what} failed: {os.strerror(err)}; not running on with privilege")
+        raise _failed(what, os.strerror(ctypes.get_errno()))
+
+
+def _failed(what: str, reason: str) -> CollectorError:
+    return CollectorError(f"{what} failed: {reason}; not running on with privilege")
