@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR MIT)
 /* TC ingress (tcx, or clsact in direct action) program: finds MPTCP options in TCP segments and hands
  * the ones that announce addresses or make and join connections to userspace, byte for byte. It never
  * interprets an option beyond its subtype (decoding lives in Python, in one place) and returns

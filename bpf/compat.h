@@ -1,7 +1,22 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
 /* The one place where the two builds of addaddr.c differ: bcc (the development path, compiled at
  * load time with bcc's helpers.h already included) and clang (the shipped object, built by
- * scripts/build-bpf with no kernel headers, only uapi ones). Everything below declares maps, the
- * program's section and the event output; the program itself is the same code for both. */
+ * scripts/build-bpf with no kernel headers, only uapi ones). Everything below declares maps, helpers,
+ * the program's section and the license; the program itself is the same code for both.
+ *
+ * One set of declarations cannot serve both, as tried with bcc 0.26 and libbpf 1.1 (Debian 12's):
+ * - maps: bcc makes a map only of a variable in a "maps/<type>" section, as its BPF_* macros declare
+ *   them; for a libbpf-style `SEC(".maps")` struct it makes none, loads `&counters` as 0, and the
+ *   verifier refuses it ("R1 type=scalar expected=map_ptr"). libbpf reads only ".maps": it skips a
+ *   "maps/percpu_array" section and fails on its use ("bad map relo against 'counters'").
+ * - helpers: bcc's helpers.h declares them all, with other prototypes: declaring ours too is
+ *   "redefinition of 'bpf_skb_load_bytes' with a different type". helpers.h lives inside libbcc and
+ *   includes kernel headers, so the clang build cannot take bcc's instead.
+ * - map calls: bcc hands a map to a helper only through its `map.call()` syntax, rewritten where the
+ *   main file writes it: a plain bpf_map_lookup_elem(&counters, ...) is the same refusal as above,
+ *   in a macro "cannot use map function inside a macro", in a header left as an indirect call the
+ *   kernel refuses ("unknown opcode 8d"). So the two map calls are spelled per build in addaddr.c,
+ *   under `#ifdef BCC_SEC`. */
 #ifndef ADDADDR_COMPAT_H
 #define ADDADDR_COMPAT_H
 
@@ -11,6 +26,8 @@ BPF_PERF_OUTPUT(events);
 BPF_PERCPU_ARRAY(counters, struct capture_counters, 1);
 /* bcc names the function when loading it, and puts it in a section of its own. */
 #define ADDADDR_PROGRAM
+/* bcc's footer declares the license from this (GPL when unset): the same as the clang build's. */
+#define BPF_LICENSE Dual MIT/GPL
 
 #else	/* clang -target bpfel: libbpf-style maps, helpers by number, as bpf_helpers.h declares them */
 
@@ -47,14 +64,12 @@ struct {
 	struct capture_counters *value;
 } counters SEC(".maps");
 
-/* perf_event_output is for GPL-compatible programs only; the project itself is MIT. */
+/* perf_event_output is for GPL-compatible programs only: these sources are MIT or GPL-2.0 (their
+ * SPDX lines), which the kernel spells "Dual MIT/GPL". */
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 #define ADDADDR_PROGRAM SEC("tc")
 
 #endif
-
-/* The two map operations are spelled per build in addaddr.c, under `#ifdef BCC_SEC`: bcc rewrites its
- * `map.call()` only where the main file writes it, neither in a macro nor in a header. */
 
 #endif

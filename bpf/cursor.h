@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
 /* A cursor over the packet, moved forward by each header parser (after xdp-tutorial's
  * parsing_helpers.h). Each parser checks bounds against data_end before every read and leaves the
  * cursor on the first byte after its header. */

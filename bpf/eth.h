@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
 #ifndef ADDADDR_ETH_H
 #define ADDADDR_ETH_H
 #include <uapi/linux/if_ether.h>

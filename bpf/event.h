@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
 /* The records the kernel program shares with userspace: one event per MPTCP suboption of interest,
  * and the per-CPU counters. Userspace mirrors both in ctypes (collector/kernel/event.py, collector/kernel/program.py);
  * tests/kernel/test_prebuilt.py reads this file and fails when the two drift apart. */

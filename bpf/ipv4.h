@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
 #ifndef ADDADDR_IPV4_H
 #define ADDADDR_IPV4_H
 #include <uapi/linux/ip.h>

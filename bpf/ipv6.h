@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
 #ifndef ADDADDR_IPV6_H
 #define ADDADDR_IPV6_H
 #include <uapi/linux/in.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
 #ifndef ADDADDR_MPTCP_H
 #define ADDADDR_MPTCP_H
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
 #ifndef ADDADDR_TCP_H
 #define ADDADDR_TCP_H
 #include <uapi/linux/tcp.h>

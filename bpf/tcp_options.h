@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
 /* The TCP option walk, as one step function called from a bounded loop (after Katran's
  * pckt_parsing.h and the kernel selftest test_parse_tcp_hdr_opt.c). It walks a stack copy of the
  * option area: with no packet pointer live in the loop, the verifier checks the loop once rather
