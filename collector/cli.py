@@ -108,16 +108,16 @@ def classify_command(addresses: tuple[str, ...], as_json: bool) -> int:
 def _listen(ctx, param, value):
     if value is None:
         return None
-    from collector.live.metrics import parse_listen
+    from collector.commands.run import listen_address
 
     try:
-        return parse_listen(value, allow_remote=ctx.params.get("metrics_allow_remote", False))
+        return listen_address(value, ctx.params.get("metrics_allow_remote", False))
     except CollectorError as problem:
         raise click.BadParameter(str(problem)) from None
 
 
 def _perf_pages(ctx, param, value):
-    from collector.live.run import PERF_PAGES, perf_pages_problem
+    from collector.commands.run import PERF_PAGES, perf_pages_problem
 
     if value is None:
         return PERF_PAGES
@@ -152,8 +152,7 @@ def run_command(interfaces: tuple[str, ...], netns: str | None, log_dir: str, an
                 host: str | None, metrics_allow_remote: bool, metrics: tuple[str, int] | None, perf_pages: int,
                 user: str | None, attach: str) -> int:
     """Collect MPTCP announcements at the ingress of IFACE until SIGINT or SIGTERM."""
-    from collector.commands.run import run_collector
-    from collector.live.run import RunOptions
+    from collector.commands.run import RunOptions, run_collector
 
     return run_collector(RunOptions(interfaces, netns, log_dir, anonymize_key=anonymize_key, metrics=metrics,
                                     user=user, perf_pages=perf_pages, host=host, attach=attach))
@@ -222,9 +221,10 @@ def replay_command(captures: tuple[str, ...], log_dir: str, anonymize_key: str |
     """
     from collector.commands.replay import capture_bytes, replay_captures
 
-    if not sys.stderr.isatty():
+    bar_stream = console.progress_stream()
+    if bar_stream is None:
         return replay_captures(captures, log_dir, anonymize_key, host)
-    with click.progressbar(length=capture_bytes(captures), label="replaying", file=sys.stderr) as bar:
+    with click.progressbar(length=capture_bytes(captures), label="replaying", file=bar_stream) as bar:
         return replay_captures(captures, log_dir, anonymize_key, host, lambda done: bar.update(done - bar.pos))
 
 
@@ -252,10 +252,11 @@ def export_command(log_dirs: tuple[str, ...], to: str, since: str | None, until:
     except BadTime as problem:
         console.error(str(problem))
         return console.EXIT_USAGE
-    if not sys.stderr.isatty():
+    bar_stream = console.progress_stream()
+    if bar_stream is None:
         return export_logs(log_dirs, to, since_time, until_time, anonymize_key)
     # Not a `with`: the bar must end its line before the summary, not after it.
-    bar = click.progressbar(length=export_bytes(log_dirs, to), label="exporting", file=sys.stderr)
+    bar = click.progressbar(length=export_bytes(log_dirs, to), label="exporting", file=bar_stream)
     return export_logs(log_dirs, to, since_time, until_time, anonymize_key,
                        lambda done: bar.update(done - bar.pos), bar.render_finish)
 

@@ -2,6 +2,7 @@
 
 import errno
 import sys
+from typing import TextIO
 
 PROG = "addaddr"
 EXIT_OK = 0
@@ -22,6 +23,12 @@ def message(line: str) -> None:
 
 def error(text: str) -> None:
     message(f"error: {text}")
+
+
+def progress_stream() -> TextIO | None:
+    """Where a progress bar is drawn among the messages: stderr when a person watches it; None when it is
+    a pipe, a file or a journal, which the bar's redraws would only fill."""
+    return sys.stderr if sys.stderr.isatty() else None
 
 
 # What to do about an OSError on a path, by errno.

@@ -2,7 +2,6 @@
 
 import os
 import stat
-import sys
 from collections.abc import Callable
 
 from collector.commands import console
@@ -41,7 +40,7 @@ def replay_captures(captures: tuple[str, ...], log_dir: str, anonymize_key: str 
     try:
         with unwinding():
             result = replay(list(captures), log_dir, progress, anonymize_key, host,
-                            status=None if progress else sys.stderr)
+                            say=None if progress else console.message)
     except KeyboardInterrupt:
         console.error(f"interrupted: the logs in {log_dir} hold the packets replayed until then; replay "
                       "into a new --log-dir for whole captures")

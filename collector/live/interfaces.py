@@ -14,7 +14,7 @@ import socket
 import struct
 import time
 from collections import Counter
-from typing import TextIO
+from typing import Callable
 
 from collector.kernel import hook
 from collector.kernel.clsact import Attachment
@@ -43,16 +43,18 @@ def no_interface(ifname: str, netns: str | None) -> CollectorError:
 class WatchedInterfaces:
     """Checks the namespace, the interfaces and their link types and takes their locks (CollectorError,
     nothing made, when one fails); then attaches by `mode` (tcx or clsact), follows and detaches the
-    program. close() frees the locks."""
+    program, telling `say` what the operator should know (a filter left behind replaced, a program that
+    runs before ours, an interface gone or back). close() frees the locks."""
 
-    def __init__(self, interfaces: tuple[str, ...], netns: str | None, status: TextIO, mode: str) -> None:
+    def __init__(self, interfaces: tuple[str, ...], netns: str | None, say: Callable[[str], None],
+                 mode: str) -> None:
         twice = sorted({ifname for ifname in interfaces if interfaces.count(ifname) > 1})
         if twice:
             # Its second lock would be refused, naming this very run.
             raise CollectorError(f"--iface {twice[0]} given twice: give each interface once")
         self.netns = netns
         self.mode = mode
-        self._status = status
+        self._say = say
         try:
             self._netns_inode = netns_inode(netns)
         except FileNotFoundError:
@@ -161,9 +163,6 @@ class WatchedInterfaces:
             # After --user there is no CAP_NET_ADMIN to remove a filter: the next run replaces it,
             # and deploy/addaddr.service removes it as root once we exit.
             self._say(f"the filter stays on {', '.join(left)} (no privilege left to remove it)")
-
-    def _say(self, line: str) -> None:
-        print(f"addaddr: {line}", file=self._status, flush=True)
 
     def close(self) -> None:
         for lock in self._locks:

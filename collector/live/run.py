@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import mmap
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Callable
 
 from collector import __version__
 from collector.addresses.anonymize import Anonymizer
@@ -116,10 +114,12 @@ def _open_log(options: RunOptions, anonymizer: Anonymizer | None, attach: str) -
         raise CollectorError(f"log dir {options.log_dir}: {exc.strerror}; choose one with --log-dir") from None
 
 
-def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO = sys.stderr,
+def run(options: RunOptions, say: Callable[[str], None], stop: threading.Event | None = None,
         ready: threading.Event | None = None) -> Session:
     """Collects until `stop` is set, SIGINT/SIGTERM arrives or the namespace is deleted (then
-    `session.ended` says so); returns the finished session.
+    `session.ended` says so); returns the finished session. Its status lines (the program loaded,
+    collecting, the figures every status_interval, an interface gone or back) go to `say` one at a
+    time, when they happen: a caller that writes them to a pipe flushes each.
 
     Privileges, namespace and interfaces are checked, and the interfaces locked, before the log dir
     or any file is made. `ready` is set once the filters are attached, for callers that start
@@ -130,9 +130,9 @@ def run(options: RunOptions, stop: threading.Event | None = None, status: TextIO
         raise _missing_error(missing)
     if options.user is not None:
         check_user(options.user)  # now, not after seconds of compiling and attaching
-    watched = WatchedInterfaces(options.interfaces, options.netns, status, choose(options.attach))
+    watched = WatchedInterfaces(options.interfaces, options.netns, say, choose(options.attach))
     try:
-        return _run_watching(watched, options, stop or threading.Event(), status, ready)
+        return _run_watching(watched, options, stop or threading.Event(), say, ready)
     finally:
         watched.close()
 
@@ -147,12 +147,12 @@ def _missing_error(missing: list[str]) -> CollectorError:
                           "them out (systemd: CapabilityBoundingSet=; a container: --cap-add)")
 
 
-def _run_watching(watched: WatchedInterfaces, options: RunOptions, stop: threading.Event, status: TextIO,
-                  ready: threading.Event | None) -> Session:
+def _run_watching(watched: WatchedInterfaces, options: RunOptions, stop: threading.Event,
+                  say: Callable[[str], None], ready: threading.Event | None) -> Session:
     anonymizer = Anonymizer.from_key_file(options.anonymize_key) if options.anonymize_key else None
     writer = _open_log(options, anonymizer, watched.mode)
     if writer.repaired is not None:
-        print(f"addaddr: {writer.repaired.describe()}", file=status)
+        say(writer.repaired.describe())
     clock = KernelClock()
     session = Session(writer, Recorder(), clock.wall, anonymizer)
     metrics = None
@@ -163,8 +163,8 @@ def _run_watching(watched: WatchedInterfaces, options: RunOptions, stop: threadi
         program.open_events(session.take, session.on_lost, pages=options.perf_pages,
                             wakeup_events=WAKEUP_EVENTS)
         watched.attach_all(program)
-        print(f"addaddr: kernel program relies on {program.features}; perf buffers lock "
-              f"{locked_bytes(options.perf_pages) >> 20} MiB", file=status)
+        say(f"kernel program relies on {program.features}; perf buffers lock "
+            f"{locked_bytes(options.perf_pages) >> 20} MiB")
         metrics, publish = _serve_metrics(session, program, watched, options.metrics) \
             if options.metrics else (None, None)
         if options.user is not None:
@@ -175,12 +175,10 @@ def _run_watching(watched: WatchedInterfaces, options: RunOptions, stop: threadi
             ready.set()
         if metrics is not None:
             host, port = metrics.address[:2]
-            print(f"addaddr: metrics at http://{'[' + host + ']' if ':' in host else host}:{port}/metrics",
-                  file=status)
-        print(f"addaddr: collecting on {', '.join(options.interfaces)}"
-              f"{' in ' + options.netns if options.netns else ''} ({watched.mode}) into {options.log_dir}",
-              file=status)
-        _collect(program, session, clock, watched, options, stop, status, publish)
+            say(f"metrics at http://{'[' + host + ']' if ':' in host else host}:{port}/metrics")
+        say(f"collecting on {', '.join(options.interfaces)}"
+            f"{' in ' + options.netns if options.netns else ''} ({watched.mode}) into {options.log_dir}")
+        _collect(program, session, clock, watched, options, stop, say, publish)
     finally:
         if metrics is not None:
             metrics.stop()
@@ -228,7 +226,7 @@ def _serve_metrics(session: Session, program: CaptureProgram, watched: WatchedIn
     return server, publish
 
 
-def _collect(program, session, clock, watched, options, stop, status, publish) -> None:
+def _collect(program, session, clock, watched, options, stop, say, publish) -> None:
     next_stats = next_status = next_metrics = next_check = time.monotonic()
     next_stats += options.stats_interval
     next_status += options.status_interval
@@ -245,7 +243,7 @@ def _collect(program, session, clock, watched, options, stop, status, publish) -
         if now >= next_check:
             if watched.netns_deleted():
                 session.ended = f"network namespace {options.netns!r} was deleted"
-                print(f"addaddr: {session.ended}: stopping", file=status, flush=True)
+                say(f"{session.ended}: stopping")
                 return
             session.write(watched.check(program))
             next_check = now + INTERFACE_CHECK_INTERVAL
@@ -259,8 +257,8 @@ def _collect(program, session, clock, watched, options, stop, status, publish) -
             publish()
             next_metrics = now + METRICS_INTERVAL
         if now >= next_status:
-            print(f"addaddr: {session.events} events, {session.announcements} announcements, "
-                  f"{session.lost_samples} lost", file=status, flush=True)
+            say(f"{session.events} events, {session.announcements} announcements, "
+                f"{session.lost_samples} lost")
             next_status = now + options.status_interval
 
 
@@ -289,7 +287,7 @@ class BackgroundRun:
     def _collect(self) -> None:
         try:
             # Its status lines would interleave with the caller's own output.
-            self.session = run(self._options, self._stop, io.StringIO(), self._ready)
+            self.session = run(self._options, lambda line: None, self._stop, self._ready)
         except BaseException as exc:  # handed to the caller's thread
             self._error = exc
             self._ready.set()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, TextIO
+from typing import Callable, Iterator
 
 from collector import __version__
 from collector.addresses.anonymize import Anonymizer
@@ -44,9 +44,9 @@ class ReplayResult:
 
 def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None] | None = None,
            anonymize_key: str | None = None, host: str | None = None,
-           status: TextIO | None = None) -> ReplayResult:
+           say: Callable[[str], None] | None = None) -> ReplayResult:
     """Replays `captures` in order into new logs in `log_dir`; `on_progress(bytes)` as they are read,
-    counting bytes over all the captures; the kernel features used, once loaded, to `status`.
+    counting bytes over all the captures; the line naming the kernel features used, once loaded, to `say`.
 
     Every capture is opened and checked, and the program loaded, before anything is made: a capture
     that cannot be opened or is not one raises CaptureError. A capture that cannot be read to its
@@ -76,9 +76,9 @@ def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None]
     try:
         program.open_events(session.take, session.on_lost, pages=REPLAY_PAGES, wakeup_events=NO_WAKEUPS)
         runner = TestRunner(program.fd)
-        if status is not None:
-            print(f"addaddr: kernel program relies on {program.features} and BPF_PROG_TEST_RUN; "
-                  f"perf buffers lock {locked_bytes(REPLAY_PAGES) >> 20} MiB", file=status)
+        if say is not None:
+            say(f"kernel program relies on {program.features} and BPF_PROG_TEST_RUN; "
+                f"perf buffers lock {locked_bytes(REPLAY_PAGES) >> 20} MiB")
         last_time = 0.0
         done_bytes = 0
         for capture in opened:

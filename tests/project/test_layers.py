@@ -82,3 +82,61 @@ def test_a_stage_imports_only_the_stages_it_takes_from(path):
     imported = {name.split(".")[1] for name in _imports(path) if name.startswith("collector.")} & set(STAGES)
     wrong = sorted(imported - STAGES[stage] - {stage})
     assert not wrong, f"collector/{stage} imports {wrong}; it may import {sorted(STAGES[stage]) or 'no other stage'}"
+
+
+# --- who prints: the library reports through callbacks ---------------------------------------------
+
+# Where a module outside commands/ may print, by module and function. spark-submit runs
+# collector/fleet/spark.py as a program of its own (docs/fleet.md) whose stdout is the report's JSON,
+# and it cannot print through commands/console.py, which the library may not import: its `main` prints.
+PRINTS_IN = {"fleet/spark.py": {"main"}}
+STREAMS = {"stdout", "stderr"}
+
+
+class _Printing(ast.NodeVisitor):
+    """Each use of print (a call, or handed on as a callback) and of sys.stdout or sys.stderr, with the
+    function it is in ("" at module level)."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, int, str]] = []
+        self._functions = [""]
+
+    def visit_FunctionDef(self, node) -> None:
+        self._functions.append(node.name)
+        self.generic_visit(node)
+        self._functions.pop()
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Name(self, node) -> None:
+        if node.id == "print":
+            self._found(node, "print")
+
+    def visit_Attribute(self, node) -> None:
+        if isinstance(node.value, ast.Name) and node.value.id == "sys" and node.attr in STREAMS:
+            self._found(node, f"sys.{node.attr}")
+        self.generic_visit(node)
+
+    def visit_ImportFrom(self, node) -> None:
+        if node.module == "sys" and any(alias.name in STREAMS for alias in node.names):
+            self._found(node, "from sys import")
+
+    def _found(self, node, what: str) -> None:
+        self.found.append((self._functions[-1], node.lineno, what))
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if _layer(p) != "commands"],
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_only_commands_print(path):
+    printing = _Printing()
+    printing.visit(ast.parse(path.read_text()))
+    allowed = PRINTS_IN.get(path.relative_to(PACKAGE).as_posix(), set())
+    stray = [f"line {line}: {what}" for function, line, what in printing.found if function not in allowed]
+    assert not stray, f"{path.name} prints ({', '.join(stray)}): report through a callback that a command gives"
+
+
+def test_the_command_line_reaches_the_library_through_commands():
+    ours = {name for name in _imports(PACKAGE / "cli.py") if _imports_module({name}, "collector")}
+    beyond = sorted(name for name in ours if not any(_imports_module({name}, allowed)
+                                                     for allowed in ("collector.commands", "collector.errors")))
+    assert ours and not beyond, f"cli.py imports {', '.join(beyond)}: give collector/commands/ what cli needs"
