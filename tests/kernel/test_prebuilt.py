@@ -1,17 +1,15 @@
 """The kernel program built ahead (bpf/addaddr.bpf.o): built from bpf/ byte for byte, read by userspace
-as bpf/event.h lays it out, behaving as the bcc build of the same source, refusing clearly what the
-kernel lacks, and shipped in a wheel that replays without bcc."""
+as bpf/event.h lays it out, behaving as the bcc build of the same source, and refusing clearly what the
+kernel lacks. The wheel that ships it: tests/project/test_wheel.py."""
 
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import random
 import re
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,12 +24,9 @@ from tests.support import fuzzing
 from collector.errors import CollectorError
 from collector.kernel.event import MptcpEvent
 from collector.kernel.libbpf import PROG_TYPE_SCHED_CLS, BpfObject, Features, _check_kernel, library
-from collector.logs.reader import read_records
 from collector.kernel.program import OBJECT, CaptureCounters, CaptureProgram
-from collector.lab.testbed import ClientPlan, Testbed
 from collector.kernel.testrun import TestRunner
 from tests.support.replay_fixtures import scenario
-from tests.support.waiting import wait_for_line
 
 EVENT_H = REPO / "bpf" / "event.h"
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="loading BPF programs needs root")
@@ -263,61 +258,6 @@ def test_compile_without_headers_names_the_setup_that_links_them(tmp_path):
                             text=True, timeout=120, env={**os.environ, "ADDADDR_COMPILE": "1"})
     last = result.stderr.strip().splitlines()[-1]
     assert result.returncode == 1 and "scripts/setup --test" in last, f"got {result.returncode}: {result.stderr!r}"
-
-
-# --- the wheel ----------------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-@root_only
-def test_wheel_without_bcc_replays_as_the_checkout(tmp_path, processes):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(REPO)],
-                   check=True, capture_output=True, timeout=300)
-    wheel = next((tmp_path / "dist").glob("addaddr-*.whl"))
-    venv = tmp_path / "venv"
-    # A PYTHONPATH naming the checkout makes pip in the venv find addaddr (its egg-info) installed already,
-    # and the venv import the checkout's collector.
-    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
-    subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True, timeout=120, env=env)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(wheel)],
-                   check=True, capture_output=True, timeout=300, env=env)
-    no_bcc = subprocess.run([str(venv / "bin" / "python"), "-c", "import bcc"], capture_output=True, env=env)
-    assert no_bcc.returncode != 0, "the new venv can import bcc: the test would prove nothing"
-    where = "import collector.kernel.program as p; print(p.OBJECT)"
-    found = subprocess.run([str(venv / "bin" / "python"), "-c", where], capture_output=True, text=True, cwd=tmp_path,
-                           env=env, check=True).stdout.strip()
-    assert Path(found).is_relative_to(venv), f"the venv loads {found}, not the wheel's object"
-    capture = tmp_path / "scenario.pcap"
-    capture.write_bytes(scenario().capture.pcap()[0])
-    reports = []
-    for addaddr in (str(venv / "bin" / "addaddr"), ADDADDR):
-        logs = tmp_path / f"logs-{len(reports)}"
-        replayed = subprocess.run([addaddr, "replay", str(capture), "--log-dir", str(logs)], cwd=tmp_path,
-                                  capture_output=True, text=True, timeout=120, env=env)
-        assert replayed.returncode == 0, f"{addaddr}: {replayed.stderr}"
-        report = subprocess.run([addaddr, "report", "--format", "json", "--log-dir", str(logs)],
-                                capture_output=True, text=True, timeout=120, env=env)
-        assert report.returncode == 0, f"{addaddr}: {report.stderr}"
-        reports.append(report.stdout)
-    assert reports[0] == reports[1]
-    assert json.loads(reports[0])["announcements"] > 0, f"got a report of nothing: {reports[0]}"
-    # And live: the wheel's `run` attaches in a testbed, says what it relies on, logs what the kernel's
-    # MPTCP announces, and stops cleanly on SIGINT.
-    logs = tmp_path / "live"
-    with Testbed((ClientPlan(("10.1.2.3",)),)) as bed:
-        collector = subprocess.Popen([str(venv / "bin" / "addaddr"), "run", "--netns", bed.server, "--iface",
-                                      bed.server_interfaces[0], "--log-dir", str(logs)], stderr=subprocess.PIPE,
-                                     text=True, cwd=tmp_path, env=env)
-        processes.append(collector)
-        started = "".join(wait_for_line(collector, collector.stderr, "collecting on", 60, "'collecting on'"))
-        traffic = bed.drive(1)
-        collector.send_signal(signal.SIGINT)
-        _, rest = collector.communicate(timeout=30)
-    assert not traffic.failures, traffic.failures
-    assert collector.returncode == 0, f"got exit {collector.returncode}: {started}{rest}"
-    assert "kernel program relies on" in started and "stopped:" in rest, f"got {started}{rest}"
-    announced = [r for r in read_records(logs) if r["kind"] == "add_addr" and not r["echo"]]
-    assert {r["address"] for r in announced} == {"10.1.2.3"}, f"got {announced}"
 
 
 @root_only
