@@ -1,5 +1,6 @@
 """Events lost in the kernel are counted once, everywhere lost is shown: perf's lost count and the
-program's event_errors see the same loss, and `lost` records add up to the larger of the two."""
+program's event_errors see the same loss, and `lost` records add up to the larger of the two (the
+session's arithmetic alone: tests/unit/test_lost_records.py)."""
 
 from __future__ import annotations
 
@@ -11,34 +12,15 @@ import pytest
 from tests.support.frames import ACK, ETH_P_IP, IPPROTO_TCP, ether, ipv4, tcp
 from tests.support.mptcp_encoder import encode
 
-from collector.logs.reader import read_records
 from collector.logs.writer import LogWriter
 from collector.pipeline.decode import AddAddr
 from collector.pipeline.records import Recorder
 from collector.pipeline.session import Session
+from tests.support.log_records import lost_records
 
 OPTION = encode(AddAddr(1, 7, IPv4Address("203.0.113.9"), None, False, bytes(8)))
 FRAME = ether(ETH_P_IP, ipv4("192.0.2.1", "198.51.100.2", IPPROTO_TCP,
                              tcp(43210, 443, seq=1, ack=1, flags=ACK, options=OPTION)))
-
-
-def lost_records(log_dir) -> list[int]:
-    return [r["count"] for r in read_records(log_dir) if r["kind"] == "lost"]
-
-
-def test_lost_records_add_up_to_the_larger_count(tmp_path):
-    with LogWriter(tmp_path, {"host": "test"}) as writer:
-        session = Session(writer, Recorder(), lambda event: 0.0)
-        session.on_lost(3)
-        stats = session.stats_record({"event_errors": 5})  # the kernel saw 2 more, not yet reported by perf
-        assert stats["lost"] == session.lost_samples == 5
-        session.on_lost(2)  # perf reports them late: already counted
-        session.on_lost(1)  # one more than the kernel had counted at the last stats
-        assert session.lost_samples == 6
-        assert session.metrics({"event_errors": 6}, {})["lost"] == 6
-    assert lost_records(tmp_path) == [3, 2, 1]
-
-
 RUNS = 2000
 
 

@@ -1,16 +1,15 @@
 """`addaddr replay` then `addaddr report`, end to end through the real command and the kernel program.
 
 Four witnesses: real kernel MPTCP captured by tcpdump, replayed, must report what the live collector
-reported and what tshark decodes from the same file; the public captures must log every ADD_ADDR of
-their ground-truth tables and no other; a crafted capture of every announcement case must give the
-figures worked out by hand; bad captures fail with one line naming the file, keep what was read and
-let the next capture through.
+reported and what tshark decodes from the same file (on a testbed: tests/live/test_replay_matches_live.py);
+the public captures must log every ADD_ADDR of their ground-truth tables and no other; a crafted capture
+of every announcement case must give the figures worked out by hand; bad captures fail with one line
+naming the file, keep what was read and let the next capture through.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import signal
@@ -26,11 +25,10 @@ import pytest
 from tests.support.paths import ADDADDR, PUBLIC_CAPTURES
 from tests.support.capture_writer import LINKTYPE_IEEE802_11, PcapngWriter, PcapWriter
 from collector.addresses.classify import classify
-from collector.live.run import BackgroundRun, RunOptions
 from collector.report.render import iso_time
-from tests.support.tcpdump import Tcpdump
-from collector.lab.testbed import Testbed
 from tests.support.replay_fixtures import ADDRESS_A, ADDRESS_B, STEP_NS, T0_NS, Capture, add_addr_hmac, oversized, scenario
+from tests.support.commands import addaddr, assert_succeeded, replay, replay_stats, report, tail
+from tests.support.tshark import assert_report_matches_tshark, tshark_figures
 from tests.support.waiting import wait_for_line
 
 # The module's fixtures replay every capture (a bcc compile each) inside their first test's time limit.
@@ -38,23 +36,11 @@ pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="replay loads the ker
               pytest.mark.slow, pytest.mark.timeout(900)]
 
 NO_PUBLIC_CAPTURES = f"no public captures: {PUBLIC_CAPTURES} (the project's shared/) is absent"
-# Live, a record's time is the kernel's clock at the hook; replayed, the packet's tcpdump timestamp.
-CLOCK_KEYS = ("first_seen", "last_seen")
-CONNECTIONS = 3  # per testbed client and family: 12 connections, 84 announcements
 # Replays at once: each spends ~2 s of CPU compiling the kernel program.
 PARALLEL = max(2, os.cpu_count() or 2)
 
 
-# --- the command line -------------------------------------------------------------------------------
-
-def addaddr(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([ADDADDR, *args], capture_output=True, text=True, timeout=120)
-
-
-def replay(captures: list[Path], log_dir: Path, *options: str) -> subprocess.CompletedProcess:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    return addaddr("replay", *map(str, captures), "--log-dir", str(log_dir), *options)
-
+# --- the command line (tests/support/commands.py has the rest) ---------------------------------------
 
 def replay_all(jobs: dict) -> dict:
     """{key: (captures, log_dir, options...)} -> {key: CompletedProcess}, several replays at a time."""
@@ -63,163 +49,8 @@ def replay_all(jobs: dict) -> dict:
         return {key: future.result() for key, future in futures.items()}
 
 
-def tail(log_dir: Path) -> list[dict]:
-    result = addaddr("tail", "--json", "--log-dir", str(log_dir))
-    assert result.returncode == 0, f"got tail exit {result.returncode} ({result.stderr.strip()}); want 0"
-    return [json.loads(line) for line in result.stdout.splitlines()]
-
-
-def report(log_dir: Path) -> dict:
-    result = addaddr("report", "--format", "json", "--log-dir", str(log_dir))
-    assert result.returncode == 0, f"got report exit {result.returncode} ({result.stderr.strip()}); want 0"
-    return json.loads(result.stdout)
-
-
 def add_addrs(records: list[dict]) -> list[dict]:
     return [r for r in records if r["kind"] == "add_addr"]
-
-
-def replay_stats(records: list[dict]) -> dict:
-    stats = [r for r in records if r["kind"] == "stats"]
-    assert stats, "got no stats record in the replay's logs; want one at the end"
-    return stats[-1]
-
-
-def without(figures: dict, keys) -> dict:
-    return {k: v for k, v in figures.items() if k not in keys}
-
-
-def assert_succeeded(result: subprocess.CompletedProcess) -> None:
-    assert result.returncode == 0, f"got replay exit {result.returncode} ({result.stderr.strip()}); want 0"
-    assert ", 0 lost, 0 refused;" in result.stderr, f"got {result.stderr.strip()!r}; want 0 lost, 0 refused"
-
-
-# --- tshark: an independent decoding of the same capture ---------------------------------------------
-
-TSHARK_FIELDS = ("tcp.stream", "mptcp.stream", "ip.src", "ipv6.src", "tcp.srcport", "tcp.flags.syn",
-                 "tcp.flags.ack", "tcp.options.mptcp.subtype", "tcp.options.mptcp.version",
-                 "tcp.options.mptcp.recvkey", "tcp.options.mptcp.echo", "tcp.options.mptcp.ipv4",
-                 "tcp.options.mptcp.ipv6")
-ADD_ADDR, MP_CAPABLE = 3, 0
-
-
-def tshark_figures(pcap: Path) -> dict:
-    """The study's figures counted from tshark's fields, with nothing of ours but the classifier.
-
-    A connection is tshark's mptcp.stream (joins are tied to it by token, from the keys it saw);
-    it counts once a segment without SYN carries an MP_CAPABLE with the receiver's key (third ACK
-    or first data). A subflow's client is the sender of its SYN; an ADD_ADDR is the client's when
-    sent by it. Echoes (E flag) are not announcements.
-    """
-    if shutil.which("tshark") is None:
-        pytest.skip("tshark is not installed (scripts/setup --test installs it)")
-    command = ["tshark", "-r", str(pcap), "-o", "mptcp.analyze_mptcp:TRUE",
-               "-Y", f"tcp.flags.syn == 1 || tcp.options.mptcp.subtype == {MP_CAPABLE} "
-                     f"|| tcp.options.mptcp.subtype == {ADD_ADDR}",
-               "-T", "fields", "-E", "separator=/t", "-E", "aggregator=,"]
-    for name in TSHARK_FIELDS:
-        command += ["-e", name]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, f"got tshark exit {result.returncode}: {result.stderr.strip()}"
-    client_of: dict[str, tuple[str, str]] = {}  # tcp.stream -> the SYN's sender
-    versions: dict[str, int] = {}  # mptcp.stream -> version, of the connections that completed
-    announced = []  # (mptcp.stream, address) of every client non-echo ADD_ADDR, retransmissions included
-    for line in result.stdout.splitlines():
-        row = dict(zip(TSHARK_FIELDS, line.split("\t")))
-        sender = (row["ip.src"] or row["ipv6.src"], row["tcp.srcport"])
-        subtypes = [int(s) for s in row["tcp.options.mptcp.subtype"].split(",") if s]
-        syn, ack = row["tcp.flags.syn"] in ("1", "True"), row["tcp.flags.ack"] in ("1", "True")
-        if syn and not ack:
-            client_of[row["tcp.stream"]] = sender
-        if MP_CAPABLE in subtypes and not syn and row["tcp.options.mptcp.recvkey"]:
-            versions.setdefault(row["mptcp.stream"], int(row["tcp.options.mptcp.version"].split(",")[0]))
-        if ADD_ADDR not in subtypes:
-            continue
-        # One ADD_ADDR a segment, as Linux sends them: with two, tshark's per-field lists could not be paired.
-        assert subtypes.count(ADD_ADDR) == 1, f"got {subtypes.count(ADD_ADDR)} ADD_ADDR in one segment: {line}"
-        if row["tcp.options.mptcp.echo"] == "1" or client_of.get(row["tcp.stream"]) != sender:
-            continue
-        address = row["tcp.options.mptcp.ipv4"] or row["tcp.options.mptcp.ipv6"]
-        announced.append((row["mptcp.stream"], ip_address(address)))
-    pairs = {(stream, address) for stream, address in announced if stream in versions}
-    figures = {
-        "connections": len(versions),
-        "versions": {f"v{v}": n for v, n in sorted(Counter(versions.values()).items())},
-        "connections_announcing": len({stream for stream, _ in pairs}),
-        "announcements": len(announced),
-    }
-    for family, version in (("ipv4", 4), ("ipv6", 6)):
-        addresses = [address for _, address in pairs if address.version == version]
-        figures[family] = {"addresses": len(addresses),
-                           "classes": dict(Counter(classify(a).address_class for a in addresses))}
-    return figures
-
-
-def assert_report_matches_tshark(got: dict, want: dict) -> None:
-    for key in ("connections", "connections_announcing", "announcements"):
-        assert got[key] == want[key], f"got {key} {got[key]}; want {want[key]} (tshark)"
-    versions = {v: n for v, n in got["versions"].items() if n}
-    assert versions == want["versions"], f"got versions {versions}; want {want['versions']} (tshark)"
-    for family in ("ipv4", "ipv6"):
-        for key in ("addresses", "classes"):
-            assert got[family][key] == want[family][key], \
-                f"got {family}.{key} {got[family][key]}; want {want[family][key]} (tshark)"
-
-
-# --- 1. real kernel MPTCP: live collector, replay and tshark agree ------------------------------------
-
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    """One testbed: the live collector on the server's ingress while tcpdump captures both directions
-    there; then the capture replayed through the command, after the testbed is gone."""
-    tmp = tmp_path_factory.mktemp("generated")
-    pcap, live_logs = tmp / "server.pcap", tmp / "live"
-    live_logs.mkdir()
-    with Testbed() as bed, Tcpdump(bed.server, pcap, "-i", "any", "tcp") as tcpdump:
-        with BackgroundRun(RunOptions(tuple(bed.server_interfaces), bed.server, str(live_logs))) as run:
-            traffic = bed.drive(CONNECTIONS)
-    replayed = replay([pcap], tmp / "replay")
-    return {"pcap": pcap, "traffic": traffic, "session": run.session, "tcpdump": tcpdump,
-            "live": tmp / "live", "replay": tmp / "replay", "result": replayed}
-
-
-def test_generated_capture_is_whole(generated):
-    traffic = generated["traffic"]
-    assert not traffic.failures, f"got testbed failures {traffic.failures}; want none"
-    announced = Counter(c.announced for c in traffic.connections)
-    assert announced == {7: 4 * CONNECTIONS}, f"got connections by announcements {announced}; want 7 each"
-    assert generated["tcpdump"].dropped == 0, f"got tcpdump {generated['tcpdump'].stderr!r}; want 0 dropped"
-    assert generated["session"].lost_samples == 0, f"got live {generated['session'].lost_samples} lost; want 0"
-    assert_succeeded(generated["result"])
-    captured = generated["tcpdump"].captured
-    packets = replay_stats(tail(generated["replay"]))["replay"]["packets"]
-    assert packets == captured, f"got {packets} packets replayed; want {captured}, all tcpdump captured"
-
-
-def test_replay_reports_what_the_live_collector_reported(generated):
-    got, want = report(generated["replay"]), report(generated["live"])
-    assert want["connections"] == len(generated["traffic"].connections), \
-        f"got live connections {want['connections']}; want {len(generated['traffic'].connections)} (testbed)"
-    # The client figures must be equal, key by key.
-    for key in ("connections", "attempts", "connections_announcing", "announcements", "ipv4", "ipv6",
-                "distinct_addresses", "with_port", "versions", "unattributed", "lost_events"):
-        assert got[key] == want[key], f"got {key} {got[key]} replayed; want {want[key]} as live"
-    # server_announced may legitimately differ: live, the hook at the server's ingress sees only
-    # client-to-server segments, so a server's own announcements reach only the replay (which has
-    # both directions). The testbed's server announces nothing (it has no signal endpoint; it only
-    # echoes, and echoes never count), so here both must be empty and so equal.
-    for name, figures in (("replayed", got), ("live", want)):
-        announced = figures["server_announced"]["announcements"]
-        assert announced == 0, f"got {announced} server announcements {name}; want 0 (the server announces none)"
-    assert without(got, CLOCK_KEYS) == without(want, CLOCK_KEYS), \
-        f"got {without(got, CLOCK_KEYS)} replayed; want {without(want, CLOCK_KEYS)} as live"
-
-
-def test_replay_reports_what_tshark_decodes(generated):
-    got, want = report(generated["replay"]), tshark_figures(generated["pcap"])
-    assert want["announcements"] >= 4 * CONNECTIONS * 7, f"tshark found only {want['announcements']} announcements"
-    assert want["ipv4"]["addresses"] and want["ipv6"]["addresses"], f"tshark found {want}: want both families"
-    assert_report_matches_tshark(got, want)
 
 
 # --- the replays that need no testbed, run together: each spends ~2 s compiling the kernel program ---

@@ -17,15 +17,13 @@ from tests.support.paths import ADDADDR
 from collector.logs.directory import log_files
 from collector.logs.reader import read_records
 from collector.lab.testbed import ClientPlan, Testbed
-from tests.support.waiting import wait_for_line, wait_until
-from tests.support.our_hook import ours_attached
+from tests.support.collector_process import Collector, announcements, ours_on
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, BPF, tmpfs)"), pytest.mark.slow]
 
 PLAN = (ClientPlan(("10.1.2.3", "192.168.7.9", "2002:c000:201::1")),)
 KILLS = 3
-# The program loads at every start: seconds on a loaded 2-CPU machine.
-ATTACH_SECONDS = 120
 RECORDS_SECONDS = 60
 
 
@@ -50,23 +48,6 @@ class Load:
         assert not self._thread.is_alive(), "got the load still running 60 s after it was told to stop"
 
 
-def start_run(processes: list, bed: Testbed, log_dir: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([ADDADDR, "run", "--netns", bed.server, "--iface", bed.server_interfaces[0],
-                             "--log-dir", str(log_dir)], stderr=subprocess.PIPE, text=True)
-    processes.append(proc)
-    wait_for_line(proc, proc.stderr, "collecting on", ATTACH_SECONDS, "the collector to attach")
-    return proc
-
-
-def our_filters(bed: Testbed) -> int:
-    """Ours attached, clsact filter or tcx link (a run killed in tcx leaves nothing)."""
-    return ours_attached(bed.server, bed.server_interfaces[0])
-
-
-def announcements(log_dir: Path) -> int:
-    return sum(r["kind"] == "add_addr" for r in read_records(log_dir, on_damage=lambda *_: None))
-
-
 def read_with_damage(log_dir: Path) -> tuple[list[dict], list[tuple]]:
     damage = []
     records = list(read_records(log_dir, on_damage=lambda *where: damage.append(where)))
@@ -76,8 +57,8 @@ def read_with_damage(log_dir: Path) -> tuple[list[dict], list[tuple]]:
 def test_kill_9_under_load_then_clean_restarts(tmp_path, processes):
     with Testbed(PLAN) as bed, Load(bed):
         for _ in range(KILLS):
-            proc = start_run(processes, bed, tmp_path)
-            assert our_filters(bed) == 1, f"got {our_filters(bed)} filters of ours; want 1"
+            proc = Collector(processes, bed, tmp_path).proc
+            assert ours_on(bed) == 1, f"got {ours_on(bed)} filters of ours; want 1"
             announced = announcements(tmp_path)
             wait_until(lambda: announcements(tmp_path) > announced, RECORDS_SECONDS,
                        "new announcements in the log (records flowing when killed)")
@@ -87,8 +68,8 @@ def test_kill_9_under_load_then_clean_restarts(tmp_path, processes):
             # Only the file being written when killed may end in a partial record.
             assert all(where[0] == log_files(tmp_path)[-1] for where in damage), f"got damage {damage}"
             assert len(damage) <= 1, f"got damage {damage}; want at most the record being written"
-        final = start_run(processes, bed, tmp_path)
-        assert our_filters(bed) == 1, f"got {our_filters(bed)} filters after {KILLS} kills; want 1"
+        final = Collector(processes, bed, tmp_path).proc
+        assert ours_on(bed) == 1, f"got {ours_on(bed)} filters after {KILLS} kills; want 1"
         assert final.send_signal(signal.SIGTERM) or final.wait(timeout=30) == 0, "got a failed clean stop"
     records, damage = read_with_damage(tmp_path)
     assert damage == [], f"got damage {damage} after the clean run repaired and closed; want none"
@@ -100,7 +81,7 @@ def test_kill_9_under_load_then_clean_restarts(tmp_path, processes):
 
 def test_sigterm_under_load_drains_everything(tmp_path, processes):
     with Testbed(PLAN) as bed, Load(bed):
-        proc = start_run(processes, bed, tmp_path)
+        proc = Collector(processes, bed, tmp_path).proc
         wait_until(lambda: announcements(tmp_path), RECORDS_SECONDS, "announcements in the log")
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)

@@ -22,12 +22,11 @@ from collector.kernel.hook import MODES
 from collector.live.run import BackgroundRun, RunOptions
 from collector.logs.reader import read_records
 from collector.kernel.program import FUNCTION
-from collector.lab.testbed import ClientPlan, Testbed
-from tests.live.test_run_command import Collector
+from collector.lab.testbed import Testbed
+from tests.support.collector_process import ONE_CLIENT, Collector
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="attaching programs needs root"), pytest.mark.slow]
 
-PLAN = (ClientPlan(("10.1.2.3", "2001:db8::5")),)
 CONNECTIONS = 4
 # In front of ours (0xad) at clsact ingress.
 FRONT_PRIO = 1
@@ -73,7 +72,7 @@ def wait_until_detached(bed: Testbed) -> int:
 
 
 def test_auto_links_first_beside_a_foreign_tcx_program_and_both_see_everything(tmp_path):
-    with Testbed(PLAN) as bed, foreign_on(bed, "tcx") as foreign:
+    with Testbed(ONE_CLIENT) as bed, foreign_on(bed, "tcx") as foreign:
         options = RunOptions(tuple(bed.server_interfaces), bed.server, str(tmp_path), attach="auto")
         with BackgroundRun(options) as run:
             chain = tcx_programs(bed.server, bed.server_interfaces[0])
@@ -94,7 +93,7 @@ def test_auto_links_first_beside_a_foreign_tcx_program_and_both_see_everything(t
 
 
 def test_forced_clsact_warns_of_the_foreign_tcx_program_that_hides_the_traffic(tmp_path, processes):
-    with Testbed(PLAN) as bed, foreign_on(bed, "tcx") as foreign:
+    with Testbed(ONE_CLIENT) as bed, foreign_on(bed, "tcx") as foreign:
         collector = Collector(processes, bed, tmp_path, "--attach", "clsact")
         traffic = bed.drive(1)
         collector.stop()
@@ -109,7 +108,7 @@ def test_forced_clsact_warns_of_the_foreign_tcx_program_that_hides_the_traffic(t
 
 @pytest.mark.parametrize("mode", ["clsact", "auto"])
 def test_a_direct_action_filter_in_front_is_named_in_clsact_and_bypassed_in_tcx(mode, tmp_path, processes):
-    with Testbed(PLAN) as bed, foreign_on(bed, "clsact") as foreign:
+    with Testbed(ONE_CLIENT) as bed, foreign_on(bed, "clsact") as foreign:
         collector = Collector(processes, bed, tmp_path, "--attach", mode)
         traffic = bed.drive(1)
         collector.stop()
@@ -125,7 +124,7 @@ def test_a_direct_action_filter_in_front_is_named_in_clsact_and_bypassed_in_tcx(
 
 
 def test_kill_9_in_tcx_leaves_nothing_and_the_foreign_program_runs_on(tmp_path, processes):
-    with Testbed(PLAN) as bed, foreign_on(bed, "tcx") as foreign:
+    with Testbed(ONE_CLIENT) as bed, foreign_on(bed, "tcx") as foreign:
         collector = Collector(processes, bed, tmp_path, "--attach", "tcx")
         assert ours_attached(bed.server, bed.server_interfaces[0]) == 1, "got ours not attached"
         collector.stop(signal.SIGKILL)
@@ -139,7 +138,7 @@ def test_kill_9_in_tcx_leaves_nothing_and_the_foreign_program_runs_on(tmp_path, 
 
 
 def test_kill_9_in_clsact_leaves_a_filter_that_a_tcx_run_removes(tmp_path, processes):
-    with Testbed(PLAN) as bed, foreign_on(bed, "tcx"):
+    with Testbed(ONE_CLIENT) as bed, foreign_on(bed, "tcx"):
         ifname = bed.server_interfaces[0]
         Collector(processes, bed, tmp_path, "--attach", "clsact").stop(signal.SIGKILL)
         assert clsact_filters(bed.server, ifname) == 1, "got no stale filter after kill -9 in clsact"
@@ -155,7 +154,7 @@ def test_kill_9_in_clsact_leaves_a_filter_that_a_tcx_run_removes(tmp_path, proce
 
 def test_a_clsact_qdisc_is_seen_without_pyroute2():
     """A tcx run asks pyroute2 for a crashed clsact run's filter only where a clsact qdisc is."""
-    with Testbed(PLAN) as bed:
+    with Testbed(ONE_CLIENT) as bed:
         ifname, other = bed.server_interfaces[0], "lo"
         index = ifindex(bed.server, ifname)
         before = has_clsact(index, bed.server)

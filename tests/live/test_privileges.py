@@ -1,5 +1,7 @@
 """The drop to an unprivileged user (collector/live/privileges.py) done for real, in a child process that
-loads, attaches and opens what `run` does first; and the systemd unit deploy/addaddr.service.
+loads, attaches and opens what `run` does first; and the systemd unit deploy/addaddr.service (its
+bounding set checked without root in tests/unit/test_capabilities.py, its syntax in
+tests/project/test_systemd_unit.py).
 
 The child runs twice: as plain root (`sudo addaddr run --user`), and as the unit starts it: root
 with only the unit's bounding set and no_new_privs (setpriv does what systemd would), which also
@@ -12,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import re
-import resource
 import secrets
 import shutil
 import socket
@@ -26,26 +26,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.paths import REPO
 from tests.support.frames import ETH_P_IP, IPPROTO_TCP, ether, ipv4, tcp
 from tests.support.mptcp_encoder import encode
+from tests.support.systemd_unit import unit_capabilities, unit_value
 
-from collector.live import privileges
-from collector.errors import CollectorError
 from collector.logs.directory import log_files
 from collector.logs.reader import read_records
 from collector.pipeline.decode import AddAddr
 from collector.kernel.netns import socket_in
 from collector.live.privileges import (
     CAP_NUMBERS,
-    DROP_CAPABILITIES,
-    RUN_CAPABILITIES,
-    drop_to,
     missing_capabilities,
     required_capabilities,
 )
 
-UNIT = REPO / "deploy" / "addaddr.service"
 USER = "nobody"
 IFACE, PEER = "pv0", "pv1"
 OPTION = encode(AddAddr(0, 7, IPv4Address("203.0.113.7"), None, False, None))
@@ -116,15 +110,6 @@ stop.set()
 waiter.join()
 print(json.dumps(result))
 """
-
-
-def unit_value(key: str) -> str:
-    (value,) = re.findall(rf"^{key}=(.*)$", UNIT.read_text(), re.MULTILINE)
-    return value
-
-
-def unit_capabilities() -> set[str]:
-    return set(unit_value("CapabilityBoundingSet").split())
 
 
 def as_the_unit_starts_it() -> list[str]:
@@ -239,22 +224,6 @@ def test_exec_stop_post_removes_the_filter_the_dropped_collector_left(dropped):
     assert "0xadd" not in tc_filters(netns), f"filter still there:\n{tc_filters(netns)}"
 
 
-def test_unknown_user():
-    with pytest.raises(CollectorError) as raised:
-        drop_to("no-such-user-for-addaddr", "/nonexistent")
-    assert str(raised.value) == "no user 'no-such-user-for-addaddr' (see: getent passwd)"
-
-
-def test_required_capabilities(monkeypatch):
-    monkeypatch.setattr(privileges.resource, "getrlimit", lambda _: (resource.RLIM_INFINITY,) * 2)
-    assert required_capabilities() == ["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON"]
-    assert required_capabilities(netns=True) == ["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON", "CAP_SYS_ADMIN"]
-    monkeypatch.setattr(privileges.resource, "getrlimit", lambda _: (8 << 20,) * 2)
-    assert required_capabilities() == ["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON", "CAP_IPC_LOCK"]
-    assert required_capabilities(drop=True) == ["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON", "CAP_IPC_LOCK",
-                                                "CAP_SETGID", "CAP_SETUID", "CAP_CHOWN"]
-
-
 MISSING = """
 import json
 from collector.live.privileges import missing_capabilities
@@ -271,19 +240,3 @@ def test_missing_capabilities():
     # The child has this process's RLIMIT_MEMLOCK, so the same need for CAP_IPC_LOCK.
     want = [[name for name in required_capabilities(flag, flag) if name != "CAP_BPF"] for flag in (False, True)]
     assert got == want, f"with CAP_BPF only: got {got}; want {want}"
-
-
-def test_unit_bounds_what_the_collector_needs():
-    want = set(RUN_CAPABILITIES) | set(DROP_CAPABILITIES)
-    assert unit_capabilities() == want, f"got {sorted(unit_capabilities())}; want {sorted(want)}"
-
-
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
-def test_unit_verifies(tmp_path):
-    # A copy whose ExecStart is this checkout's addaddr: verify checks that the program exists.
-    unit = tmp_path / UNIT.name
-    unit.write_text(UNIT.read_text().replace("/opt/addaddr/.venv/bin/addaddr",
-                                             str(Path(sys.executable).with_name("addaddr"))))
-    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
-    assert (result.returncode, result.stdout + result.stderr) == (0, ""), \
-        f"systemd-analyze verify: {result.returncode}\n{result.stdout}{result.stderr}"

@@ -1,5 +1,6 @@
 """Devices without an Ethernet header (tun here; WireGuard, ipip, sit, gre, raw-IP modems alike): real
-MPTCP over a pair of tun devices between namespaces, the server's end watched in both modes."""
+MPTCP over a pair of tun devices between namespaces, the server's end watched in both modes (how a link
+type is told: tests/unit/test_link_layer.py)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,12 @@ import os
 
 import pytest
 
-from collector.errors import CollectorError
-from collector.kernel.link_layer import has_ethernet_header
 from collector.live.run import BackgroundRun, RunOptions
 from collector.logs.reader import read_records
 from collector.lab.testbed import ClientPlan, Testbed
 
 PLAN = (ClientPlan(("10.1.2.3", "192.168.7.9", "2001:db8::5", "fd12:3456::1")),)
 CONNECTIONS = 3
-ARPHRD_NONE, ARPHRD_ETHER, ARPHRD_IEEE80211_RADIOTAP = 0xFFFE, 1, 803
 
 
 @pytest.mark.slow
@@ -35,9 +33,3 @@ def test_every_announcement_over_tun_is_logged(mode, tmp_path):
     assert kernel["unparsed"] == 0 and kernel["tcp"] > 0, f"got kernel counters {kernel}"
     joins = {r["connection"] for r in records if r["kind"] == "mp_join"}
     assert len(joins) == sum(c.subflows > 0 for c in traffic.connections) > 0, "got join subflows not attributed"
-
-
-def test_link_types():
-    assert has_ethernet_header("eth0", ARPHRD_ETHER) and not has_ethernet_header("wg0", ARPHRD_NONE)
-    with pytest.raises(CollectorError, match=r"mon0: link type 803 .* is neither Ethernet nor raw IP"):
-        has_ethernet_header("mon0", ARPHRD_IEEE80211_RADIOTAP)

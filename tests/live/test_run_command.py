@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import shutil
-import tempfile
 import urllib.request
 
 import pytest
@@ -20,15 +18,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.paths import ADDADDR
 from collector.kernel.clsact import ETH_P_ALL, FILTER_NAME, INGRESS
 from collector.logs.reader import read_records
-from collector.lab.testbed import ClientPlan, Testbed
-from tests.support.waiting import wait_for_line, wait_until
+from collector.lab.testbed import Testbed
+from tests.support.waiting import wait_until
+from tests.support.collector_process import ONE_CLIENT, Collector, announcements
 from tests.support.our_hook import ours_attached
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="attaching filters needs root")
 
-ONE_CLIENT = (ClientPlan(("10.1.2.3", "2001:db8::5")),)
-# bcc compiles the program at every start: seconds, more on a loaded 2-CPU machine.
-ATTACH_SECONDS = 120
 FOREIGN_PRIO = 1000  # after ours (0xad): it only runs if ours lets packets go on
 # Someone else's program (this kernel has no matchall or gact to stand in): counts and passes.
 FOREIGN_SOURCE = r"""
@@ -54,11 +50,6 @@ def our_filters(bed: Testbed) -> int:
     return len(re.findall(rf"handle 0xadd {FILTER_NAME}\b", shown))
 
 
-def announcements(log_dir: Path) -> int:
-    """Announcements logged so far; a record being written is not damage yet."""
-    return sum(r["kind"] == "add_addr" for r in read_records(log_dir, on_damage=lambda *_: None))
-
-
 class ForeignFilter:
     def __init__(self, bed: Testbed):
         from bcc import BPF
@@ -74,28 +65,6 @@ class ForeignFilter:
 
     def packets(self) -> int:
         return self.bpf["seen"][0].value
-
-
-class Collector:
-    """`addaddr run` in the background; returns once it is attached, with the lines it printed."""
-
-    def __init__(self, processes: list, bed: Testbed, log_dir: Path, *options: str):
-        self.proc = subprocess.Popen([ADDADDR, "run", "--netns", bed.server, "--iface", bed.server_interfaces[0],
-                                      "--log-dir", str(log_dir), *options], stderr=subprocess.PIPE, text=True)
-        processes.append(self.proc)
-        self.started = wait_for_line(self.proc, self.proc.stderr, "collecting on", ATTACH_SECONDS, "'collecting on'")
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        self.proc.send_signal(signum)
-        _, err = self.proc.communicate(timeout=30)
-        self.stderr = err
-        return self.proc.returncode
-
-
-@pytest.fixture
-def bed():
-    with Testbed(ONE_CLIENT) as bed:
-        yield bed
 
 
 @pytest.mark.slow
@@ -195,15 +164,6 @@ def test_metrics_served_and_logs_anonymized(bed, tmp_path, processes):
     assert records and not {r["address"] for r in records} & real, "got a real announced address in the logs"
     assert {r["class"] for r in records} == {"private", "documentation"}, "got classes of the anonymized addresses"
     assert not {r["src"] for r in records} & {link.client4 for link in bed.links}, "got a real subflow address"
-
-
-@pytest.fixture
-def reachable_dir():
-    """Under /tmp itself: pytest's own directories are root's alone, and nobody must reach the logs."""
-    path = Path(tempfile.mkdtemp(prefix="addaddr-user-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
 
 
 @pytest.mark.slow

@@ -13,19 +13,13 @@ import pytest
 
 from collector.logs.reader import read_records
 from collector.lab.testbed import Testbed
-from tests.live.test_crash_safety import our_filters
-from tests.live.test_run_command import ADDADDR, ONE_CLIENT, Collector, reachable_dir  # noqa: F401 (a fixture)
+from tests.support.collector_process import Collector, ours_on
+from tests.support.paths import ADDADDR
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="attaching filters needs root"), pytest.mark.slow]
 
 # How long a change may take to show: INTERFACE_CHECK_INTERVAL (0.5 s) and a loaded machine.
 NOTICE_SECONDS = 5
-
-
-@pytest.fixture
-def bed():
-    with Testbed(ONE_CLIENT) as bed:
-        yield bed
 
 
 def announced(traffic) -> int:
@@ -50,7 +44,7 @@ def test_a_second_run_is_refused_and_the_first_sees_every_announcement(bed, tmp_
     assert not traffic.failures and announced(traffic) > 0
     assert logged_announcements(tmp_path / "first") == announced(traffic), "got the first run blinded"
     assert "replaced" not in "".join(first.started + [first.stderr]), "got a live run's filter called left behind"
-    assert our_filters(bed) == 0, "got our filter left after the first run stopped"
+    assert ours_on(bed) == 0, "got our filter left after the first run stopped"
 
 
 def metric(url: str, name: str) -> float:
@@ -90,7 +84,7 @@ def test_an_interface_that_leaves_is_reported_and_watched_again_when_back(mode, 
         before = bed.drive(1)
         move_out_and_back(bed, away, url)
         assert wait_for_metric(url, 'addaddr_interface_changes_total{state="back"}', 1) == 1, "got no reattach"
-        assert our_filters(bed) == 1, f"got {our_filters(bed)} programs of ours on the interface back; want 1"
+        assert ours_on(bed) == 1, f"got {ours_on(bed)} programs of ours on the interface back; want 1"
         after = bed.drive(2)
         time.sleep(0.5)
         assert collector.stop() == 0, f"got exit {collector.proc.returncode}: {collector.stderr}"
@@ -105,7 +99,7 @@ def test_an_interface_that_leaves_is_reported_and_watched_again_when_back(mode, 
     assert set(changes[0]) == {"kind", "time", "iface", "ifindex", "netns", "state"}
     assert not before.failures and not after.failures
     assert logged_announcements(tmp_path) == announced(before) + announced(after), "got announcements missed"
-    assert our_filters(bed) == 0, "got the reattached filter left after the run"
+    assert ours_on(bed) == 0, "got the reattached filter left after the run"
 
 
 def test_after_user_an_interface_back_is_said_unwatched_once_and_the_run_goes_on(bed, tmp_path, reachable_dir, processes):
@@ -118,7 +112,7 @@ def test_after_user_an_interface_back_is_said_unwatched_once_and_the_run_goes_on
         move_out_and_back(bed, away, url)
         # Several checks (every 0.5 s) after the return: the refusal must be said once, not per check.
         time.sleep(3)
-        attached = our_filters(bed)
+        attached = ours_on(bed)
         assert collector.stop() == 0, f"got exit {collector.proc.returncode}: {collector.stderr}"
     finally:
         subprocess.run(["ip", "netns", "del", away], capture_output=True, timeout=10)

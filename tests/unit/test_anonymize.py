@@ -1,7 +1,7 @@
 """collector.addresses.anonymize: standard Crypto-PAn (the reference implementation's sample pairs, equality with
 yacryptopan on random addresses and keys), its prefix-preserving properties, the key file's creation and
-refusals, anonymized records, the log header's scheme, and reports over anonymized logs equal to those
-over the originals."""
+refusals, anonymized records, and reports over anonymized logs equal to those over the originals (the
+log header's scheme, through a replay: tests/kernel/test_anonymized_replay.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import ipaddress
 import os
 import random
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,15 +16,12 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 from yacryptopan import CryptoPAn
 
-from tests.support.paths import ADDADDR
 from collector.addresses.classes import BLOCKS
 from collector.addresses.anonymize import ADDRESS_FIELDS, KEY_BYTES, Anonymizer
 from collector.addresses.classify import classify
 from collector.errors import CollectorError
-from collector.logs.reader import read_records
 from collector.logs.writer import LogWriter
 from collector.report.figures import report
-from tests.support.replay_fixtures import scenario
 
 KEY = bytes(range(KEY_BYTES))
 OTHER_KEY = bytes(range(1, KEY_BYTES + 1))
@@ -371,27 +367,3 @@ def test_a_report_over_anonymized_logs_equals_the_report_over_the_originals(tmp_
     original = report(tmp_path / "original")
     assert original["announcements"] > 50 and len(original["ipv6"]["embedded"]) > 1, "want a varied log"
     assert report(tmp_path / "anonymized") == original
-
-
-# --- the log header -----------------------------------------------------------------------------
-
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="replay loads the kernel program: needs root")
-def test_the_header_names_the_scheme_and_replayed_addresses_map_as_yacryptopan(tmp_path):
-    capture = tmp_path / "scenario.pcap"
-    capture.write_bytes(scenario().capture.pcap()[0])
-    key = tmp_path / "key"
-    logs = {}
-    for name, options in (("plain", []), ("anonymized", ["--anonymize-key", str(key)])):
-        logs[name] = tmp_path / name
-        result = subprocess.run([ADDADDR, "replay", str(capture), "--log-dir", str(logs[name]), *options],
-                                capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, result.stderr
-    plain, anonymized = (list(read_records(logs[name])) for name in ("plain", "anonymized"))
-    assert plain[0]["kind"] == anonymized[0]["kind"] == "header"
-    assert (plain[0]["anonymization"], anonymized[0]["anonymization"]) == (None, "crypto-pan")
-    theirs = CryptoPAn(key.read_bytes())
-    announced = [(p["address"], a["address"]) for p, a in zip(plain, anonymized) if p["kind"] == "add_addr"]
-    assert announced and all(anon == theirs.anonymize(real) for real, anon in announced)
-    assert report(logs["anonymized"]) == report(logs["plain"])

@@ -18,8 +18,9 @@ from click.testing import CliRunner
 from collector.cli import main
 from collector.logs.framing import frame
 from collector.logs.writer import LogWriter
-from tests.unit.test_odd_paths import ADDADDR, run_on_a_terminal
-from tests.unit.test_report import HAND_BUILT, T0, add_addr, connection, json_report, write_log
+from tests.support.commands import json_report, run_on_a_terminal
+from tests.support.log_records import HAND_BUILT, T0, add_addr, connection, write_log
+from tests.support.paths import ADDADDR
 
 pytest.importorskip("pyarrow", reason="the export needs the fleet extra: scripts/setup --test installs it")
 pytest.importorskip("duckdb", reason="report --parquet needs the fleet extra: scripts/setup --test installs it")

@@ -19,6 +19,7 @@ from collector.logs.directory import log_files
 from collector.logs.reader import LogDamageWarning, follow, read_records
 from collector.logs.repair import Repair
 from collector.logs.writer import LogWriter
+from tests.support.log_records import VALID
 
 HEADER = {"host": "test-host", "interfaces": ["eth0", "eth1"], "version": "0.1.0"}
 
@@ -525,7 +526,6 @@ def test_the_writer_packs_each_size_as_msgpack_does(value):
 
 
 def test_the_writer_packs_every_kind_as_msgpack_does(tmp_path):
-    from tests.unit.test_record_schema import VALID
     writer = LogWriter(tmp_path, HEADER)
     records = [record for kind, record in VALID.items() if kind != "header"]
     start = os.path.getsize(writer.path)

@@ -1,26 +1,19 @@
 """collector.live.metrics: what a scrape of /metrics says, read back by prometheus_client's parsers, in the
 Prometheus text format and in OpenMetrics, gzipped or not, HEAD, label escaping, where the server may
-listen, 404s, a port freed by stop(), and the figures of a live run."""
+listen, 404s, a port freed by stop(); tests/live/test_served_metrics.py has those of a live run."""
 
 from __future__ import annotations
 
 import gzip
-import os
-import re
 import socket
-import time
-from collections import Counter
 import urllib.error
 import urllib.request
 
 import pytest
-from prometheus_client import parser as text_parser
-from prometheus_client.openmetrics import parser as openmetrics_parser
 
 from collector.errors import CollectorError
-from collector.logs.reader import read_records
 from collector.live.metrics import MetricsServer, parse_listen
-from collector.lab.testbed import Testbed
+from tests.support.scrapes import OPENMETRICS, PLAIN, parse
 
 KERNEL = {"packets": 1000, "not_tcp": 10, "fragments": 1, "unparsed": 2, "tcp": 987, "mptcp": 400,
           "malformed_options": 3, "events": 120, "event_errors": 4,
@@ -62,25 +55,6 @@ WANT = {
     ("addaddr_interface_changes_total", (("state", "back"),)): 0,
 }
 GAUGES = {"addaddr_connections_tracked", "addaddr_subflows_tracked"}
-
-# --- reading a scrape back with the library's parsers --------------------------------------------------
-
-PLAIN = "text/plain; version=0.0.4; charset=utf-8"
-OPENMETRICS = "application/openmetrics-text; version=1.0.0"
-
-
-def parse(text: str, openmetrics: bool = False) -> tuple[dict, dict[str, str]]:
-    """(samples as (name, labels) -> value, sample name -> family type) of a scrape."""
-    parser = openmetrics_parser if openmetrics else text_parser
-    samples, types = {}, {}
-    for family in parser.text_string_to_metric_families(text):
-        for sample in family.samples:
-            key = sample.name, tuple(sorted(sample.labels.items()))
-            assert key not in samples, f"{key} twice"
-            samples[key] = sample.value
-            types[sample.name] = family.type
-    return samples, types
-
 
 def request(server: MetricsServer, path: str = "/metrics", method: str = "GET", **headers: str):
     host, port = server.address
@@ -271,65 +245,3 @@ def test_a_malformed_listen_address_says_the_form(text):
 def test_a_name_that_does_not_resolve_is_one_clear_error():
     with pytest.raises(CollectorError, match="cannot resolve no-such-host.invalid"):
         parse_listen("no-such-host.invalid:9464")
-
-
-# --- a live run -----------------------------------------------------------------------------------
-
-SETTLED_WITHIN = 15.0  # seconds for the published figures to reach what the traffic made
-
-
-def scrape_url(url: str, **headers: str) -> dict:
-    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as response:
-        openmetrics = response.headers["Content-Type"].startswith(OPENMETRICS)
-        body = response.read()
-        if response.headers["Content-Encoding"] == "gzip":
-            body = gzip.decompress(body)
-        return parse(body.decode(), openmetrics)[0]
-
-
-def announced(samples: dict) -> dict[tuple[str, str], float]:
-    return {(dict(labels)["family"], dict(labels)["class"]): value
-            for (name, labels), value in samples.items() if name == "addaddr_announcements_total"}
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(os.geteuid() != 0, reason="attaching filters needs root")
-def test_a_live_run_serves_the_counts_it_logs(tmp_path, processes):
-    from tests.live.test_run_command import ONE_CLIENT, Collector
-
-    with Testbed(ONE_CLIENT) as bed:
-        collector = Collector(processes, bed, tmp_path, "--metrics", "127.0.0.1:0")
-        try:
-            url = next(re.search(r"metrics at (\S+)", line).group(1) for line in collector.started
-                       if "metrics at" in line)
-            traffic = bed.drive(3)
-            want = sum(c.announced for c in traffic.connections)
-            # The figures are published once a second: wait until they hold every announcement and
-            # stay the same over two publications.
-            deadline, previous = time.monotonic() + SETTLED_WITHIN, None
-            while True:
-                plain = scrape_url(url)
-                if sum(announced(plain).values()) == want and plain == previous:
-                    break
-                assert time.monotonic() < deadline, f"got {announced(plain)} after {SETTLED_WITHIN} s; want {want}"
-                previous = plain
-                time.sleep(1.1)
-            openmetrics = scrape_url(url, Accept=OPENMETRICS, **{"Accept-Encoding": "gzip"})
-        finally:
-            assert collector.stop() == 0, collector.stderr
-    assert traffic.connections and not traffic.failures, traffic.failures
-    records = list(read_records(tmp_path))
-    stats = records[-1]
-    assert stats["kind"] == "stats"
-    logged = Counter((r["family"], r["class"]) for r in records if r["kind"] == "add_addr" and not r["echo"])
-    assert announced(plain) == dict(logged) and sum(logged.values()) == want
-    # The log's last figures, taken after the scrapes: what only this run's traffic moves is equal.
-    assert plain["addaddr_events_total", ()] == stats["events"]
-    assert plain["addaddr_connections_total", ()] == stats["tracker"]["connections"] == len(traffic.connections)
-    assert plain["addaddr_kernel_mptcp_total", ()] == stats["kernel"]["mptcp"]
-    assert plain["addaddr_lost_events_total", ()] == stats["lost"] == 0
-    adds = plain["addaddr_kernel_mptcp_options_total", (("name", "ADD_ADDR"), ("subtype", "3"))]
-    assert adds == stats["kernel"]["subtype_3"] >= want
-    # Gauges move with the state; the counters of both formats are the same figures.
-    counters = {key: value for key, value in plain.items() if not key[0].endswith("_tracked")}
-    assert {key: openmetrics[key] for key in counters} == counters

@@ -6,18 +6,14 @@ terminal (the progress bars of replay and export look at the path first)."""
 from __future__ import annotations
 
 import os
-import pty
-import select
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.support.commands import run_on_a_terminal
 from tests.support.paths import ADDADDR
-from tests.support.waiting import stop
 
 # About ninety runs of the command, a second each.
 pytestmark = pytest.mark.slow
@@ -25,8 +21,6 @@ pytestmark = pytest.mark.slow
 AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 # 300 bytes: past NAME_MAX (255), so ENAMETOOLONG, which pathlib's is_file()/is_dir() let through.
 LONG_NAME = "a" * 300
-# Each command answers an odd path in a few seconds; a hang fails the case at this deadline.
-TERMINAL_SECONDS = 60
 
 
 @pytest.fixture(scope="module")
@@ -66,29 +60,6 @@ COMMANDS = {
     "export --log-dir": lambda root, odd: ["export", "--log-dir", odd, "--to", str(root / "dataset")],
     "export --to": lambda root, odd: ["export", "--log-dir", str(root / "logs"), "--to", odd],
 }
-
-
-def run_on_a_terminal(args: list[str]) -> tuple[int, str]:
-    """The command with stderr on a pseudo-terminal, as a user at a shell sees it: (status, stderr)."""
-    master, slave = pty.openpty()
-    with subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave) as proc:
-        os.close(slave)
-        seen = b""
-        deadline = time.monotonic() + TERMINAL_SECONDS
-        while select.select([master], [], [], max(0.0, deadline - time.monotonic()))[0]:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # EIO: the terminal's last writer has closed it
-                break
-            if not chunk:
-                break
-            seen += chunk
-        if time.monotonic() >= deadline:
-            stop(proc)
-            pytest.fail(f"gave up after {TERMINAL_SECONDS} s waiting for {args} to end: {seen[-2000:]!r}")
-        status = proc.wait(timeout=TERMINAL_SECONDS)
-    os.close(master)
-    return status, seen.decode(errors="replace")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="runs the commands as root and as nobody")

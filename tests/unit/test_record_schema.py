@@ -8,32 +8,8 @@ import pytest
 from collector.logs.framing import frame
 from collector.logs.reader import read_records
 from collector.logs.schema import SCHEMA, TIME_MAX, problem
+from tests.support.log_records import VALID
 
-SEGMENT = {"time": 1_700_000_000.5, "src": "192.0.2.1", "sport": 40000, "dst": "198.51.100.1", "dport": 443,
-           "ifindex": 2, "connection": 0x1234ABCD}
-# One valid record of every kind, as the collector writes them (docs/records.md).
-VALID = {
-    "header": {"kind": "header", "format": 2, "file_started": 1_700_000_000.0, "host": "h", "interfaces": ["eth0"],
-               "netns": None, "collector_version": "0.1", "started": 1_700_000_000.0, "source": "live"},
-    "add_addr": {"kind": "add_addr", **SEGMENT, "announcer": "client", "subflow": "initial", "version": 1,
-                 "echo": False, "address_id": 2, "address": "2002:c000:204::1", "port": None, "hmac": bytes(8),
-                 "family": "ipv6", "class": "6to4", "global": True,
-                 "embedded_ipv4": {"address": "192.0.2.4", "class": "documentation", "global": False}},
-    "mp_join": {"kind": "mp_join", **SEGMENT, "token": 7, "address_id": 1, "backup": False, "form": "syn"},
-    "remove_addr": {"kind": "remove_addr", **SEGMENT, "announcer": None, "address_ids": [1, 2]},
-    "fastclose": {"kind": "fastclose", **SEGMENT},
-    "tcp_rst": {"kind": "tcp_rst", **SEGMENT, "reason": 3},
-    "malformed": {"kind": "malformed", **SEGMENT, "subtype": None, "reason": "short", "option": b"\x1e\x02"},
-    "connection": {"kind": "connection", "time": 1.0, "connection": 5, "version": 1, "client": "a", "client_port": 1,
-                   "server": "b", "server_port": 2, "client_key": 3, "server_key": 4},
-    "connection_end": {"kind": "connection_end", "time": 1.0, "connection": 5, "reason": "closed"},
-    "attempt": {"kind": "attempt", "time": 1.0, "version": 0, "client": "a", "client_port": 1, "server": "b",
-                "server_port": 2, "reason": "idle"},
-    "stats": {"kind": "stats", "time": 1.0, "kernel": {"packets": 1}, "tracker": {}, "events": 1,
-              "announcements": 0, "lost": 0, "unwritten": 0},
-    "lost": {"kind": "lost", "time": 1.0, "count": 3},
-    "interface": {"kind": "interface", "time": 1.0, "iface": "eth0", "ifindex": None, "netns": "ns", "state": "gone"},
-}
 REQUIRED = [(kind, field) for kind, fields in SCHEMA.items() for field, types in fields.items()
             if type(None).__name__ not in {t.__name__ for t in types} and "_Absent" not in {t.__name__ for t in types}]
 

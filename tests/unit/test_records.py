@@ -8,7 +8,7 @@ import pytest
 from collector.pipeline.connections import ConnectionTracker
 from collector.pipeline.decode import AddAddr, FastClose, MpJoin, RemoveAddr, TcpRst, token
 from collector.pipeline.records import Recorder
-from tests.unit.test_connections import (
+from tests.support.option_events import (
     ACK,
     CLIENT,
     CLIENT_KEY,

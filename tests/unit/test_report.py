@@ -14,93 +14,20 @@ import tracemalloc
 
 import msgpack
 import pytest
-from click.testing import CliRunner
 
-from collector.addresses.classify import classify
-from collector.cli import main, report_command
-from collector.logs.writer import LogWriter
+from collector.cli import report_command
 from collector.report.figures import parse_time, report
 from collector.report.formats import FORMATS
+from tests.support.commands import json_report, run_report
+from tests.support.log_records import HAND_BUILT, T0, add_addr, connection, write_log
 
-T0 = 1700000000.0  # 2023-11-14T22:13:20Z
 JSON_KEYS = ["connections", "attempts", "connections_announcing", "connections_announcing_share", "announcements",
              "ipv4", "ipv6", "distinct_addresses", "with_port", "versions", "server_announced", "unattributed",
              "lost_events", "first_seen", "last_seen"]
 FAMILY_KEYS = ["addresses", "classes", "global_share", "embedded"]
 
-# --- records as the collector writes them (docs/records.md) ------------------------------------------
 
-
-def connection(time: float, token: int, version: int = 1) -> dict:
-    return {"kind": "connection", "time": time, "connection": token, "version": version,
-            "client": "198.18.0.2", "client_port": 40000, "server": "198.18.0.1", "server_port": 443,
-            "client_key": 2**63 + token, "server_key": 2**62 + token}
-
-
-def add_addr(time: float, token: int | None, address: str, *, announcer: str | None = "client",
-             subflow: str | None = "initial", echo: bool = False, port: int | None = None) -> dict:
-    # Class fields from the real classifier, as the Recorder fills them.
-    c = classify(address)
-    return {"kind": "add_addr", "time": time, "src": "198.18.0.2", "sport": 40000, "dst": "198.18.0.1",
-            "dport": 443, "ifindex": 2, "connection": token, "announcer": announcer, "subflow": subflow,
-            "version": 1, "echo": echo, "address_id": 1, "address": c.address, "port": port,
-            "hmac": None if echo else b"\x01" * 8, "family": c.family, "class": c.address_class,
-            "global": c.is_global, "embedded_ipv4": None if c.embedded_ipv4 is None else c.embedded_ipv4.as_json()}
-
-
-def attempt(time: float) -> dict:
-    return {"kind": "attempt", "time": time, "version": 1, "client": "198.18.0.2", "client_port": 40001,
-            "server": "198.18.0.1", "server_port": 443, "reason": "closed"}
-
-
-def write_log(log_dir, records, host: str = "alpha", **writer_options) -> None:
-    with LogWriter(log_dir, {"host": host, "interfaces": ["eth0"], "source": "live"}, **writer_options) as writer:
-        for record in records:
-            writer.write(record)
-
-
-def run_report(*args: str):
-    return CliRunner().invoke(main, ["report", *args])
-
-
-def json_report(*args: str) -> dict:
-    result = run_report("--format", "json", *args)
-    assert result.exit_code == 0, f"exit {result.exit_code}: {result.stderr}"
-    return json.loads(result.stdout)
-
-
-# --- the hand-built log -----------------------------------------------------------------------------
-
-# Five connections, tokens 1 to 5; what each announces is written next to it.
-HAND_BUILT = [
-    connection(T0 + 1, 1, version=1),
-    connection(T0 + 2, 2, version=1),
-    connection(T0 + 3, 3, version=0),
-    connection(T0 + 4, 4, version=1),
-    connection(T0 + 5, 5, version=0),
-    attempt(T0 + 6),
-    attempt(T0 + 7),
-    # 1: private, its retransmission, then a global address with a port on a join subflow
-    add_addr(T0 + 10, 1, "192.168.1.10"),
-    add_addr(T0 + 11, 1, "192.168.1.10"),
-    add_addr(T0 + 12, 1, "8.8.8.8", subflow="join", port=8080),
-    add_addr(T0 + 13, 1, "192.168.1.10", announcer="server", echo=True),
-    # 2: link-local IPv4; 6to4 embedding 192.0.2.1 (documentation); global IPv6
-    add_addr(T0 + 20, 2, "169.254.7.7"),
-    add_addr(T0 + 21, 2, "2002:c000:201::1"),
-    add_addr(T0 + 22, 2, "2a00:1450::1"),
-    # 3: private IPv4; link-local IPv6; IPv4-compatible embedding 8.8.8.8 (global)
-    add_addr(T0 + 30, 3, "10.1.2.3"),
-    add_addr(T0 + 31, 3, "fe80::1"),
-    add_addr(T0 + 32, 3, "::808:808"),
-    # 4: only its server announces; 5: nobody
-    add_addr(T0 + 40, 4, "198.51.100.1", announcer="server"),
-    # of no known subflow
-    add_addr(T0 + 50, None, "192.168.9.9", announcer=None, subflow=None),
-    {"kind": "lost", "time": T0 + 60, "count": 3},
-    {"kind": "lost", "time": T0 + 61, "count": 4},
-    {"kind": "connection_end", "time": T0 + 70, "connection": 1, "reason": "closed"},
-]
+# --- the hand-built log (tests/support/log_records.py) ------------------------------------------------
 
 
 def test_hand_built_log_gives_the_figures_worked_out_by_hand(tmp_path):
