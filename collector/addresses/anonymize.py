@@ -169,17 +169,19 @@ def _read_key(path: str) -> bytes:
             # Checked on the open file, so they are the mode and size of the file read.
             info = os.fstat(f.fileno())
             if not stat.S_ISREG(info.st_mode):
-                raise CollectorError(f"key file {path} is not a regular file: give the key's file, or the path "
-                                     "of a file to make")
+                raise CollectorError(
+                    f"key file {path} is not a regular file: give the key's file, or the path of a file to make"
+                )
             mode = stat.S_IMODE(info.st_mode)
             if mode & 0o077:
                 raise CollectorError(
-                    f"key file {path} has mode {mode:04o}, which lets group or others access it: "
-                    f"chmod 600 {path}")
+                    f"key file {path} has mode {mode:04o}, which lets group or others access it: chmod 600 {path}"
+                )
             if info.st_size != KEY_BYTES:
                 raise CollectorError(
                     f"key file {path} is {info.st_size} bytes, not {KEY_BYTES}: restore the key, or "
-                    f"remove the file to make a new one (addresses will then map differently)")
+                    f"remove the file to make a new one (addresses will then map differently)"
+                )
             return f.read()
     except OSError as exc:
         raise CollectorError(f"cannot read the key file {path}: {exc.strerror}") from None

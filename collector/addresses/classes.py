@@ -99,9 +99,7 @@ IPV6_MULTICAST = Registry(
     "https://www.iana.org/assignments/ipv6-multicast-addresses/",
     "2025-04-07",  # Variable Scope Multicast Addresses: FF0X::DB8:0:0/96 (RFC 6676) unchanged since 2012.
 )
-RFC4291 = Registry(
-    "RFC 4291 IP Version 6 Addressing Architecture", "https://www.rfc-editor.org/rfc/rfc4291", "2006-02"
-)
+RFC4291 = Registry("RFC 4291 IP Version 6 Addressing Architecture", "https://www.rfc-editor.org/rfc/rfc4291", "2006-02")
 RFC6890 = Registry(
     "RFC 6890 Special-Purpose IP Address Registries", "https://www.rfc-editor.org/rfc/rfc6890", "2013-04"
 )
@@ -124,12 +122,11 @@ IPV4_BLOCKS = (
     Block("192.0.0.0/29", "ietf-protocol", False, "IPv4 Service Continuity Prefix", "RFC 7335", IPV4_SPECIAL),
     Block("192.0.0.8/32", "ietf-protocol", False, "IPv4 dummy address", "RFC 7600", IPV4_SPECIAL),
     Block("192.0.0.9/32", "ietf-protocol", True, "Port Control Protocol Anycast", "RFC 7723", IPV4_SPECIAL),
-    Block("192.0.0.10/32", "ietf-protocol", True, "Traversal Using Relays around NAT Anycast", "RFC 8155",
-          IPV4_SPECIAL),
-    Block("192.0.0.170/32", "ietf-protocol", False, "NAT64/DNS64 Discovery", "RFC 8880, RFC 7050 §2.2",
-          IPV4_SPECIAL),
-    Block("192.0.0.171/32", "ietf-protocol", False, "NAT64/DNS64 Discovery", "RFC 8880, RFC 7050 §2.2",
-          IPV4_SPECIAL),
+    Block(
+        "192.0.0.10/32", "ietf-protocol", True, "Traversal Using Relays around NAT Anycast", "RFC 8155", IPV4_SPECIAL
+    ),
+    Block("192.0.0.170/32", "ietf-protocol", False, "NAT64/DNS64 Discovery", "RFC 8880, RFC 7050 §2.2", IPV4_SPECIAL),
+    Block("192.0.0.171/32", "ietf-protocol", False, "NAT64/DNS64 Discovery", "RFC 8880, RFC 7050 §2.2", IPV4_SPECIAL),
     Block("192.0.2.0/24", "documentation", False, "Documentation (TEST-NET-1)", "RFC 5737", IPV4_SPECIAL),
     Block("192.31.196.0/24", "global", True, "AS112-v4", "RFC 7535", IPV4_SPECIAL),
     Block("192.52.193.0/24", "global", True, "AMT", "RFC 7450", IPV4_SPECIAL),
@@ -145,27 +142,58 @@ IPV4_BLOCKS = (
     Block("255.255.255.255/32", "broadcast", False, "Limited Broadcast", "RFC 8190, RFC 919 §7", IPV4_SPECIAL),
     # `global` means an address a subflow could use from anywhere, so never a group, whatever its scope.
     Block("224.0.0.0/4", "multicast", False, "Multicast", "RFC 5771", IPV4_MULTICAST),
-    Block("233.252.0.0/24", "documentation", False, "MCAST-TEST-NET", "RFC 5771 §9.2, RFC 6676 §2",
-          IPV4_MULTICAST),
+    Block("233.252.0.0/24", "documentation", False, "MCAST-TEST-NET", "RFC 5771 §9.2, RFC 6676 §2", IPV4_MULTICAST),
 )
 
-_IETF_RESERVED = ("::/8", "100::/8", "200::/7", "400::/6", "800::/5", "1000::/4", "4000::/3", "6000::/3",
-                  "8000::/3", "a000::/3", "c000::/3", "e000::/4", "f000::/5", "f800::/6", "fe00::/9")
+_IETF_RESERVED = (
+    "::/8",
+    "100::/8",
+    "200::/7",
+    "400::/6",
+    "800::/5",
+    "1000::/4",
+    "4000::/3",
+    "6000::/3",
+    "8000::/3",
+    "a000::/3",
+    "c000::/3",
+    "e000::/4",
+    "f000::/5",
+    "f800::/6",
+    "fe00::/9",
+)
 
 IPV6_BLOCKS = (
     # Top level: with fc00::/7 and fe80::/10 below, these tile ::/0.
-    *(Block(prefix, "reserved", False, "Reserved by IETF", "RFC 4291", IPV6_ADDRESS_SPACE)
-      for prefix in _IETF_RESERVED),
+    *(
+        Block(prefix, "reserved", False, "Reserved by IETF", "RFC 4291", IPV6_ADDRESS_SPACE)
+        for prefix in _IETF_RESERVED
+    ),
     Block("2000::/3", "global", True, "Global Unicast", "RFC 4291", IPV6_ADDRESS_SPACE),
-    Block("fec0::/10", "site-local", False, "Reserved by IETF (deprecated site-local)", "RFC 3879",
-          IPV6_ADDRESS_SPACE),
+    Block("fec0::/10", "site-local", False, "Reserved by IETF (deprecated site-local)", "RFC 3879", IPV6_ADDRESS_SPACE),
     # A group is never `global` (see 224.0.0.0/4), not even with the global scope nibble (ff0e::/16).
     Block("ff00::/8", "multicast", False, "Multicast", "RFC 4291", IPV6_ADDRESS_SPACE),
     # FF0X::DB8:0:0/96: the registry's X is the scope nibble, so one row per scope.
-    *(Block(f"ff0{scope:x}::db8:0:0/96", "documentation", False, "Documentation Addresses", "RFC 6676 §3",
-            IPV6_MULTICAST) for scope in range(16)),
-    Block("::/96", "ipv4-compatible", False, "IPv4-Compatible IPv6 Address (deprecated)", "RFC 4291 §2.5.5.1",
-          RFC4291, LOW_32),
+    *(
+        Block(
+            f"ff0{scope:x}::db8:0:0/96",
+            "documentation",
+            False,
+            "Documentation Addresses",
+            "RFC 6676 §3",
+            IPV6_MULTICAST,
+        )
+        for scope in range(16)
+    ),
+    Block(
+        "::/96",
+        "ipv4-compatible",
+        False,
+        "IPv4-Compatible IPv6 Address (deprecated)",
+        "RFC 4291 §2.5.5.1",
+        RFC4291,
+        LOW_32,
+    ),
     Block("::/128", "unspecified", False, "Unspecified Address", "RFC 4291", IPV6_SPECIAL),
     Block("::1/128", "loopback", False, "Loopback Address", "RFC 4291", IPV6_SPECIAL),
     Block("::ffff:0:0/96", "ipv4-mapped", False, "IPv4-mapped Address", "RFC 4291", IPV6_SPECIAL, LOW_32),
@@ -176,17 +204,25 @@ IPV6_BLOCKS = (
     Block("2001::/23", "ietf-protocol", False, "IETF Protocol Assignments", "RFC 2928", IPV6_SPECIAL),
     Block("2001::/32", "teredo", False, "TEREDO", "RFC 4380, RFC 8190", IPV6_SPECIAL, TEREDO_CLIENT),
     Block("2001:1::1/128", "ietf-protocol", True, "Port Control Protocol Anycast", "RFC 7723", IPV6_SPECIAL),
-    Block("2001:1::2/128", "ietf-protocol", True, "Traversal Using Relays around NAT Anycast", "RFC 8155",
-          IPV6_SPECIAL),
-    Block("2001:1::3/128", "ietf-protocol", True, "DNS-SD Service Registration Protocol Anycast", "RFC 9665",
-          IPV6_SPECIAL),
+    Block(
+        "2001:1::2/128", "ietf-protocol", True, "Traversal Using Relays around NAT Anycast", "RFC 8155", IPV6_SPECIAL
+    ),
+    Block(
+        "2001:1::3/128", "ietf-protocol", True, "DNS-SD Service Registration Protocol Anycast", "RFC 9665", IPV6_SPECIAL
+    ),
     Block("2001:2::/48", "benchmarking", False, "Benchmarking", "RFC 5180", IPV6_SPECIAL),
     Block("2001:3::/32", "ietf-protocol", True, "AMT", "RFC 7450", IPV6_SPECIAL),
     Block("2001:4:112::/48", "ietf-protocol", True, "AS112-v6", "RFC 7535", IPV6_SPECIAL),
     Block("2001:10::/28", "orchid", False, "Deprecated (previously ORCHID)", "RFC 4843", IPV6_SPECIAL),
     Block("2001:20::/28", "orchid", True, "ORCHIDv2", "RFC 7343", IPV6_SPECIAL),
-    Block("2001:30::/28", "ietf-protocol", True, "Drone Remote ID Protocol Entity Tags (DETs) Prefix",
-          "RFC 9374", IPV6_SPECIAL),
+    Block(
+        "2001:30::/28",
+        "ietf-protocol",
+        True,
+        "Drone Remote ID Protocol Entity Tags (DETs) Prefix",
+        "RFC 9374",
+        IPV6_SPECIAL,
+    ),
     Block("2001:db8::/32", "documentation", False, "Documentation", "RFC 3849", IPV6_SPECIAL),
     Block("2002::/16", "6to4", False, "6to4", "RFC 3056", IPV6_SPECIAL, SIX_TO_FOUR),
     Block("2620:4f:8000::/48", "global", True, "Direct Delegation AS112 Service", "RFC 7534", IPV6_SPECIAL),

@@ -18,7 +18,9 @@ def run_demo(connections: int, keep_logs: str | None) -> int:
     result = demo(connections, keep_logs, console.message)
     console.data(render(result.report, "table"))
     expected = result.expected
-    console.data(f"\nThe testbed made {expected['connections']} connections, "
-                 f"{expected['connections_announcing']} announcing, {expected['announced']} announcements "
-                 f"(IPv4 classes {_counts(expected['ipv4'])}; IPv6 classes {_counts(expected['ipv6'])}).")
+    console.data(
+        f"\nThe testbed made {expected['connections']} connections, "
+        f"{expected['connections_announcing']} announcing, {expected['announced']} announcements "
+        f"(IPv4 classes {_counts(expected['ipv4'])}; IPv6 classes {_counts(expected['ipv6'])})."
+    )
     return console.EXIT_OK

@@ -26,9 +26,15 @@ def export_bytes(log_dirs: tuple[str, ...], to: str) -> int:
     return pending_bytes(log_dirs, to)
 
 
-def export_logs(log_dirs: tuple[str, ...], to: str, since: float | None, until: float | None,
-                anonymize_key: str | None, progress: Callable[[int], None] | None = None,
-                progress_done: Callable[[], None] | None = None) -> int:
+def export_logs(
+    log_dirs: tuple[str, ...],
+    to: str,
+    since: float | None,
+    until: float | None,
+    anonymize_key: str | None,
+    progress: Callable[[int], None] | None = None,
+    progress_done: Callable[[], None] | None = None,
+) -> int:
     """What the readers skip (damaged, of the wrong shape) is named on stderr, the rest exported (exit 1).
     `progress(bytes read)` as the export goes; `progress_done()` ends the bar's line, before any line
     of ours (a skipped file, an error, the summary) so that none is written into the bar."""
@@ -44,15 +50,24 @@ def export_logs(log_dirs: tuple[str, ...], to: str, since: float | None, until: 
         skipped(path, offset, reason)
 
     try:
-        result = export(log_dirs, to, since=since, until=until, anonymize_key=anonymize_key,
-                        on_progress=progress and bar.progress, on_damage=on_damage)
+        result = export(
+            log_dirs,
+            to,
+            since=since,
+            until=until,
+            anonymize_key=anonymize_key,
+            on_progress=progress and bar.progress,
+            on_damage=on_damage,
+        )
     finally:
         bar.end_line()
     for problem in result.problems:
         console.error(problem)
     rows = ", ".join(f"{count} {table}" for table, count in result.rows.items())
-    console.message(f"{result.records} new records from {result.files_read} log files: {rows} rows; "
-                    f"{result.open_connections} connections still open; dataset in {to}")
+    console.message(
+        f"{result.records} new records from {result.files_read} log files: {rows} rows; "
+        f"{result.open_connections} connections still open; dataset in {to}"
+    )
     return console.EXIT_BAD_INPUT if result.problems else skipped.status()
 
 

@@ -21,8 +21,10 @@ def require_log_dirs(log_dirs, missing_ok: bool = False) -> None:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
                 raise CollectorError(f"no log directory {log_dir}; {ASK}") from None
             if exc.errno == errno.EACCES:
-                raise CollectorError(f"log directory {log_dir}: permission denied; run as a user who may "
-                                     "read it (the one `addaddr run` ran as, or root)") from None
+                raise CollectorError(
+                    f"log directory {log_dir}: permission denied; run as a user who may "
+                    "read it (the one `addaddr run` ran as, or root)"
+                ) from None
             raise CollectorError(f"log directory {log_dir}: {exc.strerror}; {ASK}") from None
         except ValueError:  # a NUL in the name
             raise CollectorError(f"no log directory {log_dir!r}; {ASK}") from None

@@ -14,6 +14,8 @@ def replay_as_traffic(capture: str, pps: int | None, log_dir: str | None, form: 
         result = replay_traffic(capture, logs, pps)
         console.data(render(report([logs]), form))
     session = result.session
-    console.message(f"replay-traffic: {result.packets} packets sent, {session.events} events seen, "
-                    f"{session.announcements} announcements, {session.lost_samples} lost")
+    console.message(
+        f"replay-traffic: {result.packets} packets sent, {session.events} events seen, "
+        f"{session.announcements} announcements, {session.lost_samples} lost"
+    )
     return console.EXIT_OK

@@ -25,8 +25,14 @@ def report_time(option: str, text: str | None) -> float | None:
         raise BadTime(f"{option}: {problem}") from None
 
 
-def report_logs(log_dirs: tuple[str, ...], since: float | None, until: float | None, form: str,
-                plot: str | None, parquet: str | None = None) -> int:
+def report_logs(
+    log_dirs: tuple[str, ...],
+    since: float | None,
+    until: float | None,
+    form: str,
+    plot: str | None,
+    parquet: str | None = None,
+) -> int:
     """What is skipped (damaged, of the wrong shape, not a log) is named on stderr, the rest counted
     (exit status 1). With `parquet`, the figures come from that export's dataset instead of the logs."""
     # Before the logs are read, which can take minutes: a missing matplotlib or directory fails now.

@@ -22,8 +22,9 @@ def run_collector(options: RunOptions) -> int:
     hold_collections()
     map_large_blocks()
     session = run(options, console.message)
-    console.message(f"stopped: {session.events} events, {session.announcements} announcements, "
-                    f"{session.lost_samples} lost")
+    console.message(
+        f"stopped: {session.events} events, {session.announcements} announcements, {session.lost_samples} lost"
+    )
     if session.ended is not None:
         console.error(f"{session.ended}; the final stats are in {options.log_dir}")
         return console.EXIT_FAILED

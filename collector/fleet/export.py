@@ -154,14 +154,23 @@ class _Manifest:
         try:
             data = json.loads(self.path.read_text())
         except FileNotFoundError:
-            data = {"format": MANIFEST_FORMAT, "window": None, "key": None, "logs": {}, "files": [],
-                    "open_files": [], "open": []}
+            data = {
+                "format": MANIFEST_FORMAT,
+                "window": None,
+                "key": None,
+                "logs": {},
+                "files": [],
+                "open_files": [],
+                "open": [],
+            }
         except (OSError, ValueError) as exc:
-            raise CollectorError(f"{self.path} cannot be read ({exc}); restore it, or export to a new "
-                                 f"--to directory") from None
+            raise CollectorError(
+                f"{self.path} cannot be read ({exc}); restore it, or export to a new --to directory"
+            ) from None
         if data.get("format") != MANIFEST_FORMAT:
-            raise CollectorError(f"{self.path} is of another export format ({data.get('format')}); "
-                                 f"export to a new --to directory")
+            raise CollectorError(
+                f"{self.path} is of another export format ({data.get('format')}); export to a new --to directory"
+            )
         self.data = data
 
     def save(self) -> None:
@@ -185,24 +194,27 @@ def _check_target(root: Path) -> None:
         try:
             info = os.stat(root)
         except FileNotFoundError:
-            raise CollectorError(f"--to {root} is a symbolic link to nowhere ({os.readlink(root)}); "
-                                 "remove it, or give a directory") from None
+            raise CollectorError(
+                f"--to {root} is a symbolic link to nowhere ({os.readlink(root)}); remove it, or give a directory"
+            ) from None
         except OSError as exc:
             if exc.errno != errno.ELOOP:
                 raise
             raise CollectorError(f"--to {root} is a symbolic link that loops; remove it, or give a directory") from None
         what = f"a symbolic link to {kind_of(info.st_mode)}"
     if not stat.S_ISDIR(info.st_mode):
-        raise CollectorError(f"--to {root} is {what}, not a directory; give a directory (one that does not "
-                             "exist yet is made)")
+        raise CollectorError(
+            f"--to {root} is {what}, not a directory; give a directory (one that does not exist yet is made)"
+        )
 
 
 def _open_dataset(root: Path) -> _Manifest:
     _check_target(root)
     # Our lock alone is what an export of no new records leaves: no manifest yet, and no other file.
     if root.is_dir() and not (root / MANIFEST).exists() and any(p.name != LOCK for p in root.iterdir()):
-        raise CollectorError(f"--to {root} holds files but no {MANIFEST}: not an addaddr export; "
-                             f"give a new or empty directory")
+        raise CollectorError(
+            f"--to {root} holds files but no {MANIFEST}: not an addaddr export; give a new or empty directory"
+        )
     root.mkdir(parents=True, exist_ok=True)
     manifest = _Manifest(root)
     if not manifest.path.exists():
@@ -217,8 +229,11 @@ def _remove_strays(root: Path, manifest: _Manifest) -> None:
     known = set(manifest.data["files"]) | set(manifest.data["open_files"])
     for table in TABLE_COLUMNS:
         for path in (root / table).rglob("*"):
-            if path.is_file() and path.name.endswith((".parquet", ".parquet.tmp")) \
-                    and path.relative_to(root).as_posix() not in known:
+            if (
+                path.is_file()
+                and path.name.endswith((".parquet", ".parquet.tmp"))
+                and path.relative_to(root).as_posix() not in known
+            ):
                 path.unlink()
 
 
@@ -226,8 +241,10 @@ def _check_same(manifest: _Manifest, name: str, value, option: str, shown: Calla
     stored = manifest.data[name]
     if manifest.data["logs"] and stored != value:
         before, now = (shown(v) if v is not None else "unset" for v in (stored, value))
-        raise CollectorError(f"{manifest.path.parent} was exported with {option} {before}, not {now}: rows of "
-                             f"both would mix; export to a new --to directory")
+        raise CollectorError(
+            f"{manifest.path.parent} was exported with {option} {before}, not {now}: rows of "
+            f"both would mix; export to a new --to directory"
+        )
     manifest.data[name] = value
 
 
@@ -282,10 +299,16 @@ def pending_bytes(log_dirs: Iterable[str], to: str | os.PathLike) -> int:
     return total
 
 
-def export(log_dirs: Iterable[str], to: str | os.PathLike, *, since: float | None = None,
-           until: float | None = None, anonymize_key: str | None = None,
-           on_progress: Callable[[int], None] | None = None,
-           on_damage: DamageHandler | None = None) -> ExportResult:
+def export(
+    log_dirs: Iterable[str],
+    to: str | os.PathLike,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    anonymize_key: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    on_damage: DamageHandler | None = None,
+) -> ExportResult:
     """Adds to the dataset at `to` the records of `log_dirs` that no earlier export of it took."""
     root = Path(to)
     manifest = _open_dataset(root)
@@ -300,8 +323,7 @@ def export(log_dirs: Iterable[str], to: str | os.PathLike, *, since: float | Non
         if exc.errno != errno.ENOSPC:
             raise
         # pyarrow's own words name no path ("Error writing bytes to file. Detail: [errno 28] ...").
-        raise CollectorError(f"no space left on device writing {root}; free space or choose another --to") \
-            from None
+        raise CollectorError(f"no space left on device writing {root}; free space or choose another --to") from None
     finally:
         lock.close()
 
@@ -309,8 +331,9 @@ def export(log_dirs: Iterable[str], to: str | os.PathLike, *, since: float | Non
 def _export(root, manifest, log_dirs, since, until, anonymize_key, on_progress, on_damage) -> ExportResult:
     anonymizer = Anonymizer.from_key_file(anonymize_key) if anonymize_key else None
     key = [anonymizer.anonymize_address(a) for a in _KEY_PROBES] if anonymizer else None
-    _check_same(manifest, "window", None if since is None and until is None else [since, until],
-                "--since/--until", _window_text)
+    _check_same(
+        manifest, "window", None if since is None and until is None else [since, until], "--since/--until", _window_text
+    )
     _check_same(manifest, "key", key, "--anonymize-key", lambda _: "a key")
     _remove_strays(root, manifest)
     run = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
@@ -318,8 +341,9 @@ def _export(root, manifest, log_dirs, since, until, anonymize_key, on_progress, 
     files = _Files(root, run)
     buckets = _Buckets(files, result)
     connections = Connections(buckets.emit, [(host, row) for host, row in manifest.data["open"]])
-    maker = RowMaker(buckets.emit, connections, -math.inf if since is None else since,
-                     math.inf if until is None else until)
+    maker = RowMaker(
+        buckets.emit, connections, -math.inf if since is None else since, math.inf if until is None else until
+    )
     anonymize = anonymizer.anonymize_record if anonymizer else None
     logs = manifest.data["logs"]
     done_bytes = 0
@@ -333,8 +357,10 @@ def _export(root, manifest, log_dirs, since, until, anonymize_key, on_progress, 
                 pass  # nothing: it refuses to read anything but a regular file
             continue
         if size < seen["offset"]:
-            result.problems.append(f"{path} is shorter ({size} bytes) than when last exported "
-                                   f"({seen['offset']}): replaced? its new records were not exported")
+            result.problems.append(
+                f"{path} is shorter ({size} bytes) than when last exported "
+                f"({seen['offset']}): replaced? its new records were not exported"
+            )
             continue
         if size == seen["offset"]:
             continue
@@ -346,9 +372,11 @@ def _export(root, manifest, log_dirs, since, until, anonymize_key, on_progress, 
                 # None, it was compared with the header next time and the file refused as replaced.
                 started = header[1]
             elif header != [seen["host"] or NO_HOST, started]:  # None: no header read (damaged, or none)
-                result.problems.append(f"{path} is not the file exported before under this name (its header "
-                                       f"differs): replaced? its records were not exported; export it to a new "
-                                       f"--to directory, or give it another name")
+                result.problems.append(
+                    f"{path} is not the file exported before under this name (its header "
+                    f"differs): replaced? its records were not exported; export it to a new "
+                    f"--to directory, or give it another name"
+                )
                 continue
         result.files_read += 1
         host, offset = seen["host"], seen["offset"]

@@ -16,19 +16,63 @@ from collector.report.render import as_json
 # Parquet library is loaded, so that commands can check for a dataset without the `fleet` extra.
 MANIFEST = "_addaddr_export.json"
 # Columns of each table, partition columns (host, date) aside; every table also has `time`.
-ANNOUNCEMENT_COLUMNS = ("connection", "announcer", "subflow", "echo", "version", "address_id", "address", "port",
-                        "hmac", "family", "class", "global", "embedded_ipv4_address", "embedded_ipv4_class",
-                        "embedded_ipv4_global", "src", "sport", "dst", "dport", "ifindex")
-CONNECTION_COLUMNS = ("connection", "established", "version", "client", "client_port", "server", "server_port",
-                      "client_key", "server_key", "ended", "end_reason", "joins")
+ANNOUNCEMENT_COLUMNS = (
+    "connection",
+    "announcer",
+    "subflow",
+    "echo",
+    "version",
+    "address_id",
+    "address",
+    "port",
+    "hmac",
+    "family",
+    "class",
+    "global",
+    "embedded_ipv4_address",
+    "embedded_ipv4_class",
+    "embedded_ipv4_global",
+    "src",
+    "sport",
+    "dst",
+    "dport",
+    "ifindex",
+)
+CONNECTION_COLUMNS = (
+    "connection",
+    "established",
+    "version",
+    "client",
+    "client_port",
+    "server",
+    "server_port",
+    "client_key",
+    "server_key",
+    "ended",
+    "end_reason",
+    "joins",
+)
 EVENT_COLUMNS = ("kind", "connection", "src", "sport", "dst", "dport", "ifindex", "details")
 LOST_COLUMNS = ("count",)
 STATS_COLUMNS = ("events", "announcements", "lost", "unwritten", "kernel", "tracker", "details")
-TABLE_COLUMNS = {"announcements": ANNOUNCEMENT_COLUMNS, "connections": CONNECTION_COLUMNS,
-                 "events": EVENT_COLUMNS, "lost": LOST_COLUMNS, "stats": STATS_COLUMNS}
+TABLE_COLUMNS = {
+    "announcements": ANNOUNCEMENT_COLUMNS,
+    "connections": CONNECTION_COLUMNS,
+    "events": EVENT_COLUMNS,
+    "lost": LOST_COLUMNS,
+    "stats": STATS_COLUMNS,
+}
 _COMMON = ("kind", "time")
-_CONNECTION_FIELDS = ("connection", "version", "client", "client_port", "server", "server_port",
-                      "client_key", "server_key")
+_CONNECTION_FIELDS = (
+    "connection",
+    "version",
+    "client",
+    "client_port",
+    "server",
+    "server_port",
+    "client_key",
+    "server_key",
+)
 _ATTEMPT_FIELDS = ("version", "client", "client_port", "server", "server_port")
 
 Row = dict
@@ -89,8 +133,16 @@ class Connections:
 
     def attempt(self, host: str, record: dict) -> None:
         row = {name: record[name] for name in _ATTEMPT_FIELDS}
-        row.update(time=record["time"], connection=None, established=False, client_key=None, server_key=None,
-                   ended=record["time"], end_reason=record["reason"], joins=0)
+        row.update(
+            time=record["time"],
+            connection=None,
+            established=False,
+            client_key=None,
+            server_key=None,
+            ended=record["time"],
+            end_reason=record["reason"],
+            joins=0,
+        )
         self._emit("connections", host, row)
 
     def open_rows(self) -> list[tuple[str, Row]]:

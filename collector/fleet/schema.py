@@ -16,21 +16,51 @@ TIME = pa.timestamp("us", tz="UTC")
 _COUNTERS = pa.map_(pa.string(), pa.int64())
 _PORT = pa.int32()
 _TYPES = {
-    "time": TIME, "ended": TIME,
-    "connection": pa.int64(), "announcer": pa.string(), "subflow": pa.string(), "echo": pa.bool_(),
-    "version": pa.int32(), "address_id": pa.int32(), "address": pa.string(), "port": _PORT, "hmac": pa.binary(),
-    "family": pa.string(), "class": pa.string(), "global": pa.bool_(), "embedded_ipv4_address": pa.string(),
-    "embedded_ipv4_class": pa.string(), "embedded_ipv4_global": pa.bool_(), "src": pa.string(), "sport": _PORT,
-    "dst": pa.string(), "dport": _PORT, "ifindex": pa.int32(),
-    "established": pa.bool_(), "client": pa.string(), "client_port": _PORT, "server": pa.string(),
-    "server_port": _PORT, "client_key": pa.decimal128(20, 0), "server_key": pa.decimal128(20, 0),
-    "end_reason": pa.string(), "joins": pa.int32(),
-    "kind": pa.string(), "details": pa.string(), "count": pa.int64(),
-    "events": pa.int64(), "announcements": pa.int64(), "lost": pa.int64(), "unwritten": pa.int64(),
-    "kernel": _COUNTERS, "tracker": _COUNTERS,
+    "time": TIME,
+    "ended": TIME,
+    "connection": pa.int64(),
+    "announcer": pa.string(),
+    "subflow": pa.string(),
+    "echo": pa.bool_(),
+    "version": pa.int32(),
+    "address_id": pa.int32(),
+    "address": pa.string(),
+    "port": _PORT,
+    "hmac": pa.binary(),
+    "family": pa.string(),
+    "class": pa.string(),
+    "global": pa.bool_(),
+    "embedded_ipv4_address": pa.string(),
+    "embedded_ipv4_class": pa.string(),
+    "embedded_ipv4_global": pa.bool_(),
+    "src": pa.string(),
+    "sport": _PORT,
+    "dst": pa.string(),
+    "dport": _PORT,
+    "ifindex": pa.int32(),
+    "established": pa.bool_(),
+    "client": pa.string(),
+    "client_port": _PORT,
+    "server": pa.string(),
+    "server_port": _PORT,
+    "client_key": pa.decimal128(20, 0),
+    "server_key": pa.decimal128(20, 0),
+    "end_reason": pa.string(),
+    "joins": pa.int32(),
+    "kind": pa.string(),
+    "details": pa.string(),
+    "count": pa.int64(),
+    "events": pa.int64(),
+    "announcements": pa.int64(),
+    "lost": pa.int64(),
+    "unwritten": pa.int64(),
+    "kernel": _COUNTERS,
+    "tracker": _COUNTERS,
 }
-SCHEMAS = {table: pa.schema([("time", TIME)] + [(name, _TYPES[name]) for name in columns])
-           for table, columns in TABLE_COLUMNS.items()}
+SCHEMAS = {
+    table: pa.schema([("time", TIME)] + [(name, _TYPES[name]) for name in columns])
+    for table, columns in TABLE_COLUMNS.items()
+}
 _TIMES = ("time", "ended")
 # Announcements are their records as they are: the embedded IPv4 address is one map there, three columns here.
 _EMBEDDED = "embedded_ipv4"
@@ -39,11 +69,18 @@ _EMBEDDED_COLUMNS = tuple(f"{_EMBEDDED}_{name}" for name in ("address", "class",
 
 def _row_type(schema: pa.Schema) -> pa.StructType:
     """The struct of a table's rows as the export holds them: times as epoch seconds."""
-    fields = [pa.field(f.name, pa.float64()) if f.name in _TIMES else f for f in schema
-              if f.name not in _EMBEDDED_COLUMNS]
+    fields = [
+        pa.field(f.name, pa.float64()) if f.name in _TIMES else f for f in schema if f.name not in _EMBEDDED_COLUMNS
+    ]
     if _EMBEDDED_COLUMNS[0] in schema.names:
-        fields.append(pa.field(_EMBEDDED, pa.struct(
-            [(name.removeprefix(_EMBEDDED + "_"), schema.field(name).type) for name in _EMBEDDED_COLUMNS])))
+        fields.append(
+            pa.field(
+                _EMBEDDED,
+                pa.struct(
+                    [(name.removeprefix(_EMBEDDED + "_"), schema.field(name).type) for name in _EMBEDDED_COLUMNS]
+                ),
+            )
+        )
     return pa.struct(fields)
 
 

@@ -43,13 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     time.tzset()
     from pyspark.sql import SparkSession
 
-    spark = (SparkSession.builder.appName("addaddr-study")
-             .config("spark.sql.session.timeZone", "UTC")
-             # A host named 2024 stays the string "2024", as DuckDB reads it.
-             .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
-             .config("spark.ui.enabled", "false")
-             .config("spark.ui.showConsoleProgress", "false")
-             .getOrCreate())
+    spark = (
+        SparkSession.builder.appName("addaddr-study")
+        .config("spark.sql.session.timeZone", "UTC")
+        # A host named 2024 stays the string "2024", as DuckDB reads it.
+        .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("ERROR")
     try:
         print(json.dumps(spark_report(spark, args.dataset, args.since, args.until)))

@@ -67,8 +67,10 @@ def figures(rows: dict[str, list[dict]]) -> dict:
         "distinct_addresses": totals["distinct_addresses"],
         "with_port": totals["with_port"],
         "versions": versions,
-        "server_announced": {"announcements": totals["server_announcements"],
-                             **{family: sides["server"][family].figures() for family in FAMILIES}},
+        "server_announced": {
+            "announcements": totals["server_announcements"],
+            **{family: sides["server"][family].figures() for family in FAMILIES},
+        },
         "unattributed": totals["unattributed"],
         "lost_events": int(totals["lost_events"]),
         "first_seen": _seen(seen["first_seen"]),
@@ -82,14 +84,17 @@ def duckdb_report(dataset: str, since: float | None = None, until: float | None 
 
     low, high = window_microseconds(since, -math.inf), window_microseconds(until, math.inf)
     conditions = " AND ".join(
-        [f"epoch_us(time) >= {low}"] * (low != -math.inf) + [f"epoch_us(time) < {high}"] * (high != math.inf))
+        [f"epoch_us(time) >= {low}"] * (low != -math.inf) + [f"epoch_us(time) < {high}"] * (high != math.inf)
+    )
     where = f" WHERE {conditions}" if conditions else ""
     with duckdb.connect() as db:
         db.execute("SET TimeZone = 'UTC'")
         for table in TABLES:
             files = (Path(dataset) / table).as_posix() + "/*/*/*.parquet"
-            db.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{_quoted(files)}', "
-                       f"hive_partitioning = true, hive_types_autocast = false){where}")
+            db.execute(
+                f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{_quoted(files)}', "
+                f"hive_partitioning = true, hive_types_autocast = false){where}"
+            )
         rows = {}
         for name, sql in statements().items():
             cursor = db.execute(sql)

@@ -60,8 +60,11 @@ def _open(netns: str | None) -> IPRoute:
 
 
 def _filters(ipr: IPRoute, index: int, parent: int) -> list:
-    return [f for f in ipr.get_filters(index, parent=parent) if f.get_attr("TCA_KIND") == "bpf"
-            and f.get_attr("TCA_OPTIONS") is not None]
+    return [
+        f
+        for f in ipr.get_filters(index, parent=parent)
+        if f.get_attr("TCA_KIND") == "bpf" and f.get_attr("TCA_OPTIONS") is not None
+    ]
 
 
 def _filter_name(f) -> str | None:
@@ -84,9 +87,12 @@ def filters_in_front(ifname: str, netns: str | None) -> list[tuple[int, str]]:
     returns TC_ACT_OK (or any verdict) ends the chain, and we never see that packet."""
     with _open(netns) as ipr:
         index = _lookup(ipr, ifname, netns)
-        return [(f["info"] >> 16, _filter_name(f) or "(no name)") for f in _filters(ipr, index, INGRESS_PARENT)
-                if f["info"] >> 16 < PRIO
-                and (f.get_attr("TCA_OPTIONS").get_attr("TCA_BPF_FLAGS") or 0) & TCA_BPF_FLAG_ACT_DIRECT]
+        return [
+            (f["info"] >> 16, _filter_name(f) or "(no name)")
+            for f in _filters(ipr, index, INGRESS_PARENT)
+            if f["info"] >> 16 < PRIO
+            and (f.get_attr("TCA_OPTIONS").get_attr("TCA_BPF_FLAGS") or 0) & TCA_BPF_FLAG_ACT_DIRECT
+        ]
 
 
 def has_clsact(ifindex: int, netns: str | None) -> bool:
@@ -123,8 +129,9 @@ def remove_stale(ifname: str, ifindex: int, netns: str | None) -> bool:
         return False
     with _open(netns) as ipr:
         index = _lookup(ipr, ifname, netns)
-        stale = [f for f in _filters(ipr, index, INGRESS_PARENT)
-                 if _ours_at_our_place(f) and _filter_name(f) == FILTER_NAME]
+        stale = [
+            f for f in _filters(ipr, index, INGRESS_PARENT) if _ours_at_our_place(f) and _filter_name(f) == FILTER_NAME
+        ]
         if stale:
             ipr.tc("del-filter", "bpf", index, handle=HANDLE, parent=INGRESS, prio=PRIO, protocol=ETH_P_ALL)
         return bool(stale)
@@ -153,8 +160,7 @@ class Attachment:
             from pyroute2.netlink.exceptions import NetlinkError
 
             try:
-                ipr.tc("del-filter", "bpf", self.ifindex, handle=HANDLE, parent=INGRESS,
-                       prio=PRIO, protocol=ETH_P_ALL)
+                ipr.tc("del-filter", "bpf", self.ifindex, handle=HANDLE, parent=INGRESS, prio=PRIO, protocol=ETH_P_ALL)
                 if self.created_clsact and not _others_attached(ipr, self.ifindex):
                     ipr.tc("del", "clsact", self.ifindex)
             except NetlinkError as exc:
@@ -189,8 +195,18 @@ def attach(prog_fd: int, ifname: str, netns: str | None = None) -> Attachment:
                     f"{ifname}: ingress prio {PRIO} handle {HANDLE:#x} holds a foreign filter "
                     f"{_filter_name(stale[0])!r}; remove it or move it (tc filter show dev {ifname} ingress)"
                 )
-            ipr.tc("replace-filter", "bpf", index, handle=HANDLE, fd=prog_fd, name=FILTER_NAME,
-                   parent=INGRESS, prio=PRIO, protocol=ETH_P_ALL, direct_action=True)
+            ipr.tc(
+                "replace-filter",
+                "bpf",
+                index,
+                handle=HANDLE,
+                fd=prog_fd,
+                name=FILTER_NAME,
+                parent=INGRESS,
+                prio=PRIO,
+                protocol=ETH_P_ALL,
+                direct_action=True,
+            )
         except BaseException as exc:
             if created:  # undo what this call did, and only that
                 ipr.tc("del", "clsact", index)

@@ -20,10 +20,22 @@ class MptcpEvent(ctypes.Structure):
     they agree)."""
 
     _fields_ = [
-        ("ktime_ns", _u64), ("ifindex", _u32), ("mark", _u32), ("saddr", _u8 * 16), ("daddr", _u8 * 16),
-        ("sport", _u16), ("dport", _u16), ("seq", _u32), ("ack_seq", _u32), ("ip_version", _u8),
-        ("tcp_flags", _u8), ("option_len", _u8), ("pad", _u8), ("option", _u8 * MAX_TCP_OPTION_SPACE),
+        ("ktime_ns", _u64),
+        ("ifindex", _u32),
+        ("mark", _u32),
+        ("saddr", _u8 * 16),
+        ("daddr", _u8 * 16),
+        ("sport", _u16),
+        ("dport", _u16),
+        ("seq", _u32),
+        ("ack_seq", _u32),
+        ("ip_version", _u8),
+        ("tcp_flags", _u8),
+        ("option_len", _u8),
+        ("pad", _u8),
+        ("option", _u8 * MAX_TCP_OPTION_SPACE),
     ]
+
 
 # The same struct for struct.unpack. Native order and no padding but `pad`, as the ctypes layout.
 _LAYOUT = struct.Struct(f"=QII16s16sHHIIBBBx{MAX_TCP_OPTION_SPACE}s")
@@ -100,15 +112,31 @@ class PerfRecords:
         # bound by a `for` over a one-tuple: star-unpacking them into the event's tuple built it
         # through a list, ~700 instructions an event (cachegrind).
         named, name = self._names.get, self._name
-        return [_new_event(OptionEvent, (ktime_ns, ifindex, mark, ip_version, src, dst, sport, dport, seq, ack,
-                                         tcp_flags, option[:option_len]))
-                for (ktime_ns, ifindex, mark, pair, sport, dport, seq, ack, ip_version, tcp_flags, option_len,
-                     option) in _SAMPLE.iter_unpack(samples)
-                for src, dst in (named((ip_version, pair)) or name(ip_version, pair),)]
+        return [
+            _new_event(
+                OptionEvent,
+                (ktime_ns, ifindex, mark, ip_version, src, dst, sport, dport, seq, ack, tcp_flags, option[:option_len]),
+            )
+            for (
+                ktime_ns,
+                ifindex,
+                mark,
+                pair,
+                sport,
+                dport,
+                seq,
+                ack,
+                ip_version,
+                tcp_flags,
+                option_len,
+                option,
+            ) in _SAMPLE.iter_unpack(samples)
+            for src, dst in (named((ip_version, pair)) or name(ip_version, pair),)
+        ]
 
     def _name(self, ip_version: int, pair: bytes) -> tuple[str, str]:
         family, size = _FAMILY[ip_version]
-        names = self._names[ip_version, pair] = (_ntop(family, pair[:size]), _ntop(family, pair[16:16 + size]))
+        names = self._names[ip_version, pair] = (_ntop(family, pair[:size]), _ntop(family, pair[16 : 16 + size]))
         return names
 
 
@@ -120,8 +148,14 @@ def _samples_at(records: bytes, offset: int) -> int:
     stride = _SAMPLE.size
     count = (len(records) - offset) // stride
     stop = offset + count * stride
-    heads = [(records[at:stop:stride], expected) for at, expected in
-             ((offset, PERF_RECORD_SAMPLE), (offset + _SAMPLE_SIZE_AT, stride), (offset + _SAMPLE_SIZE_AT + 1, 0))]
+    heads = [
+        (records[at:stop:stride], expected)
+        for at, expected in (
+            (offset, PERF_RECORD_SAMPLE),
+            (offset + _SAMPLE_SIZE_AT, stride),
+            (offset + _SAMPLE_SIZE_AT + 1, 0),
+        )
+    ]
     if all(strided.count(expected) == count for strided, expected in heads):
         return count
     return min(len(strided) - len(strided.lstrip(bytes((expected,)))) for strided, expected in heads)

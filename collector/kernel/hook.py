@@ -62,8 +62,15 @@ def prepare(ifname: str, ifindex: int, netns: str | None, mode: str, say: Callab
         say(f"{ifname}: removed the clsact filter a previous run left behind")
 
 
-def attach(program: CaptureProgram, ifname: str, ifindex: int, link_type: int, netns: str | None, mode: str,
-           say: Callable[[str], None]) -> clsact.Attachment | TcxLink:
+def attach(
+    program: CaptureProgram,
+    ifname: str,
+    ifindex: int,
+    link_type: int,
+    netns: str | None,
+    mode: str,
+    say: Callable[[str], None],
+) -> clsact.Attachment | TcxLink:
     """Our program, the entry point that fits the device's link layer, on `ifname`'s ingress by `mode`."""
     fd = program.fd_for(has_ethernet_header(ifname, link_type))
     if mode == "clsact":
@@ -82,10 +89,14 @@ def attach(program: CaptureProgram, ifname: str, ifindex: int, link_type: int, n
 def _warn_what_hides(ifname: str, ifindex: int, netns: str | None, say: Callable[[str], None]) -> None:
     if tcx.available():
         for prog_id in tcx.ingress_programs(ifindex, netns):
-            say(f"warning: {ifname}: tcx program {tcx.program_name(prog_id)!r} (id {prog_id}) runs before "
+            say(
+                f"warning: {ifname}: tcx program {tcx.program_name(prog_id)!r} (id {prog_id}) runs before "
                 "every clsact filter, and the packets it passes or drops never reach ours: use --attach tcx "
-                "(Linux >= 6.6), which links ours first")
+                "(Linux >= 6.6), which links ours first"
+            )
     for prio, name in clsact.filters_in_front(ifname, netns):
-        say(f"warning: {ifname}: direct-action filter {name!r} at prio {prio} runs before ours (prio "
+        say(
+            f"warning: {ifname}: direct-action filter {name!r} at prio {prio} runs before ours (prio "
             f"{clsact.PRIO}), and the packets it passes or drops never reach ours: move it after prio "
-            f"{clsact.PRIO}, or use --attach tcx (Linux >= 6.6)")
+            f"{clsact.PRIO}, or use --attach tcx (Linux >= 6.6)"
+        )

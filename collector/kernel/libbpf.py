@@ -40,8 +40,10 @@ def library() -> ctypes.CDLL:
         lib = ctypes.CDLL(LIBRARY, use_errno=True)
         lib.perf_buffer__buffer  # the newest symbol used: libbpf >= 1.0
     except (OSError, AttributeError) as exc:
-        raise CollectorError(f"{LIBRARY} is missing or too old ({exc}): install libbpf 1.x "
-                             "(Debian 12, Ubuntu 23.04 and later: apt-get install libbpf1)") from None
+        raise CollectorError(
+            f"{LIBRARY} is missing or too old ({exc}): install libbpf 1.x "
+            "(Debian 12, Ubuntu 23.04 and later: apt-get install libbpf1)"
+        ) from None
     for name, restype, argtypes in (
         ("libbpf_set_print", _p, [_p]),
         ("bpf_object__open_file", _p, [ctypes.c_char_p, _p]),
@@ -118,8 +120,10 @@ BPF_CAPABILITIES = "CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON"
 def _error(what: str, err: int) -> CollectorError:
     if err in (errno.EPERM, errno.EACCES):
         if os.geteuid() == 0:
-            return CollectorError(f"{what}: not permitted; BPF needs {BPF_CAPABILITIES}, which this root's capability "
-                                  "bounding set leaves out (systemd: CapabilityBoundingSet=; a container: --cap-add)")
+            return CollectorError(
+                f"{what}: not permitted; BPF needs {BPF_CAPABILITIES}, which this root's capability "
+                "bounding set leaves out (systemd: CapabilityBoundingSet=; a container: --cap-add)"
+            )
         return CollectorError(f"{what}: not permitted; BPF needs root ({BPF_CAPABILITIES}): try sudo")
     return CollectorError(f"{what}: {os.strerror(err)}")
 
@@ -139,8 +143,9 @@ class BpfObject:
         _capture_log(lib)
         obj = lib.bpf_object__open_file(os.fsencode(path), None)
         if not obj:
-            raise CollectorError(f"cannot open the kernel program {path} ({_strerror(lib, ctypes.get_errno())}); "
-                                 "reinstall addaddr")
+            raise CollectorError(
+                f"cannot open the kernel program {path} ({_strerror(lib, ctypes.get_errno())}); reinstall addaddr"
+            )
         self._obj = obj
         try:
             progs = {}
@@ -200,8 +205,9 @@ class Features:
 
     def __str__(self) -> str:
         maps = ", ".join(_map_name(t) for t in self.map_types)
-        return f"{_prog_name(self.prog_type)} programs; maps: {maps}; helpers: " + \
-            ", ".join(_helper_name(h) for h in self.helpers)
+        return f"{_prog_name(self.prog_type)} programs; maps: {maps}; helpers: " + ", ".join(
+            _helper_name(h) for h in self.helpers
+        )
 
 
 def _prog_name(prog_type: int) -> str:
@@ -221,7 +227,7 @@ def helpers_called(instructions: bytes) -> list[int]:
     found = set()
     for i in range(0, len(instructions) - 7, 8):
         if instructions[i] == _CALL and instructions[i + 1] >> 4 == 0:
-            found.add(int.from_bytes(instructions[i + 4:i + 8], "little", signed=True))
+            found.add(int.from_bytes(instructions[i + 4 : i + 8], "little", signed=True))
     return sorted(found)
 
 
@@ -232,8 +238,9 @@ def _features(lib: ctypes.CDLL, obj: int, progs: list[int]) -> Features:
     while bpf_map:
         map_types.append(lib.bpf_map__type(bpf_map))
         bpf_map = lib.bpf_object__next_map(obj, bpf_map)
-    instructions = b"".join(ctypes.string_at(lib.bpf_program__insns(prog), lib.bpf_program__insn_cnt(prog) * 8)
-                            for prog in progs)
+    instructions = b"".join(
+        ctypes.string_at(lib.bpf_program__insns(prog), lib.bpf_program__insn_cnt(prog) * 8) for prog in progs
+    )
     return Features(lib.bpf_program__type(progs[0]), sorted(set(map_types)), helpers_called(instructions))
 
 
@@ -242,8 +249,10 @@ def _check_kernel(lib: ctypes.CDLL, features: Features) -> None:
     prog = _prog_name(features.prog_type)
     probes = [(f"{prog} programs", lib.libbpf_probe_bpf_prog_type, (features.prog_type,))]
     probes += [(f"{_map_name(t)} maps", lib.libbpf_probe_bpf_map_type, (t,)) for t in features.map_types]
-    probes += [(f"{_helper_name(h)} in {prog} programs", lib.libbpf_probe_bpf_helper, (features.prog_type, h))
-               for h in features.helpers]
+    probes += [
+        (f"{_helper_name(h)} in {prog} programs", lib.libbpf_probe_bpf_helper, (features.prog_type, h))
+        for h in features.helpers
+    ]
     for what, probe, args in probes:
         ctypes.set_errno(0)
         result = probe(*args, None)
@@ -252,8 +261,10 @@ def _check_kernel(lib: ctypes.CDLL, features: Features) -> None:
         if err in (errno.EPERM, errno.EACCES) or result < 0:
             raise _error("probing the kernel's BPF features", err)
         if result == 0:
-            raise CollectorError(f"kernel {os.uname().release} lacks {what}, which the kernel program needs; "
-                                 "run addaddr on a newer kernel (tested on 6.1, 6.12 and 6.18: docs/kernels.md)")
+            raise CollectorError(
+                f"kernel {os.uname().release} lacks {what}, which the kernel program needs; "
+                "run addaddr on a newer kernel (tested on 6.1, 6.12 and 6.18: docs/kernels.md)"
+            )
 
 
 # How the verifier ends a refusal it would not make with CAP_PERFMON (or CAP_SYS_ADMIN): a root
@@ -268,9 +279,11 @@ def _load_error(path: str, err: int, verifier_log: str) -> CollectorError:
     with os.fdopen(fd, "w") as log:
         log.writelines(_log)
         log.write(f"\n-- the verifier's log --\n{verifier_log}")
-    return CollectorError(f"the kernel refused the kernel program {path} "
-                          f"({_reason(verifier_log) or os.strerror(err)}); libbpf's log and the verifier's "
-                          f"are in {log_path}")
+    return CollectorError(
+        f"the kernel refused the kernel program {path} "
+        f"({_reason(verifier_log) or os.strerror(err)}); libbpf's log and the verifier's "
+        f"are in {log_path}"
+    )
 
 
 def _reason(verifier_log: str) -> str | None:
@@ -295,8 +308,9 @@ def percpu_values(map_fd: int, key: int, value_type: type[ctypes.Structure]) -> 
 
 # What lets a perf buffer lock its pages, for whoever is refused them: root is not enough without
 # CAP_IPC_LOCK (a bounded systemd unit or container), and sudo cannot help root.
-LIFT_MEMLOCK = ("lift the locked-memory limit (ulimit -l unlimited; systemd: LimitMEMLOCK=infinity) "
-                "or grant CAP_IPC_LOCK")
+LIFT_MEMLOCK = (
+    "lift the locked-memory limit (ulimit -l unlimited; systemd: LimitMEMLOCK=infinity) or grant CAP_IPC_LOCK"
+)
 PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_BPF_OUTPUT = 10
 PERF_SAMPLE_RAW = 1 << 10
@@ -323,33 +337,50 @@ class PerfBuffer:
     `on_records` gets the same bytes, a CPU's records at a time, at several µs a record.
     """
 
-    def __init__(self, map_fd: int, pages: int, wakeup_events: int, on_records: Callable[[bytes], None],
-                 direct: bool | None = None) -> None:
+    def __init__(
+        self,
+        map_fd: int,
+        pages: int,
+        wakeup_events: int,
+        on_records: Callable[[bytes], None],
+        direct: bool | None = None,
+    ) -> None:
         lib = library()
         self._lib = lib
         self._on_records = on_records
         self._direct = DIRECT_READ if direct is None else direct
-        attr = _PerfEventAttr(type=PERF_TYPE_SOFTWARE, size=ctypes.sizeof(_PerfEventAttr),
-                              config=PERF_COUNT_SW_BPF_OUTPUT, sample_period=1, sample_type=PERF_SAMPLE_RAW,
-                              wakeup_events=wakeup_events)
+        attr = _PerfEventAttr(
+            type=PERF_TYPE_SOFTWARE,
+            size=ctypes.sizeof(_PerfEventAttr),
+            config=PERF_COUNT_SW_BPF_OUTPUT,
+            sample_period=1,
+            sample_type=PERF_SAMPLE_RAW,
+            wakeup_events=wakeup_events,
+        )
         # Read directly, libbpf's per-record callback is never called: nothing asks libbpf to read.
         self._copied: list[tuple[int, bytes]] = []
         self._record_fn = _NO_RECORD if self._direct else _RECORD_FN(self._copy_record)
-        self._pb = lib.perf_buffer__new_raw(map_fd, pages, ctypes.byref(attr), ctypes.cast(self._record_fn, _p),
-                                            None, None)
+        self._pb = lib.perf_buffer__new_raw(
+            map_fd, pages, ctypes.byref(attr), ctypes.cast(self._record_fn, _p), None, None
+        )
         if not self._pb:
             err = ctypes.get_errno()
             hint = f"; {LIFT_MEMLOCK}" if err in (errno.ENOMEM, errno.EPERM) else ""
-            raise CollectorError(f"cannot open the perf buffer of {pages} pages per CPU "
-                                 f"({os.strerror(err)}){hint}")
+            raise CollectorError(f"cannot open the perf buffer of {pages} pages per CPU ({os.strerror(err)}){hint}")
         self._rings = []
         base, size = _p(), ctypes.c_size_t()
         for index in range(lib.perf_buffer__buffer_cnt(self._pb)):
             if lib.perf_buffer__buffer(self._pb, index, ctypes.byref(base), ctypes.byref(size)) == 0:
                 header = base.value
                 u64 = ctypes.c_uint64.from_address
-                self._rings.append((u64(header + _DATA_HEAD), u64(header + _DATA_TAIL),
-                                    header + u64(header + _DATA_OFFSET).value, u64(header + _DATA_SIZE).value))
+                self._rings.append(
+                    (
+                        u64(header + _DATA_HEAD),
+                        u64(header + _DATA_TAIL),
+                        header + u64(header + _DATA_OFFSET).value,
+                        u64(header + _DATA_SIZE).value,
+                    )
+                )
         self._waiting = select.poll()
         self._waiting.register(lib.perf_buffer__epoll_fd(self._pb), select.POLLIN)
 
@@ -428,10 +459,18 @@ class PerfBuffer:
 
 class _PerfEventAttr(ctypes.Structure):
     # struct perf_event_attr up to config1: PERF_ATTR_SIZE_VER0, which every kernel accepts.
-    _fields_ = [("type", ctypes.c_uint32), ("size", ctypes.c_uint32), ("config", ctypes.c_uint64),
-                ("sample_period", ctypes.c_uint64), ("sample_type", ctypes.c_uint64),
-                ("read_format", ctypes.c_uint64), ("flags", ctypes.c_uint64),
-                ("wakeup_events", ctypes.c_uint32), ("bp_type", ctypes.c_uint32), ("config1", ctypes.c_uint64)]
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("size", ctypes.c_uint32),
+        ("config", ctypes.c_uint64),
+        ("sample_period", ctypes.c_uint64),
+        ("sample_type", ctypes.c_uint64),
+        ("read_format", ctypes.c_uint64),
+        ("flags", ctypes.c_uint64),
+        ("wakeup_events", ctypes.c_uint32),
+        ("bp_type", ctypes.c_uint32),
+        ("config1", ctypes.c_uint64),
+    ]
 
 
 LIBBPF_PERF_EVENT_CONT = -2

@@ -28,6 +28,8 @@ def has_ethernet_header(ifname: str, link_type: int) -> bool:
         return True
     if link_type in RAW_IP_TYPES:
         return False
-    raise CollectorError(f"{ifname}: link type {link_type} (see ARPHRD_* in linux/if_arp.h) is neither Ethernet "
-                         "nor raw IP, and addaddr cannot parse its frames; watch the Ethernet or IP device "
-                         "that carries its traffic")
+    raise CollectorError(
+        f"{ifname}: link type {link_type} (see ARPHRD_* in linux/if_arp.h) is neither Ethernet "
+        "nor raw IP, and addaddr cannot parse its frames; watch the Ethernet or IP device "
+        "that carries its traffic"
+    )

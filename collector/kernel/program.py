@@ -34,9 +34,20 @@ MPTCP_SUBTYPES = 16
 class CaptureCounters(ctypes.Structure):
     """struct capture_counters of bpf/event.h (tests/kernel/test_prebuilt.py checks they agree)."""
 
-    _fields_ = [(name, ctypes.c_uint64) for name in (
-        "packets", "not_tcp", "fragments", "unparsed", "tcp", "mptcp", "malformed_options", "events",
-        "event_errors")] + [("subtypes", ctypes.c_uint64 * MPTCP_SUBTYPES)]
+    _fields_ = [
+        (name, ctypes.c_uint64)
+        for name in (
+            "packets",
+            "not_tcp",
+            "fragments",
+            "unparsed",
+            "tcp",
+            "mptcp",
+            "malformed_options",
+            "events",
+            "event_errors",
+        )
+    ] + [("subtypes", ctypes.c_uint64 * MPTCP_SUBTYPES)]
 
 
 def compile_requested() -> bool:
@@ -61,8 +72,9 @@ class CaptureProgram:
         if compile_requested() if compile is None else compile:
             self._compile()
         elif not OBJECT.is_file():
-            raise CollectorError(f"the kernel program {OBJECT} is missing: reinstall addaddr, or in a "
-                                 "checkout run scripts/build-bpf")
+            raise CollectorError(
+                f"the kernel program {OBJECT} is missing: reinstall addaddr, or in a checkout run scripts/build-bpf"
+            )
         try:
             for has_ethernet in dict.fromkeys(ethernet):
                 self.fd_for(has_ethernet)
@@ -74,8 +86,10 @@ class CaptureProgram:
         try:
             import bcc  # the development path only: bcc brings LLVM and wants kernel headers
         except ImportError as exc:
-            raise CollectorError(f"{COMPILE_ENV} is set but bcc is not importable ({exc}): run scripts/setup --test, "
-                                 "or unset it to load the built object") from None
+            raise CollectorError(
+                f"{COMPILE_ENV} is set but bcc is not importable ({exc}): run scripts/setup --test, "
+                "or unset it to load the built object"
+            ) from None
         try:
             # bcc resolves a relative src_file against the running script: the path is absolute.
             self._bcc = bcc.BPF(src_file=str(SOURCE), cflags=[f"-I{BPF_DIR}"])
@@ -91,8 +105,11 @@ class CaptureProgram:
                 fd = self._bcc.load_func(name, self._bcc.SCHED_CLS).fd
             except Exception as exc:  # bcc raises bare Exception for verifier failures
                 raise _bcc_error(exc) from None
-            self.features = Features(PROG_TYPE_SCHED_CLS, self._map_types,
-                                     helpers_called(b"".join(self._bcc.dump_func(n) for n in (*self._fds, name))))
+            self.features = Features(
+                PROG_TYPE_SCHED_CLS,
+                self._map_types,
+                helpers_called(b"".join(self._bcc.dump_func(n) for n in (*self._fds, name))),
+            )
             return fd
         loaded = BpfObject(str(OBJECT), (name,), maps_of=self._objects[0] if self._objects else None)
         if not self._objects:
@@ -176,8 +193,10 @@ class CaptureProgram:
 
 
 def _bcc_error(exc: Exception) -> CollectorError:
-    return CollectorError(f"bcc cannot compile or load {SOURCE} ({exc}); are /lib/modules/$(uname -r)/build "
-                          "headers present (scripts/setup --test links them) and are you root?")
+    return CollectorError(
+        f"bcc cannot compile or load {SOURCE} ({exc}); are /lib/modules/$(uname -r)/build "
+        "headers present (scripts/setup --test links them) and are you root?"
+    )
 
 
 def locked_bytes(pages: int, cpus: int | None = None) -> int:

@@ -36,8 +36,10 @@ def number(name: str) -> int:
     try:
         return NUMBERS[MACHINE][name]
     except KeyError:
-        raise OSError(errno.ENOSYS, f"{name}() on {MACHINE} is not known to addaddr, which knows its number on "
-                                    f"{', '.join(NUMBERS)}") from None
+        raise OSError(
+            errno.ENOSYS,
+            f"{name}() on {MACHINE} is not known to addaddr, which knows its number on {', '.join(NUMBERS)}",
+        ) from None
 
 
 def call(name: str, *args) -> int:

@@ -77,7 +77,7 @@ def ingress_programs(ifindex: int, netns: str | None = None) -> list[int]:
         with entered(netns):
             call(BPF_PROG_QUERY, request)
     count = struct.unpack_from("=I", request, 24)[0]
-    return list(ids[:min(count, MAX_PROGRAMS)])
+    return list(ids[: min(count, MAX_PROGRAMS)])
 
 
 def available() -> bool:
@@ -88,8 +88,9 @@ def available() -> bool:
     except OSError as exc:
         if exc.errno in (errno.EINVAL, errno.ENOSYS):
             return False
-        raise CollectorError(f"cannot tell whether the kernel has tcx ({exc.strerror}); "
-                             "choose with --attach tcx or --attach clsact") from None
+        raise CollectorError(
+            f"cannot tell whether the kernel has tcx ({exc.strerror}); choose with --attach tcx or --attach clsact"
+        ) from None
     return True
 
 

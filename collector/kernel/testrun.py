@@ -84,8 +84,16 @@ class TestRunner:
         size = len(frame)
         if size < MIN_FRAME:
             return False
-        self._set(self._buf, _MARK, mark, _OPTS_SIZE, id(frame) + _BYTES_DATA, 0,
-                  size if size <= MAX_TEST_FRAME else MAX_TEST_FRAME, 0)
+        self._set(
+            self._buf,
+            _MARK,
+            mark,
+            _OPTS_SIZE,
+            id(frame) + _BYTES_DATA,
+            0,
+            size if size <= MAX_TEST_FRAME else MAX_TEST_FRAME,
+            0,
+        )
         if self._call() == 0:
             return True
         err = ctypes.get_errno()
@@ -108,8 +116,10 @@ class TestRunner:
     def _error(err: int) -> OSError:
         """The OSError to raise for a failed run; CollectorError at once for a kernel without test runs."""
         if err in (ENOTSUPP, errno.EOPNOTSUPP):
-            raise CollectorError(f"kernel {os.uname().release} lacks BPF_PROG_TEST_RUN for SCHED_CLS "
-                                 "programs, which addaddr replay needs (Linux 5.10 or later has it)")
+            raise CollectorError(
+                f"kernel {os.uname().release} lacks BPF_PROG_TEST_RUN for SCHED_CLS "
+                "programs, which addaddr replay needs (Linux 5.10 or later has it)"
+            )
         return OSError(err, f"BPF_PROG_TEST_RUN failed: {os.strerror(err)}")
 
     def time(self, frame: bytes, repeat: int) -> int:

@@ -20,7 +20,6 @@ from collector.live.signals import unwinding
 from collector.lab.testbed import DEFAULT_PLANS, Testbed, Traffic
 
 
-
 @dataclass
 class DemoResult:
     report: dict

@@ -45,8 +45,12 @@ def write_ethernet_pcap(capture: str, out: Path) -> int:
             seconds = int(packet.time)
             micros = round((packet.time - seconds) * 1e6)
             frame = bytes(packet.frame)
-            f.write(seconds.to_bytes(4, "little") + micros.to_bytes(4, "little")
-                    + len(frame).to_bytes(4, "little") * 2 + frame)
+            f.write(
+                seconds.to_bytes(4, "little")
+                + micros.to_bytes(4, "little")
+                + len(frame).to_bytes(4, "little") * 2
+                + frame
+            )
             count += 1
     return count
 
@@ -63,8 +67,24 @@ def replay_traffic(capture: str, log_dir: str, pps: int | None = None) -> Traffi
             for ns in (sender, receiver):
                 _ip("netns", "add", ns)
                 made.append(ns)
-            _ip("link", "add", f"{name}t", "netns", sender, "mtu", str(VETH_MTU), "type", "veth",
-                "peer", "name", f"{name}r", "netns", receiver, "mtu", str(VETH_MTU))
+            _ip(
+                "link",
+                "add",
+                f"{name}t",
+                "netns",
+                sender,
+                "mtu",
+                str(VETH_MTU),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                f"{name}r",
+                "netns",
+                receiver,
+                "mtu",
+                str(VETH_MTU),
+            )
             _ip("-n", sender, "link", "set", f"{name}t", "up")
             _ip("-n", receiver, "link", "set", f"{name}r", "up")
             session = _collect_during_replay(sender, receiver, f"{name}t", f"{name}r", pcap, log_dir, pps)
@@ -77,8 +97,11 @@ def replay_traffic(capture: str, log_dir: str, pps: int | None = None) -> Traffi
 def _collect_during_replay(sender, receiver, tx_if, rx_if, pcap, log_dir, pps) -> Session:
     with BackgroundRun(RunOptions((rx_if,), receiver, log_dir)) as collector:
         speed = ["--pps", str(pps)] if pps else ["--topspeed"]
-        sent = subprocess.run(["ip", "netns", "exec", sender, "tcpreplay", "-q", "-i", tx_if, *speed, str(pcap)],
-                              capture_output=True, text=True)
+        sent = subprocess.run(
+            ["ip", "netns", "exec", sender, "tcpreplay", "-q", "-i", tx_if, *speed, str(pcap)],
+            capture_output=True,
+            text=True,
+        )
         if sent.returncode != 0:
             raise CollectorError(f"tcpreplay failed: {sent.stderr.strip() or sent.stdout.strip()}")
     return collector.session

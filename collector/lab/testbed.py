@@ -48,10 +48,18 @@ class ClientPlan:
 # The kinds the study tabulated, and their neighbours. The global ones are announced, never contacted:
 # 198.20.0.1 sits just past 198.18/15, 3ffe::1 in the returned 6bone block.
 DEFAULT_PLANS = (
-    ClientPlan(("10.1.2.3", "192.168.7.9", "172.16.5.4", "169.254.3.4", "100.64.1.2", "198.20.0.1",
-                "203.0.113.7")),
-    ClientPlan(("fe80::abcd", "2001:db8::5", "::10.1.2.3", "2002:c000:201::1", "fd12:3456::1", "3ffe::1",
-                "2001:0:4136:e378:8000:63bf:3fff:fdd2")),
+    ClientPlan(("10.1.2.3", "192.168.7.9", "172.16.5.4", "169.254.3.4", "100.64.1.2", "198.20.0.1", "203.0.113.7")),
+    ClientPlan(
+        (
+            "fe80::abcd",
+            "2001:db8::5",
+            "::10.1.2.3",
+            "2002:c000:201::1",
+            "fd12:3456::1",
+            "3ffe::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+        )
+    ),
 )
 
 
@@ -104,8 +112,9 @@ class Testbed:
 
     __test__ = False  # not a pytest class, despite the name
 
-    def __init__(self, plans: tuple[ClientPlan, ...] = DEFAULT_PLANS, name: str | None = None,
-                 tun: bool = False) -> None:
+    def __init__(
+        self, plans: tuple[ClientPlan, ...] = DEFAULT_PLANS, name: str | None = None, tun: bool = False
+    ) -> None:
         """`tun` joins each client to the server by a pair of tun devices and a wire between them
         (collector.lab.tun_wire): links without an Ethernet header, as behind a VPN."""
         for plan in plans:
@@ -117,8 +126,15 @@ class Testbed:
         self.server = f"{self.name}-srv"
         self.clients = [f"{self.name}-c{i}" for i in range(len(plans))]
         self.links = [
-            Link(f"{self.name}s{i}", f"{self.name}c{i}", f"10.200.{i}.1", f"10.200.{i}.2",
-                 f"fd00:200:{i}::1", f"fd00:200:{i}::2", f"10.201.{i}.2")
+            Link(
+                f"{self.name}s{i}",
+                f"{self.name}c{i}",
+                f"10.200.{i}.1",
+                f"10.200.{i}.2",
+                f"fd00:200:{i}::1",
+                f"fd00:200:{i}::2",
+                f"10.201.{i}.2",
+            )
             for i in range(len(plans))
         ]
         self._made: list[str] = []
@@ -154,8 +170,20 @@ class Testbed:
             server_end = open_tun(self.server, link.server_if)
             self._wires.append(TunWire(server_end, open_tun(client, link.client_if)))
         else:
-            _ip("link", "add", link.server_if, "netns", self.server, "type", "veth",
-                "peer", "name", link.client_if, "netns", client)
+            _ip(
+                "link",
+                "add",
+                link.server_if,
+                "netns",
+                self.server,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                link.client_if,
+                "netns",
+                client,
+            )
         srv, cli = ("-n", self.server), ("-n", client)
         _ip(*srv, "link", "set", link.server_if, "up")
         _ip(*cli, "link", "set", link.client_if, "up")
@@ -187,8 +215,12 @@ class Testbed:
         traffic = Traffic()
         lock = threading.Lock()
         with _EchoServer(self.server, timeout) as server:
-            jobs = [(i, family) for i in range(len(self.clients)) for family in (socket.AF_INET, socket.AF_INET6)
-                    for _ in range(connections)]
+            jobs = [
+                (i, family)
+                for i in range(len(self.clients))
+                for family in (socket.AF_INET, socket.AF_INET6)
+                for _ in range(connections)
+            ]
             with ThreadPoolExecutor(concurrency) as pool:
                 for seen in pool.map(lambda job: self._connect(*job, timeout), jobs):
                     with lock:
@@ -295,4 +327,3 @@ class _EchoServer:
                     conn.sendall(data)
             except OSError:
                 pass
-

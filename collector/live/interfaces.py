@@ -46,8 +46,7 @@ class WatchedInterfaces:
     program, telling `say` what the operator should know (a filter left behind replaced, a program that
     runs before ours, an interface gone or back). close() frees the locks."""
 
-    def __init__(self, interfaces: tuple[str, ...], netns: str | None, say: Callable[[str], None],
-                 mode: str) -> None:
+    def __init__(self, interfaces: tuple[str, ...], netns: str | None, say: Callable[[str], None], mode: str) -> None:
         twice = sorted({ifname for ifname in interfaces if interfaces.count(ifname) > 1})
         if twice:
             # Its second lock would be refused, naming this very run.
@@ -60,8 +59,11 @@ class WatchedInterfaces:
         except FileNotFoundError:
             raise CollectorError(f"no network namespace {netns!r} (see: ip netns list)") from None
         # AF_UNIX: any socket answers interface ioctls for its namespace, and this one needs no IP.
-        self._socket = socket_in(netns, socket.AF_UNIX, socket.SOCK_DGRAM) if netns else \
-            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket = (
+            socket_in(netns, socket.AF_UNIX, socket.SOCK_DGRAM)
+            if netns
+            else socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        )
         self._locks: list[WatchLock] = []
         try:
             for ifname in interfaces:
@@ -123,8 +125,7 @@ class WatchedInterfaces:
             if attached is not None and index != attached.ifindex:
                 del self.attachments[ifname]
                 attached.gone()
-                self._say(f"{ifname}: interface gone (ifindex {attached.ifindex}); "
-                          "watching for its return")
+                self._say(f"{ifname}: interface gone (ifindex {attached.ifindex}); watching for its return")
                 records.append(self._record(ifname, attached.ifindex, GONE))
             if index is not None and ifname not in self.attachments and self._refused.get(ifname) != index:
                 records.extend(self._reattach(program, ifname, index))
@@ -145,8 +146,14 @@ class WatchedInterfaces:
 
     def _record(self, ifname: str, index: int, state: str) -> dict:
         self.changes[state] += 1
-        return {"kind": "interface", "time": time.time(), "iface": ifname, "ifindex": index,
-                "netns": self.netns, "state": state}
+        return {
+            "kind": "interface",
+            "time": time.time(),
+            "iface": ifname,
+            "ifindex": index,
+            "netns": self.netns,
+            "state": state,
+        }
 
     def detach_all(self) -> None:
         left = []

@@ -54,8 +54,10 @@ class WatchLock:
                 self._fd = self._open(where)
                 if self._lock(where):
                     return
-            raise CollectorError(f"cannot lock {where} in {self._path}: it was removed {self.ATTEMPTS} times "
-                                 "as it was locked; is another program removing it?")
+            raise CollectorError(
+                f"cannot lock {where} in {self._path}: it was removed {self.ATTEMPTS} times "
+                "as it was locked; is another program removing it?"
+            )
         except BaseException:
             os.close(self._dir)
             raise
@@ -63,8 +65,12 @@ class WatchLock:
     def _open(self, where: str) -> int:
         try:
             # O_NOFOLLOW and the checks below: a link or a file planted there must not be written.
-            return os.open(self._name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
-                           0o600, dir_fd=self._dir)
+            return os.open(
+                self._name,
+                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                0o600,
+                dir_fd=self._dir,
+            )
         except OSError as exc:
             raise CollectorError(f"cannot lock {where} in {self._path}: {exc.strerror}") from None
 
@@ -75,8 +81,10 @@ class WatchLock:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise CollectorError(f"{where} is already watched by addaddr run (pid {_holder(self._fd)}); "
-                                     "stop that one first, or watch another interface") from None
+                raise CollectorError(
+                    f"{where} is already watched by addaddr run (pid {_holder(self._fd)}); "
+                    "stop that one first, or watch another interface"
+                ) from None
             if not self._named():
                 os.close(self._fd)
                 return False
@@ -125,8 +133,10 @@ def _open_dir(lock_dir: str) -> int:
     status = os.fstat(fd)
     if status.st_uid != os.geteuid() or status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         os.close(fd)
-        raise CollectorError(f"{lock_dir} is writable by others than us (owner {status.st_uid}, mode "
-                             f"{stat.S_IMODE(status.st_mode):o}): remove it, addaddr makes it again")
+        raise CollectorError(
+            f"{lock_dir} is writable by others than us (owner {status.st_uid}, mode "
+            f"{stat.S_IMODE(status.st_mode):o}): remove it, addaddr makes it again"
+        )
     return fd
 
 

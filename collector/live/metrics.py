@@ -61,8 +61,19 @@ _KERNEL_HELP = {
 }
 _SUBTYPE = re.compile(r"subtype_(\d+)")
 # The 16 values of the 4-bit subtype field, as the IANA registry of RFC 8684 names them.
-_SUBTYPE_NAMES = ("MP_CAPABLE", "MP_JOIN", "DSS", "ADD_ADDR", "REMOVE_ADDR", "MP_PRIO", "MP_FAIL",
-                  "MP_FASTCLOSE", "MP_TCPRST", *["unassigned"] * 6, "private use")
+_SUBTYPE_NAMES = (
+    "MP_CAPABLE",
+    "MP_JOIN",
+    "DSS",
+    "ADD_ADDR",
+    "REMOVE_ADDR",
+    "MP_PRIO",
+    "MP_FAIL",
+    "MP_FASTCLOSE",
+    "MP_TCPRST",
+    *["unassigned"] * 6,
+    "private use",
+)
 
 # A counter named *_tracked is a level (what the state holds now); the others only grow.
 _TRACKED = "_tracked"
@@ -83,8 +94,9 @@ _TRACKER_HELP = {
 def families(figures: Figures) -> Iterator[Metric]:
     """The metric families of one figures dict (shape in the module docstring). Counters are named
     without `_total`: the library adds it to their samples."""
-    subtypes = CounterMetricFamily(PREFIX + "kernel_mptcp_options", "MPTCP options seen, by subtype.",
-                                   labels=("subtype", "name"))
+    subtypes = CounterMetricFamily(
+        PREFIX + "kernel_mptcp_options", "MPTCP options seen, by subtype.", labels=("subtype", "name")
+    )
     for counter, value in figures["kernel"].items():
         subtype = _SUBTYPE.fullmatch(counter)
         if subtype is not None:
@@ -99,22 +111,28 @@ def families(figures: Figures) -> Iterator[Metric]:
         kind = GaugeMetricFamily if counter.endswith(_TRACKED) else CounterMetricFamily
         yield kind(PREFIX + counter, help_text, value)
     yield CounterMetricFamily(PREFIX + "events", "Events read from the perf buffer.", figures["events"])
-    yield CounterMetricFamily(PREFIX + "lost_events",
-                              "Events lost because the collector fell behind: the larger of the perf buffer's lost "
-                              "count and the kernel program's event_errors (each sees the same loss).", figures["lost"])
-    yield CounterMetricFamily(PREFIX + "unwritten_records", "Records that could not be written to the log.",
-                              figures["unwritten"])
+    yield CounterMetricFamily(
+        PREFIX + "lost_events",
+        "Events lost because the collector fell behind: the larger of the perf buffer's lost "
+        "count and the kernel program's event_errors (each sees the same loss).",
+        figures["lost"],
+    )
+    yield CounterMetricFamily(
+        PREFIX + "unwritten_records", "Records that could not be written to the log.", figures["unwritten"]
+    )
     announcements = CounterMetricFamily(
         PREFIX + "announcements",
         "ADD_ADDR announcements (echoes excluded) by family and class of the announced address.",
-        labels=("family", "class"))
+        labels=("family", "class"),
+    )
     for (family, address_class), value in sorted(figures["announcements"].items()):
         announcements.add_metric((family, address_class), value)
     yield announcements
     changes = CounterMetricFamily(
         PREFIX + "interface_changes",
         "Watched interfaces that disappeared (state gone) and came back, watched again (state back).",
-        labels=("state",))
+        labels=("state",),
+    )
     for state in ("gone", "back"):
         changes.add_metric((state,), figures["interface_changes"].get(state, 0))
     yield changes
@@ -173,13 +191,17 @@ def parse_listen(text: str, *, allow_remote: bool = False) -> tuple[str, int]:
     match = _LISTEN.fullmatch(text)
     # Port 0 asks for any free port; `run` prints the one it got.
     if match is None or not 0 <= int(match.group(3)) < 65536:
-        raise CollectorError(f"--metrics {text}: give ADDRESS:PORT with a port from 0 (any free) to 65535, as in "
-                             f"127.0.0.1:9464, [::1]:9464 or localhost:9464")
+        raise CollectorError(
+            f"--metrics {text}: give ADDRESS:PORT with a port from 0 (any free) to 65535, as in "
+            f"127.0.0.1:9464, [::1]:9464 or localhost:9464"
+        )
     host, port = match.group(1) or match.group(2), int(match.group(3))
     if not allow_remote and not _is_loopback(host, port):
-        raise CollectorError(f"--metrics {text}: {host} is not a loopback address, and the metrics have no "
-                             f"authentication; listen on 127.0.0.1, [::1] or localhost, or add "
-                             f"--metrics-allow-remote to serve them to the network")
+        raise CollectorError(
+            f"--metrics {text}: {host} is not a loopback address, and the metrics have no "
+            f"authentication; listen on 127.0.0.1, [::1] or localhost, or add "
+            f"--metrics-allow-remote to serve them to the network"
+        )
     return host, port
 
 
@@ -252,8 +274,9 @@ class MetricsServer:
                 error = exc
         else:
             raise CollectorError(f"cannot serve metrics on {self._host}:{self._port}: {error.strerror}")
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(self.POLL_SECONDS,),
-                                         name="metrics", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(self.POLL_SECONDS,), name="metrics", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

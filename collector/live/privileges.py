@@ -60,13 +60,11 @@ class _CapHeader(ctypes.Structure):
 
 class _CapData(ctypes.Structure):
     # Two of these, for capabilities 0-31 and 32-63.
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
 class _SockFilter(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
-                ("k", ctypes.c_uint32)]
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
 
 
 class _SockFprog(ctypes.Structure):
@@ -127,8 +125,10 @@ def drop_to(user: str, log_dir: str) -> None:
     if left:
         raise CollectorError(f"dropping to {user!r} left privilege behind: {'; '.join(left)}")
     if not os.access(log_dir, os.W_OK | os.X_OK):
-        raise CollectorError(f"log dir {log_dir} is not writable by {user!r}, so the log could not rotate: "
-                             "choose one under directories it can enter")
+        raise CollectorError(
+            f"log dir {log_dir} is not writable by {user!r}, so the log could not rotate: "
+            "choose one under directories it can enter"
+        )
 
 
 def _hand_over(log_dir: Path, uid: int, gid: int) -> None:

@@ -51,13 +51,16 @@ def perf_pages_problem(pages: int, cpus: int | None = None, ram: int | None = No
     """Why `run --perf-pages` cannot be `pages`, or None. `cpus` (online) and `ram` (bytes): this host's."""
     ram = ram or os.sysconf("SC_PHYS_PAGES") * mmap.PAGESIZE
     if pages & (pages - 1) or pages > MAX_PERF_PAGES:
-        return (f"{pages} is not a power of two up to {MAX_PERF_PAGES} "
-                f"({MAX_PERF_PAGES * mmap.PAGESIZE >> 20} MiB per CPU)")
+        return (
+            f"{pages} is not a power of two up to {MAX_PERF_PAGES} ({MAX_PERF_PAGES * mmap.PAGESIZE >> 20} MiB per CPU)"
+        )
     cpus = cpus or os.sysconf("SC_NPROCESSORS_ONLN")
     locked = locked_bytes(pages, cpus)
     if locked > ram // MAX_RAM_SHARE:
-        return (f"{pages} pages on each of {cpus} CPUs lock {locked >> 20} MiB, more than a quarter of "
-                f"this host's {ram >> 20} MiB of RAM: choose at most {_largest_pages(ram // MAX_RAM_SHARE, cpus)}")
+        return (
+            f"{pages} pages on each of {cpus} CPUs lock {locked >> 20} MiB, more than a quarter of "
+            f"this host's {ram >> 20} MiB of RAM: choose at most {_largest_pages(ram // MAX_RAM_SHARE, cpus)}"
+        )
     return None
 
 
@@ -114,8 +117,12 @@ def _open_log(options: RunOptions, anonymizer: Anonymizer | None, attach: str) -
         raise CollectorError(f"log dir {options.log_dir}: {exc.strerror}; choose one with --log-dir") from None
 
 
-def run(options: RunOptions, say: Callable[[str], None], stop: threading.Event | None = None,
-        ready: threading.Event | None = None) -> Session:
+def run(
+    options: RunOptions,
+    say: Callable[[str], None],
+    stop: threading.Event | None = None,
+    ready: threading.Event | None = None,
+) -> Session:
     """Collects until `stop` is set, SIGINT/SIGTERM arrives or the namespace is deleted (then
     `session.ended` says so); returns the finished session. Its status lines (the program loaded,
     collecting, the figures every status_interval, an interface gone or back) go to `say` one at a
@@ -143,12 +150,19 @@ def _missing_error(missing: list[str]) -> CollectorError:
         return CollectorError(f"addaddr run needs root, or {', '.join(missing)}: try sudo")
     if missing == ["CAP_IPC_LOCK"]:
         return CollectorError(f"addaddr run cannot lock its perf buffer pages: {LIFT_MEMLOCK}")
-    return CollectorError(f"addaddr run lacks {', '.join(missing)}: this root's capability bounding set leaves "
-                          "them out (systemd: CapabilityBoundingSet=; a container: --cap-add)")
+    return CollectorError(
+        f"addaddr run lacks {', '.join(missing)}: this root's capability bounding set leaves "
+        "them out (systemd: CapabilityBoundingSet=; a container: --cap-add)"
+    )
 
 
-def _run_watching(watched: WatchedInterfaces, options: RunOptions, stop: threading.Event,
-                  say: Callable[[str], None], ready: threading.Event | None) -> Session:
+def _run_watching(
+    watched: WatchedInterfaces,
+    options: RunOptions,
+    stop: threading.Event,
+    say: Callable[[str], None],
+    ready: threading.Event | None,
+) -> Session:
     anonymizer = Anonymizer.from_key_file(options.anonymize_key) if options.anonymize_key else None
     writer = _open_log(options, anonymizer, watched.mode)
     if writer.repaired is not None:
@@ -160,13 +174,15 @@ def _run_watching(watched: WatchedInterfaces, options: RunOptions, stop: threadi
     try:
         program = CaptureProgram(ethernet=watched.ethernet)
         # Before attaching: samples written before the buffer is open vanish uncounted.
-        program.open_events(session.take, session.on_lost, pages=options.perf_pages,
-                            wakeup_events=WAKEUP_EVENTS)
+        program.open_events(session.take, session.on_lost, pages=options.perf_pages, wakeup_events=WAKEUP_EVENTS)
         watched.attach_all(program)
-        say(f"kernel program relies on {program.features}; perf buffers lock "
-            f"{locked_bytes(options.perf_pages) >> 20} MiB")
-        metrics, publish = _serve_metrics(session, program, watched, options.metrics) \
-            if options.metrics else (None, None)
+        say(
+            f"kernel program relies on {program.features}; perf buffers lock "
+            f"{locked_bytes(options.perf_pages) >> 20} MiB"
+        )
+        metrics, publish = (
+            _serve_metrics(session, program, watched, options.metrics) if options.metrics else (None, None)
+        )
         if options.user is not None:
             # Everything that needs privilege is open: the fds stay valid, the capabilities go.
             drop_to(options.user, options.log_dir)
@@ -176,8 +192,10 @@ def _run_watching(watched: WatchedInterfaces, options: RunOptions, stop: threadi
         if metrics is not None:
             host, port = metrics.address[:2]
             say(f"metrics at http://{'[' + host + ']' if ':' in host else host}:{port}/metrics")
-        say(f"collecting on {', '.join(options.interfaces)}"
-            f"{' in ' + options.netns if options.netns else ''} ({watched.mode}) into {options.log_dir}")
+        say(
+            f"collecting on {', '.join(options.interfaces)}"
+            f"{' in ' + options.netns if options.netns else ''} ({watched.mode}) into {options.log_dir}"
+        )
         _collect(program, session, clock, watched, options, stop, say, publish)
     finally:
         if metrics is not None:
@@ -210,8 +228,7 @@ class _Published:
         return self.figures
 
 
-def _serve_metrics(session: Session, program: CaptureProgram, watched: WatchedInterfaces,
-                   listen: tuple[str, int]):
+def _serve_metrics(session: Session, program: CaptureProgram, watched: WatchedInterfaces, listen: tuple[str, int]):
     """The metrics server, and the call that refreshes what it serves."""
     # Imported here: prometheus_client costs a run without --metrics ~0.1 s of CPU at start.
     from collector.live.metrics import MetricsServer
@@ -257,8 +274,7 @@ def _collect(program, session, clock, watched, options, stop, say, publish) -> N
             publish()
             next_metrics = now + METRICS_INTERVAL
         if now >= next_status:
-            say(f"{session.events} events, {session.announcements} announcements, "
-                f"{session.lost_samples} lost")
+            say(f"{session.events} events, {session.announcements} announcements, {session.lost_samples} lost")
             next_status = now + options.status_interval
 
 

@@ -26,8 +26,14 @@ NAME_RE = re.compile(r"addaddr-\d{8}T\d{6}\.\d{6}Z\.msgpack")
 # further ahead was not made by a writer of this host and must not decide where the next file goes.
 FUTURE_SLACK = timedelta(days=1)
 
-_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a directory", stat.S_IFSOCK: "a socket",
-          stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFLNK: "a symbolic link"}
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFDIR: "a directory",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFLNK: "a symbolic link",
+}
 
 
 def kind_of(mode: int) -> str:

@@ -114,15 +114,18 @@ class FileCursor:
         size = os.fstat(fd).st_size
         if size < self.offset and not self.reread_when_cut:
             self._stopped = True
-            self._report(size, f"the file is {size:,} bytes, shorter than the {self.offset:,} read before: "
-                               "cut or replaced; not read")
+            self._report(
+                size,
+                f"the file is {size:,} bytes, shorter than the {self.offset:,} read before: cut or replaced; not read",
+            )
             return iter(())
         # Cut in place (truncate, `> file`) with a writer appending on: what it writes now starts below
         # where reading had got to, and reading on from there loses it. Shorter tells; grown past there
         # since, the first bytes (a header's frame has its own checksum) tell.
         if size < self.offset:
-            self._read_again(size, f"the file is {size:,} bytes, shorter than the {self.offset:,} read: cut while "
-                                   "read (truncate?)")
+            self._read_again(
+                size, f"the file is {size:,} bytes, shorter than the {self.offset:,} read: cut while read (truncate?)"
+            )
         elif self._head and os.pread(fd, len(self._head), 0) != self._head:
             self._read_again(0, "the file's first bytes changed since read: cut and written again (truncate?)")
         if self.format is None:
@@ -157,7 +160,7 @@ class FileCursor:
                     end = pos + 12 + length
                     if end > end_of_data:
                         break  # the rest of it is still to be read (or written)
-                    payload = buf[pos + 12:end]
+                    payload = buf[pos + 12 : end]
                     if crc32(payload) == crc:
                         self._in_damage = False
                         start, pos = base + pos, end
@@ -167,12 +170,17 @@ class FileCursor:
                             record = decode(payload)
                             kind = record["kind"]
                             fast = checks[kind]
-                            good = (len(record) == fast.width
-                                    and tuple(map(type, fast.get(record))) in fast.good
-                                    and TIME_MIN <= record[fast.clock] < TIME_MAX
-                                    and (fast.values is None or fast.values(record) is None)
-                                    and (fast.inner is None or record[fast.inner] is None
-                                         or len(record[fast.inner]) == fast.inner_width))
+                            good = (
+                                len(record) == fast.width
+                                and tuple(map(type, fast.get(record))) in fast.good
+                                and TIME_MIN <= record[fast.clock] < TIME_MAX
+                                and (fast.values is None or fast.values(record) is None)
+                                and (
+                                    fast.inner is None
+                                    or record[fast.inner] is None
+                                    or len(record[fast.inner]) == fast.inner_width
+                                )
+                            )
                         except (KeyError, TypeError, ValueError, RecursionError):  # DecodeError: a ValueError
                             good = False
                         if good and kind != "header":
@@ -216,8 +224,13 @@ class FileCursor:
                     base, buf, pos, eof = data, b"", 0, False
                     self.offset = data
                     break
-                if found < 0 and not eof and not self._in_damage and end_of_data - pos < READ_SIZE \
-                        and buf[end_of_data - 1] == 0:
+                if (
+                    found < 0
+                    and not eof
+                    and not self._in_damage
+                    and end_of_data - pos < READ_SIZE
+                    and buf[end_of_data - 1] == 0
+                ):
                     break  # a hole may start just after: read on before naming this damage
                 self._damage(base + pos, why)
                 pos = found if found >= 0 else max(pos + 1, end_of_data - len(MARKER) + 1)
@@ -232,7 +245,7 @@ class FileCursor:
                 return  # perhaps a record being written: wait for the rest
             if not self._in_damage:
                 rest = buf[pos:]
-                if later is None and MARKER.startswith(rest[:len(MARKER)]):
+                if later is None and MARKER.startswith(rest[: len(MARKER)]):
                     self.torn_at = base + pos
                     self._report(base + pos, f"record cut short at the end of the file ({len(rest)} bytes)")
                 else:
@@ -323,8 +336,11 @@ class FileCursor:
         if header["format"] in FORMATS:
             self._report(offset, f"a format-{header['format']} header in a format-{self.format} file: file skipped")
         else:
-            self._report(offset, f"log format {header['format']}, which this addaddr does not know (it reads "
-                                 f"{' and '.join(map(str, FORMATS))}): file skipped; upgrade addaddr to read it")
+            self._report(
+                offset,
+                f"log format {header['format']}, which this addaddr does not know (it reads "
+                f"{' and '.join(map(str, FORMATS))}): file skipped; upgrade addaddr to read it",
+            )
         return False
 
     def _damage(self, offset: int, why: str) -> None:
@@ -352,7 +368,7 @@ def _next_frame(buf: bytes, start: int) -> int | None:
         if len(buf) - at >= 12:
             _, length, crc = FRAME.unpack_from(buf, at)
             end = at + 12 + length
-            if end <= len(buf) and zlib.crc32(buf[at + 12:end]) == crc:
+            if end <= len(buf) and zlib.crc32(buf[at + 12 : end]) == crc:
                 return at
         start = at + 1
     return None

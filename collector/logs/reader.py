@@ -26,7 +26,6 @@ def warn_damage(path: Path, offset: int, reason: str) -> None:
     warnings.warn(f"{path}: byte {offset}: {reason}", LogDamageWarning)
 
 
-
 def open_cursor(path: Path, on_damage: DamageHandler) -> FileCursor | None:
     """A cursor on the log file `path`, or None when it is not one to read (reported to on_damage)."""
     try:
@@ -36,8 +35,9 @@ def open_cursor(path: Path, on_damage: DamageHandler) -> FileCursor | None:
         return None
 
 
-def read_records(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
-                 on_damage: DamageHandler | None = None) -> Iterator[dict]:
+def read_records(
+    paths: str | os.PathLike | Iterable[str | os.PathLike], *, on_damage: DamageHandler | None = None
+) -> Iterator[dict]:
     """Yield the valid records of log directories and/or files, in the order given.
 
     A directory is read file by file, oldest first; a directory or file given twice is read once.
@@ -53,8 +53,9 @@ def read_records(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
                 yield from cursor.records(final=True)
 
 
-def read_file_from(path: str | os.PathLike, offset: int = 0, *,
-                   on_damage: DamageHandler | None = None) -> Iterator[tuple[dict, int]]:
+def read_file_from(
+    path: str | os.PathLike, offset: int = 0, *, on_damage: DamageHandler | None = None
+) -> Iterator[tuple[dict, int]]:
     """Yield (record, offset just after it) for the valid records of one log file from `offset`.
 
     `offset` is 0 or one this function yielded: a later call resumes there, reading only what was
@@ -72,9 +73,14 @@ def read_file_from(path: str | os.PathLike, offset: int = 0, *,
             yield record, cursor.offset
 
 
-def follow(log_dir: str | os.PathLike, *, poll_interval: float = 0.2,
-           stop: threading.Event | Callable[[], bool] | None = None,
-           from_start: bool = True, on_damage: DamageHandler | None = None) -> Iterator[dict]:
+def follow(
+    log_dir: str | os.PathLike,
+    *,
+    poll_interval: float = 0.2,
+    stop: threading.Event | Callable[[], bool] | None = None,
+    from_start: bool = True,
+    on_damage: DamageHandler | None = None,
+) -> Iterator[dict]:
     """Yield the records of a log directory, then those appended as they arrive.
 
     With from_start=False, only records written after the call are yielded.

@@ -64,9 +64,12 @@ def repair_newest(log_dir: str | os.PathLike, now: float | None = None) -> Repai
         if cursor.torn_at == 0 and _same_file(path, fd):
             os.unlink(path)  # not even a header: a file that never started
             return Repair(path, 0, size, f"removed: {size} bytes of a header cut short (a writer died)")
-        return Repair(path, cursor.torn_at, size - cursor.torn_at,
-                      f"cut {size - cursor.torn_at} bytes of a record cut short at byte {cursor.torn_at} "
-                      f"(a writer died){left}")
+        return Repair(
+            path,
+            cursor.torn_at,
+            size - cursor.torn_at,
+            f"cut {size - cursor.torn_at} bytes of a record cut short at byte {cursor.torn_at} (a writer died){left}",
+        )
     finally:
         os.close(fd)
 

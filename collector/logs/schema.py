@@ -46,36 +46,82 @@ _SEGMENT = {"src": STR, "sport": INT, "dst": STR, "dport": INT, "ifindex": INT, 
 # kind -> field -> the types its value may have. `kind` and `time` are every record's (the header has
 # `file_started` instead of `time`).
 SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
-    "header": {"format": INT, "file_started": NUMBER, "host": STR + OPTIONAL, "interfaces": LIST + OPTIONAL,
-               "netns": STR + OPTIONAL, "collector_version": STR + OPTIONAL, "started": NUMBER + OPTIONAL,
-               "source": STR + OPTIONAL, "repairs": LIST + OPTIONAL, "anonymization": STR + OPTIONAL,
-               "attach": STR + OPTIONAL},
-    "add_addr": {"time": NUMBER, **_SEGMENT, "announcer": STR + NULL, "subflow": STR + NULL, "version": INT,
-                 "echo": BOOL, "address_id": INT, "address": STR, "port": INT + NULL, "hmac": BYTES + NULL,
-                 "family": STR, "class": STR, "global": BOOL, "embedded_ipv4": MAP + NULL},
+    "header": {
+        "format": INT,
+        "file_started": NUMBER,
+        "host": STR + OPTIONAL,
+        "interfaces": LIST + OPTIONAL,
+        "netns": STR + OPTIONAL,
+        "collector_version": STR + OPTIONAL,
+        "started": NUMBER + OPTIONAL,
+        "source": STR + OPTIONAL,
+        "repairs": LIST + OPTIONAL,
+        "anonymization": STR + OPTIONAL,
+        "attach": STR + OPTIONAL,
+    },
+    "add_addr": {
+        "time": NUMBER,
+        **_SEGMENT,
+        "announcer": STR + NULL,
+        "subflow": STR + NULL,
+        "version": INT,
+        "echo": BOOL,
+        "address_id": INT,
+        "address": STR,
+        "port": INT + NULL,
+        "hmac": BYTES + NULL,
+        "family": STR,
+        "class": STR,
+        "global": BOOL,
+        "embedded_ipv4": MAP + NULL,
+    },
     "mp_join": {"time": NUMBER, **_SEGMENT, "token": INT, "address_id": INT, "backup": BOOL, "form": STR},
     "remove_addr": {"time": NUMBER, **_SEGMENT, "announcer": STR + NULL, "address_ids": LIST},
     "fastclose": {"time": NUMBER, **_SEGMENT},
     "tcp_rst": {"time": NUMBER, **_SEGMENT, "reason": INT},
     "malformed": {"time": NUMBER, **_SEGMENT, "subtype": INT + NULL, "reason": STR, "option": BYTES},
-    "connection": {"time": NUMBER, "connection": INT, "version": INT, "client": STR, "client_port": INT,
-                   "server": STR, "server_port": INT, "client_key": INT, "server_key": INT},
+    "connection": {
+        "time": NUMBER,
+        "connection": INT,
+        "version": INT,
+        "client": STR,
+        "client_port": INT,
+        "server": STR,
+        "server_port": INT,
+        "client_key": INT,
+        "server_key": INT,
+    },
     "connection_end": {"time": NUMBER, "connection": INT, "reason": STR},
-    "attempt": {"time": NUMBER, "version": INT, "client": STR, "client_port": INT, "server": STR,
-                "server_port": INT, "reason": STR},
-    "stats": {"time": NUMBER, "kernel": MAP, "tracker": MAP, "events": INT, "announcements": INT, "lost": INT,
-              "unwritten": INT},
+    "attempt": {
+        "time": NUMBER,
+        "version": INT,
+        "client": STR,
+        "client_port": INT,
+        "server": STR,
+        "server_port": INT,
+        "reason": STR,
+    },
+    "stats": {
+        "time": NUMBER,
+        "kernel": MAP,
+        "tracker": MAP,
+        "events": INT,
+        "announcements": INT,
+        "lost": INT,
+        "unwritten": INT,
+    },
     "lost": {"time": NUMBER, "count": INT},
     # An interface the run watches went away or came back.
     "interface": {"time": NUMBER, "iface": STR, "ifindex": INT + NULL, "netns": STR + NULL, "state": STR},
 }
 _UNKNOWN_KIND = {"time": NUMBER}
 # Fields holding a moment: within TIME_MIN..TIME_MAX, so never NaN, infinite or past year 9999.
-_MOMENTS = {kind: tuple(name for name in ("time", "file_started", "started") if name in fields)
-            for kind, fields in SCHEMA.items()}
+_MOMENTS = {
+    kind: tuple(name for name in ("time", "file_started", "started") if name in fields)
+    for kind, fields in SCHEMA.items()
+}
 # What is inside the maps and lists above, where readers look inside.
 _EMBEDDED_IPV4 = {"address": STR, "class": STR, "global": BOOL}
-
 
 
 def _name(kind: type) -> str:
@@ -176,8 +222,10 @@ class _Check:
         self.values = _VALUES.get(kind)
         self.inner, inner_fields = _INNER.get(kind, (None, {}))
         self.inner_width = len(inner_fields)
-        closed = all(_Absent not in types and list not in types and (dict not in types or name == self.inner)
-                     for name, types in fields.items())
+        closed = all(
+            _Absent not in types and list not in types and (dict not in types or name == self.inner)
+            for name, types in fields.items()
+        )
         self.width = 1 + len(fields) if closed else 0  # with `kind`
 
 

@@ -42,10 +42,17 @@ class LogWriter:
     called from several threads (e.g. flush() from a timer thread).
     """
 
-    def __init__(self, log_dir: str | os.PathLike, header: dict, *,
-                 max_bytes: int = 64 * 2**20, max_age: float = 3600.0,
-                 sync_records: int = 1000, sync_interval: float = 1.0,
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        log_dir: str | os.PathLike,
+        header: dict,
+        *,
+        max_bytes: int = 64 * 2**20,
+        max_age: float = 3600.0,
+        sync_records: int = 1000,
+        sync_interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ):
         reserved = header.keys() & _RESERVED
         if reserved:
             raise ValueError(f"header keys reserved by the log format: {sorted(reserved)}")
@@ -142,8 +149,9 @@ class LogWriter:
             path = self.log_dir / stamp.strftime(NAME_FORMAT)
             try:
                 # O_EXCL|O_NOFOLLOW: only a file this call creates, never one planted under that name.
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_APPEND | os.O_CLOEXEC,
-                             FILE_MODE)
+                fd = os.open(
+                    path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_APPEND | os.O_CLOEXEC, FILE_MODE
+                )
                 break
             except FileExistsError:
                 stamp += _TICK
@@ -152,8 +160,9 @@ class LogWriter:
         try:
             os.fchmod(fd, FILE_MODE)  # os.open's mode is filtered by the umask
             repairs = {"repairs": [self.repaired.as_record()]} if self.repaired and self.path is None else {}
-            header = frame(pack_record(
-                {"kind": "header", "format": FORMAT, **self._header, "file_started": now, **repairs}))
+            header = frame(
+                pack_record({"kind": "header", "format": FORMAT, **self._header, "file_started": now, **repairs})
+            )
             _write_all(fd, header)
             os.fsync(fd)
             _fsync_dir(self.log_dir)

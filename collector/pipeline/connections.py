@@ -124,9 +124,7 @@ class _Closing(NamedTuple):
 class ConnectionTracker:
     """Connections and subflows, updated one event at a time in O(1)."""
 
-    def __init__(
-        self, idle_timeout: float = DEFAULT_IDLE_TIMEOUT, max_entries: int = DEFAULT_MAX_ENTRIES
-    ) -> None:
+    def __init__(self, idle_timeout: float = DEFAULT_IDLE_TIMEOUT, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
         if max_entries < 2:
             raise ValueError(f"max_entries {max_entries} cannot hold a connection and its subflow")
         self._idle_timeout = idle_timeout
@@ -158,9 +156,7 @@ class ConnectionTracker:
             "connections": self.connections,
         }
 
-    def observe(
-        self, event: OptionEvent, option: Suboption | None, time: float
-    ) -> tuple[Subflow | None, list[Notice]]:
+    def observe(self, event: OptionEvent, option: Suboption | None, time: float) -> tuple[Subflow | None, list[Notice]]:
         """Take in one event, its decoded option (None: it did not decode) and its event time.
 
         Returns the event's subflow (None if untracked) and what started or ended meanwhile, in
@@ -272,9 +268,7 @@ class ConnectionTracker:
                 return existing
             # A new SYN on the 4-tuple: the old subflow ended unseen.
             self._end_subflow(existing, CLOSED, time, notices)
-        subflow = Subflow(
-            key, event.src, event.sport, event.dst, event.dport, initial, version, connection, time, isn
-        )
+        subflow = Subflow(key, event.src, event.sport, event.dst, event.dport, initial, version, connection, time, isn)
         self._subflows[key] = subflow
         if connection is not None:
             connection.subflows.add(key)

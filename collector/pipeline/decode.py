@@ -187,9 +187,7 @@ def _add_addr_version(nibble: int, length: int, ipver: int, has_hmac: bool) -> t
     """
     if nibble == 4 or nibble == 6:
         if nibble != ipver:
-            raise MalformedOption(
-                f"ADD_ADDR IPVer {nibble} contradicts length {length}, an IPv{ipver} length"
-            )
+            raise MalformedOption(f"ADD_ADDR IPVer {nibble} contradicts length {length}, an IPv{ipver} length")
         return 0, False
     if nibble == 0 or nibble == MPTCP_ADDR_ECHO:
         echo = nibble == MPTCP_ADDR_ECHO
@@ -242,9 +240,7 @@ def _decode_mp_capable(option: bytes) -> MpCapable:
     if lengths is None:
         raise MalformedOption(f"MP_CAPABLE version {version} is neither 0 nor 1")
     if length not in lengths:
-        raise MalformedOption(
-            f"MP_CAPABLE v{version} length {length} is not one of {_lengths_text(lengths)}"
-        )
+        raise MalformedOption(f"MP_CAPABLE v{version} length {length} is not one of {_lengths_text(lengths)}")
     fields = _MPC_FIELDS[length].unpack_from(option, 4)
     fields += (None,) * (_MPC_FIELD_COUNT - len(fields))
     return _new(MpCapable, (version, option[3], *fields))
@@ -281,9 +277,7 @@ _MPJ_FORMS: dict[int, Callable[[bytes], MpJoin]] = {
 def _decode_mp_join(option: bytes) -> MpJoin:
     form = _MPJ_FORMS.get(len(option))
     if form is None:
-        raise MalformedOption(
-            f"MP_JOIN length {len(option)} is not 12 (SYN), 16 (SYN/ACK) or 24 (ACK)"
-        )
+        raise MalformedOption(f"MP_JOIN length {len(option)} is not 12 (SYN), 16 (SYN/ACK) or 24 (ACK)")
     return form(option)
 
 
@@ -330,9 +324,7 @@ def _check_framing(option: bytes) -> None:
     if option[1] != given:
         raise MalformedOption(f"option length byte {option[1]} differs from {given} bytes given")
     if given < TCPOLEN_MPTCP_MIN:
-        raise MalformedOption(
-            f"MPTCP option length {given} is shorter than {TCPOLEN_MPTCP_MIN}: no subtype"
-        )
+        raise MalformedOption(f"MPTCP option length {given} is shorter than {TCPOLEN_MPTCP_MIN}: no subtype")
 
 
 def decode(option: bytes) -> Record:

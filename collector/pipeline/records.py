@@ -148,9 +148,7 @@ def _add_addr(event: OptionEvent, time: float, subflow: Subflow | None, option: 
     }
 
 
-def _mp_join(
-    event: OptionEvent, time: float, subflow: Subflow | None, option: MpJoin
-) -> dict | None:
+def _mp_join(event: OptionEvent, time: float, subflow: Subflow | None, option: MpJoin) -> dict | None:
     # Only the SYN names the connection; SYN/ACK and ACK add nothing to the log.
     if option.form != "syn":
         return None
@@ -164,9 +162,7 @@ def _mp_join(
     return record
 
 
-def _remove_addr(
-    event: OptionEvent, time: float, subflow: Subflow | None, option: RemoveAddr
-) -> dict:
+def _remove_addr(event: OptionEvent, time: float, subflow: Subflow | None, option: RemoveAddr) -> dict:
     record = _segment("remove_addr", event, time, subflow)
     record["announcer"] = _announcer(event, subflow)
     record["address_ids"] = list(option.address_ids)
@@ -192,9 +188,7 @@ _SEGMENT_RECORDS: dict[type, Callable[..., dict | None]] = {
 }
 
 
-def _malformed(
-    event: OptionEvent, time: float, subflow: Subflow | None, exc: MalformedOption
-) -> dict:
+def _malformed(event: OptionEvent, time: float, subflow: Subflow | None, exc: MalformedOption) -> dict:
     option = event.option
     record = _segment("malformed", event, time, subflow)
     record["subtype"] = option[2] >> 4 if len(option) > 2 else None

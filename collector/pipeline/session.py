@@ -74,8 +74,13 @@ class Session:
     read after its connection's third ACK would open that connection a second time.
     """
 
-    def __init__(self, writer: LogWriter, recorder: Recorder, time_of: Callable[[OptionEvent], float],
-                 anonymizer: Anonymizer | None = None):
+    def __init__(
+        self,
+        writer: LogWriter,
+        recorder: Recorder,
+        time_of: Callable[[OptionEvent], float],
+        anonymizer: Anonymizer | None = None,
+    ):
         self.writer = writer
         self.recorder = recorder
         self.time_of = time_of
@@ -151,8 +156,13 @@ class Session:
             self.write_error = exc
         written = self.writer.written - before
         self.unwritten += len(records) - written
-        self.announced.update([(record["family"], record["class"]) for record in records[:written]
-                               if record["kind"] == "add_addr" and not record["echo"]])
+        self.announced.update(
+            [
+                (record["family"], record["class"])
+                for record in records[:written]
+                if record["kind"] == "add_addr" and not record["echo"]
+            ]
+        )
 
     @property
     def announcements(self) -> int:
@@ -175,5 +185,8 @@ class Session:
 
     def metrics(self, kernel: dict[str, int], interface_changes: Counter[str]) -> dict:
         """The figures collector.live.metrics serves."""
-        return {**self._totals(kernel), "announcements": dict(self.announced),
-                "interface_changes": dict(interface_changes)}
+        return {
+            **self._totals(kernel),
+            "announcements": dict(self.announced),
+            "interface_changes": dict(interface_changes),
+        }

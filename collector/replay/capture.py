@@ -84,7 +84,7 @@ class Capture:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = path
         # The map outlives the file object, and is unmapped when the generator lets go of it.
-        with (os.fdopen(os.dup(0), "rb") if path == STDIN else open(path, "rb")) as file:
+        with os.fdopen(os.dup(0), "rb") if path == STDIN else open(path, "rb") as file:
             status = os.fstat(file.fileno())
             if stat.S_ISREG(status.st_mode) and status.st_size:
                 # A file cut shorter by another process while mapped would kill us with SIGBUS: we
@@ -125,8 +125,7 @@ class Capture:
         self._source.close()
 
 
-def read_capture(path: str | os.PathLike,
-                 on_progress: Callable[[int], None] | None = None) -> Iterator[Packet]:
+def read_capture(path: str | os.PathLike, on_progress: Callable[[int], None] | None = None) -> Iterator[Packet]:
     """The packets of a pcap or pcapng file, in file order.
 
     A file that is empty or not a capture raises at once; damage further in raises during the
@@ -192,19 +191,18 @@ def _ignore(_bytes_read: int) -> None:
 _ZERO_MACS = bytes(12)
 # Raw IP, by IP version nibble. Any version but 4 and 6 gets EtherType 0, which the kernel program
 # skips like any frame that is not IP.
-_RAW_HEADERS = tuple(_ZERO_MACS + {4: b"\x08\x00", 6: b"\x86\xdd"}.get(version, b"\0\0")
-                     for version in range(16))
+_RAW_HEADERS = tuple(_ZERO_MACS + {4: b"\x08\x00", 6: b"\x86\xdd"}.get(version, b"\0\0") for version in range(16))
 
 
 def _linux_sll(data, start: int, end: int) -> bytes:
     # The 16-byte SLL header ends with the protocol, an EtherType: keep it, drop what precedes it.
-    return _ZERO_MACS + data[start + 14:end]
+    return _ZERO_MACS + data[start + 14 : end]
 
 
 def _linux_sll2(data, start: int, end: int) -> bytes:
     # The 20-byte SLL2 header starts with the protocol; min() keeps a packet cut inside its header
     # from taking bytes of the next record.
-    return b"".join((_ZERO_MACS, data[start:min(start + 2, end)], data[start + 20:end]))
+    return b"".join((_ZERO_MACS, data[start : min(start + 2, end)], data[start + 20 : end]))
 
 
 def _raw_ip(data, start: int, end: int) -> bytes:
@@ -236,15 +234,20 @@ def _framer(path, link_type: int) -> Callable[..., bytes] | None:
     name = f" ({_LINK_TYPE_NAMES[link_type]})" if link_type in _LINK_TYPE_NAMES else ""
 
     def unsupported(_data, _start, _end):
-        raise CaptureError(f"{path}: link type {link_type}{name} is not supported: replay needs "
-                           "Ethernet, Linux cooked (SLL, SLL2) or raw IP packets")
+        raise CaptureError(
+            f"{path}: link type {link_type}{name} is not supported: replay needs "
+            "Ethernet, Linux cooked (SLL, SLL2) or raw IP packets"
+        )
+
     return unsupported
 
 
 # --- errors ---------------------------------------------------------------------------------------
 
-def _refill(path, source, data, offset: int, next_report: int, needed: int, least: int,
-            index: int) -> tuple[bytes, int, int, int]:
+
+def _refill(
+    path, source, data, offset: int, next_report: int, needed: int, least: int, index: int
+) -> tuple[bytes, int, int, int]:
     """The readers' one way to more bytes: `data` from `offset` on, with `needed` bytes read if the
     source has them (a stream reads on; a mapped file has all it will), and the reader's offsets moved
     with it: (data, offset, its size, next_report). Some bytes but fewer than `least`: the capture is
@@ -259,8 +262,10 @@ def _refill(path, source, data, offset: int, next_report: int, needed: int, leas
 
 
 def _truncated(path, count: int, offset: int) -> CaptureError:
-    return CaptureError(f"{path}: truncated after {count} packet{'' if count == 1 else 's'}: "
-                        f"the file ends inside the record at byte {offset}")
+    return CaptureError(
+        f"{path}: truncated after {count} packet{'' if count == 1 else 's'}: "
+        f"the file ends inside the record at byte {offset}"
+    )
 
 
 def _damaged(path, offset: int, what: str) -> CaptureError:
@@ -304,8 +309,9 @@ def _read_pcap(path, source, order: str, scale: float, on_progress) -> Iterator[
             start = offset + 16
             end = start + captured
             if end > size:
-                data, offset, size, next_report = _refill(path, source, data, offset, next_report, 16 + captured,
-                                                          16 + captured, index)
+                data, offset, size, next_report = _refill(
+                    path, source, data, offset, next_report, 16 + captured, 16 + captured, index
+                )
                 start, end = offset + 16, offset + 16 + captured
             frame = data[start:end] if framer is None else framer(data, start, end)
             # Multiplying by 1e-6 or 1e-9 errs far below the precision of the sum.
@@ -345,8 +351,10 @@ class _ByteOrder:
         # The bodies of the blocks with a timestamp: interface, timestamp high and low, captured
         # length, then 4 bytes before the data. The obsolete Packet Block's interface is 16 bits,
         # followed by a drops count that we skip.
-        self.packet = {_EPB: struct.Struct(order + "IIII").unpack_from,
-                       _PB: struct.Struct(order + "HxxIII").unpack_from}
+        self.packet = {
+            _EPB: struct.Struct(order + "IIII").unpack_from,
+            _PB: struct.Struct(order + "HxxIII").unpack_from,
+        }
 
 
 _LITTLE_ENDIAN = struct.pack("<I", 0x1A2B3C4D)
@@ -387,16 +395,22 @@ def _read_pcapng(path, source, on_progress) -> Iterator[tuple[float, bytes, int]
             if length > MAX_RECORD:
                 raise _damaged(path, source.base + offset, f"block of type {block_type} claims {length} bytes")
             if length % 4 or length < _MIN_LENGTH.get(block_type, 12):
-                raise _damaged(path, source.base + offset, f"block of type {block_type} has an impossible length "
-                               f"of {length} bytes")
+                raise _damaged(
+                    path, source.base + offset, f"block of type {block_type} has an impossible length of {length} bytes"
+                )
             end = offset + length
             if end > size:
-                data, offset, size, next_report = _refill(path, source, data, offset, next_report, length, length,
-                                                          index)
+                data, offset, size, next_report = _refill(
+                    path, source, data, offset, next_report, length, length, index
+                )
                 end = offset + length
             if order.u32(data, end - 4)[0] != length:
-                raise _damaged(path, source.base + offset, f"block of type {block_type} has a length of {length} "
-                               f"bytes at its start and {order.u32(data, end - 4)[0]} at its end")
+                raise _damaged(
+                    path,
+                    source.base + offset,
+                    f"block of type {block_type} has a length of {length} "
+                    f"bytes at its start and {order.u32(data, end - 4)[0]} at its end",
+                )
             packet_header = order.packet.get(block_type)
             if packet_header is not None:
                 number, high, low, captured = packet_header(data, offset + 8)
@@ -406,8 +420,11 @@ def _read_pcapng(path, source, on_progress) -> Iterator[tuple[float, bytes, int]
                     raise _no_interface(path, interfaces, number, source.base + offset) from None
                 start = offset + 28
                 if captured > end - 4 - start:
-                    raise _damaged(path, source.base + offset, f"packet {index} claims {captured} captured bytes, "
-                                   f"more than its block holds")
+                    raise _damaged(
+                        path,
+                        source.base + offset,
+                        f"packet {index} claims {captured} captured bytes, more than its block holds",
+                    )
                 time = (high << 32 | low) / units + tsoffset
                 stop = start + captured
                 frame = data[start:stop] if framer is None else framer(data, start, stop)
@@ -440,18 +457,23 @@ def _read_pcapng(path, source, on_progress) -> Iterator[tuple[float, bytes, int]
 
 def _section(path, data, offset: int, base: int) -> _ByteOrder:
     """The byte order of the section whose header block starts at offset, 12 bytes or more."""
-    order = _BYTE_ORDERS.get(data[offset + 8:offset + 12])
+    order = _BYTE_ORDERS.get(data[offset + 8 : offset + 12])
     if order is None:
         raise _damaged(path, base + offset, "section header without a valid byte-order magic")
     if offset + 14 <= len(data) and order.version(data, offset + 12)[0] != 1:
-        raise _damaged(path, base + offset, f"pcapng major version {order.version(data, offset + 12)[0]} "
-                       "is not supported, only 1")
+        raise _damaged(
+            path, base + offset, f"pcapng major version {order.version(data, offset + 12)[0]} is not supported, only 1"
+        )
     return order
 
 
 def _no_interface(path, interfaces: list[_Interface], number: int, offset: int) -> CaptureError:
-    return _damaged(path, offset, f"packet of interface {number}, but its section describes "
-                    f"{len(interfaces)} interface{'' if len(interfaces) == 1 else 's'}")
+    return _damaged(
+        path,
+        offset,
+        f"packet of interface {number}, but its section describes "
+        f"{len(interfaces)} interface{'' if len(interfaces) == 1 else 's'}",
+    )
 
 
 def _interface_block(path, data, offset: int, end: int, order: _ByteOrder, base: int) -> _Interface:

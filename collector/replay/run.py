@@ -42,9 +42,14 @@ class ReplayResult:
     session: Session | None = field(default=None, repr=False)
 
 
-def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None] | None = None,
-           anonymize_key: str | None = None, host: str | None = None,
-           say: Callable[[str], None] | None = None) -> ReplayResult:
+def replay(
+    captures: list[str],
+    log_dir: str,
+    on_progress: Callable[[int], None] | None = None,
+    anonymize_key: str | None = None,
+    host: str | None = None,
+    say: Callable[[str], None] | None = None,
+) -> ReplayResult:
     """Replays `captures` in order into new logs in `log_dir`; `on_progress(bytes)` as they are read,
     counting bytes over all the captures; the line naming the kernel features used, once loaded, to `say`.
 
@@ -58,9 +63,15 @@ def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None]
     try:
         program = CaptureProgram()
         anonymizer = Anonymizer.from_key_file(anonymize_key) if anonymize_key else None
-        header = {"host": host_name(host), "interfaces": list(captures), "netns": None,
-                  "collector_version": __version__, "started": time.time(), "source": "replay",
-                  "anonymization": anonymizer and anonymizer.scheme}
+        header = {
+            "host": host_name(host),
+            "interfaces": list(captures),
+            "netns": None,
+            "collector_version": __version__,
+            "started": time.time(),
+            "source": "replay",
+            "anonymization": anonymizer and anonymizer.scheme,
+        }
         try:
             writer = LogWriter(log_dir, header)
         except OSError as exc:
@@ -77,15 +88,18 @@ def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None]
         program.open_events(session.take, session.on_lost, pages=REPLAY_PAGES, wakeup_events=NO_WAKEUPS)
         runner = TestRunner(program.fd)
         if say is not None:
-            say(f"kernel program relies on {program.features} and BPF_PROG_TEST_RUN; "
-                f"perf buffers lock {locked_bytes(REPLAY_PAGES) >> 20} MiB")
+            say(
+                f"kernel program relies on {program.features} and BPF_PROG_TEST_RUN; "
+                f"perf buffers lock {locked_bytes(REPLAY_PAGES) >> 20} MiB"
+            )
         last_time = 0.0
         done_bytes = 0
         for capture in opened:
             progress = None if on_progress is None else lambda n, base=done_bytes: on_progress(base + n)
             try:
-                last_time = _replay_capture(capture.frames(progress), runner, program, session, packet_times,
-                                            result, last_time)
+                last_time = _replay_capture(
+                    capture.frames(progress), runner, program, session, packet_times, result, last_time
+                )
             except CaptureError as exc:
                 result.errors.append(exc)
             except OSError as exc:
@@ -100,8 +114,9 @@ def replay(captures: list[str], log_dir: str, on_progress: Callable[[int], None]
         program.close()
         writer.close()
     if session.write_error is not None:
-        raise CollectorError(f"log write failed ({session.write_error.strerror}); "
-                             f"{session.unwritten} records not written")
+        raise CollectorError(
+            f"log write failed ({session.write_error.strerror}); {session.unwritten} records not written"
+        )
     return result
 
 
@@ -131,9 +146,15 @@ def _size(path: str) -> int:
         return 0
 
 
-def _replay_capture(source: Iterator[tuple[float, bytes, int]], runner: TestRunner, program: CaptureProgram,
-                    session: Session, packet_times: dict[int, float], result: ReplayResult,
-                    last_time: float) -> float:
+def _replay_capture(
+    source: Iterator[tuple[float, bytes, int]],
+    runner: TestRunner,
+    program: CaptureProgram,
+    session: Session,
+    packet_times: dict[int, float],
+    result: ReplayResult,
+    last_time: float,
+) -> float:
     """Runs one capture's packets, counting them in `result` as they go (an error leaves the counts
     of the packets before it); returns the last packet's time. The loop runs once a frame: its
     counts are locals, and the next settle is a count to reach rather than a modulo to take."""

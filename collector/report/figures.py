@@ -57,8 +57,9 @@ def parse_time(text: str) -> float:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"cannot read {text!r} as a time: give ISO 8601 (2024-05-01T12:00:00Z) "
-                         f"or epoch seconds (1714564800)") from None
+        raise ValueError(
+            f"cannot read {text!r} as a time: give ISO 8601 (2024-05-01T12:00:00Z) or epoch seconds (1714564800)"
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp()
@@ -164,8 +165,10 @@ class Announcements:
         for address, count in pairs.items():
             family, address_class, embedded_class = self.classes[address]
             families[family].count(address_class, embedded_class, count)
-        return {"announcements": self.announcements,
-                **{family: counts.figures() for family, counts in families.items()}}
+        return {
+            "announcements": self.announcements,
+            **{family: counts.figures() for family, counts in families.items()},
+        }
 
 
 class Report:
@@ -280,8 +283,9 @@ class Report:
         connections = sum(map(len, self.connections.values()))
         # Only connections seen to start: with --since, one that started before still announces
         # inside the window, and counting it would let the share pass 100%.
-        announcing = sum(len(tokens.keys() & self.connections.get(host, {}).keys())
-                         for host, tokens in self.client.by_host.items())
+        announcing = sum(
+            len(tokens.keys() & self.connections.get(host, {}).keys()) for host, tokens in self.client.by_host.items()
+        )
         versions = {"v0": 0, "v1": 0}
         for host_connections in self.connections.values():
             for version in host_connections.values():
@@ -307,8 +311,13 @@ class Report:
         }
 
 
-def report(paths: str | os.PathLike | Iterable[str | os.PathLike], *, since: float | None = None,
-           until: float | None = None, on_damage: DamageHandler | None = None) -> dict:
+def report(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    on_damage: DamageHandler | None = None,
+) -> dict:
     """The figures of the log directories (or files) `paths`.
 
     Each log file starts with its header and so stands alone: big logs are read on every CPU, a
@@ -372,8 +381,9 @@ def _joined(parts: list[_Part]) -> bool:
     the next starts, in the state (no damage being skipped, the same host) the next starts in."""
     if any(part.start is None for part in parts):
         return False
-    return all(before.end == after.start and before.host_after == after.host_before
-               for before, after in zip(parts, parts[1:]))
+    return all(
+        before.end == after.start and before.host_after == after.host_before for before, after in zip(parts, parts[1:])
+    )
 
 
 def _read_part(task: _Task, *, since: float | None, until: float | None) -> _Part:
@@ -395,8 +405,10 @@ def _read_part(task: _Task, *, since: float | None, until: float | None) -> _Par
         header = list(first)
         if damage or len(header) != 1 or header[0]["kind"] != "header":
             return apart
-        bounds = [cursor.offset if index == 0 else cursor.frame_from(task.size * index // task.count)
-                  for index in (task.index, task.index + 1)]
+        bounds = [
+            cursor.offset if index == 0 else cursor.frame_from(task.size * index // task.count)
+            for index in (task.index, task.index + 1)
+        ]
         if task.index + 1 == task.count:
             bounds[1] = None  # the last part reads to the end, whatever was appended since
         elif bounds[1] is None:

@@ -39,9 +39,11 @@ def headline(report: dict) -> str:
     """The study's sentences, with our figures."""
     connections = report["connections"]
     if connections:
-        sentences = [f"Over the {connections} observed MPTCP connections, {report['connections_announcing']} "
-                     f"of them ({percent(report['connections_announcing_share'])}) announced at least one "
-                     f"address."]
+        sentences = [
+            f"Over the {connections} observed MPTCP connections, {report['connections_announcing']} "
+            f"of them ({percent(report['connections_announcing_share'])}) announced at least one "
+            f"address."
+        ]
     else:
         sentences = ["No MPTCP connection was observed."]
     for family, name in FAMILY_NAMES.items():
@@ -62,8 +64,11 @@ def headline(report: dict) -> str:
 
 def _class_table(title: str, counts: dict[str, int]) -> Table:
     total = sum(counts.values())
-    return Table(title, ("CLASS", "COUNT", "SHARE"),
-                 [(name, str(count), f"{count / total:.1%}") for name, count in counts.items()])
+    return Table(
+        title,
+        ("CLASS", "COUNT", "SHARE"),
+        [(name, str(count), f"{count / total:.1%}") for name, count in counts.items()],
+    )
 
 
 def _family_tables(report: dict, whose: str) -> Iterator[Table]:
@@ -71,8 +76,10 @@ def _family_tables(report: dict, whose: str) -> Iterator[Table]:
         figures = report[family]
         if not figures["addresses"]:
             continue  # an empty table says no more than its count of 0
-        yield _class_table(f"{name} addresses announced by {whose}: {figures['addresses']}, each once per "
-                           f"connection", figures["classes"])
+        yield _class_table(
+            f"{name} addresses announced by {whose}: {figures['addresses']}, each once per connection",
+            figures["classes"],
+        )
         if figures["embedded"]:
             yield _class_table(f"IPv4 addresses embedded in those {name} addresses", figures["embedded"])
 

@@ -53,24 +53,34 @@ def _add_addr(r: dict) -> str:
     embedded = r["embedded_ipv4"]
     inside = f" (embeds {embedded['address']} {embedded['class']})" if embedded else ""
     what = "echo" if r["echo"] else f"announce by {r['announcer'] or 'unknown'}"
-    return (f"{what} id {r['address_id']} {r['address']}{port} {r['class']}"
-            f"{' global' if r['global'] else ''}{inside} v{r['version']}"
-            f" conn {token_text(r['connection']) or '-'} {_subflow(r)}")
+    return (
+        f"{what} id {r['address_id']} {r['address']}{port} {r['class']}"
+        f"{' global' if r['global'] else ''}{inside} v{r['version']}"
+        f" conn {token_text(r['connection']) or '-'} {_subflow(r)}"
+    )
 
 
 _TEXT = {
     "add_addr": _add_addr,
-    "connection": lambda r: (f"connection {token_text(r['connection'])} v{r['version']} "
-                             f"{_endpoint(r['client'], r['client_port'])} > {_endpoint(r['server'], r['server_port'])}"),
+    "connection": lambda r: (
+        f"connection {token_text(r['connection'])} v{r['version']} "
+        f"{_endpoint(r['client'], r['client_port'])} > {_endpoint(r['server'], r['server_port'])}"
+    ),
     "mp_join": lambda r: f"join conn {token_text(r['connection']) or '-'} id {r['address_id']} {_subflow(r)}",
-    "remove_addr": lambda r: (f"remove ids {','.join(map(str, r['address_ids']))} by {r['announcer'] or 'unknown'} "
-                              f"conn {token_text(r['connection']) or '-'}"),
+    "remove_addr": lambda r: (
+        f"remove ids {','.join(map(str, r['address_ids']))} by {r['announcer'] or 'unknown'} "
+        f"conn {token_text(r['connection']) or '-'}"
+    ),
     "connection_end": lambda r: f"end conn {token_text(r['connection'])} ({r['reason']})",
     "lost": lambda r: f"LOST {r['count']} kernel samples (perf buffer full)",
-    "stats": lambda r: (f"stats: {r['events']} events, {r['announcements']} announcements, {r['lost']} lost, "
-                        f"kernel {r['kernel'].get('packets', 0)} packets {r['kernel'].get('mptcp', 0)} mptcp"),
-    "header": lambda r: (f"log started by {r.get('host')} on {','.join(r.get('interfaces') or [])} "
-                         f"(addaddr {r.get('collector_version')}, {r.get('source')})"),
+    "stats": lambda r: (
+        f"stats: {r['events']} events, {r['announcements']} announcements, {r['lost']} lost, "
+        f"kernel {r['kernel'].get('packets', 0)} packets {r['kernel'].get('mptcp', 0)} mptcp"
+    ),
+    "header": lambda r: (
+        f"log started by {r.get('host')} on {','.join(r.get('interfaces') or [])} "
+        f"(addaddr {r.get('collector_version')}, {r.get('source')})"
+    ),
 }
 
 
@@ -78,6 +88,9 @@ def as_text(record: dict) -> str:
     kind = record.get("kind", "?")
     when = iso_time(record["time"]) if "time" in record else iso_time(record.get("file_started", 0))
     describe = _TEXT.get(kind)
-    body = describe(record) if describe else " ".join(
-        f"{k}={v}" for k, v in as_json(record).items() if k not in ("kind", "time"))
+    body = (
+        describe(record)
+        if describe
+        else " ".join(f"{k}={v}" for k, v in as_json(record).items() if k not in ("kind", "time"))
+    )
     return f"{when} {kind:<14} {body}"

@@ -23,8 +23,12 @@ def test_the_header_names_the_scheme_and_replayed_addresses_map_as_yacryptopan(t
     logs = {}
     for name, options in (("plain", []), ("anonymized", ["--anonymize-key", str(key)])):
         logs[name] = tmp_path / name
-        result = subprocess.run([ADDADDR, "replay", str(capture), "--log-dir", str(logs[name]), *options],
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [ADDADDR, "replay", str(capture), "--log-dir", str(logs[name]), *options],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 0, result.stderr
     plain, anonymized = (list(read_records(logs[name])) for name in ("plain", "anonymized"))
     assert plain[0]["kind"] == anonymized[0]["kind"] == "header"

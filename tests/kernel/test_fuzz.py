@@ -84,8 +84,9 @@ FORMER_DISAGREEMENTS = [
     pytest.param(ether(ETH_P_IPV6, bytes([0x40]) + V6_PACKET[1:]), id="ipv6-version-4"),
     pytest.param(ether(ETH_P_IPV6, V4_PACKET), id="ipv4-packet-under-ipv6-ethertype"),
     pytest.param(
-        ether(ETH_P_IPV6, ipv6("2001:db8::1", "2001:db8::2", IPPROTO_UDP, udp(1, 2),
-                               ext=[hop_by_hop(16)]))[: 14 + 40 + 8],
+        ether(ETH_P_IPV6, ipv6("2001:db8::1", "2001:db8::2", IPPROTO_UDP, udp(1, 2), ext=[hop_by_hop(16)]))[
+            : 14 + 40 + 8
+        ],
         id="ipv6-hop-by-hop-cut-before-udp",
     ),
 ]

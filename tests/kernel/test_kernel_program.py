@@ -179,9 +179,7 @@ def test_option_form_is_emitted(kernel, record, flags, ip_version):
     event = result.events[0]
     check_segment(event, ip_version, flags, MARK)
     # bpf_ktime_get_ns() is CLOCK_MONOTONIC: the event is stamped during the run.
-    assert before <= event.ktime_ns <= after, (
-        f"got ktime_ns {event.ktime_ns}; want within the run, [{before}, {after}]"
-    )
+    assert before <= event.ktime_ns <= after, f"got ktime_ns {event.ktime_ns}; want within the run, [{before}, {after}]"
 
 
 # --- the headers before TCP --------------------------------------------------------------------
@@ -200,10 +198,7 @@ ADD_ADDR = encode(AddAddr(1, 7, V4, 8080, False, THMAC))
 
 # (IP version, keyword arguments for OVER[version])
 HEADER_PATHS = [
-    *(
-        pytest.param(4, {"options": record_route(ihl)}, id=f"ipv4-ihl-{ihl}")
-        for ihl in range(6, 16)
-    ),
+    *(pytest.param(4, {"options": record_route(ihl)}, id=f"ipv4-ihl-{ihl}") for ihl in range(6, 16)),
     pytest.param(4, {"flags": IP_MF}, id="ipv4-first-fragment-mf"),
     pytest.param(4, {"flags": IP_DF}, id="ipv4-dont-fragment"),
     pytest.param(6, {"ext": [hop_by_hop()]}, id="ipv6-hop-by-hop"),
@@ -251,43 +246,42 @@ RM_ADDR_40 = encode(RemoveAddr(tuple(range(37))))  # the whole option space
 
 # (TCP flags, option area, options emitted, counters moved besides packets and events)
 OPTION_AREAS = [
-    pytest.param(ACK, NOP + NOP + TIMESTAMPS + ECHO, [ECHO], mptcp_counters(ECHO),
-                 id="after-nop-nop-timestamps"),
-    pytest.param(SYN, MSS + SACK_PERMITTED + TIMESTAMPS + NOP + WSCALE + MPC_SYN, [MPC_SYN],
-                 mptcp_counters(MPC_SYN), id="syn-after-mss-sack-permitted-timestamps-wscale"),
-    pytest.param(ACK, NOP + NOP + SACK_3_BLOCKS + ECHO, [ECHO], mptcp_counters(ECHO),
-                 id="after-sack-blocks"),
+    pytest.param(ACK, NOP + NOP + TIMESTAMPS + ECHO, [ECHO], mptcp_counters(ECHO), id="after-nop-nop-timestamps"),
+    pytest.param(
+        SYN,
+        MSS + SACK_PERMITTED + TIMESTAMPS + NOP + WSCALE + MPC_SYN,
+        [MPC_SYN],
+        mptcp_counters(MPC_SYN),
+        id="syn-after-mss-sack-permitted-timestamps-wscale",
+    ),
+    pytest.param(ACK, NOP + NOP + SACK_3_BLOCKS + ECHO, [ECHO], mptcp_counters(ECHO), id="after-sack-blocks"),
     pytest.param(ACK, DSS + ECHO, [ECHO], mptcp_counters(DSS, ECHO), id="dss-then-add-addr"),
-    pytest.param(ACK, ECHO + RM_ADDR, [ECHO, RM_ADDR], mptcp_counters(ECHO, RM_ADDR),
-                 id="add-addr-then-rm-addr"),
-    pytest.param(ACK, RM_ADDR + ECHO, [RM_ADDR, ECHO], mptcp_counters(RM_ADDR, ECHO),
-                 id="rm-addr-then-add-addr"),
-    pytest.param(ACK, b"".join(TEN_RM_ADDR), TEN_RM_ADDR, mptcp_counters(*TEN_RM_ADDR),
-                 id="ten-rm-addr-fill-the-area"),
-    pytest.param(ACK, RM_ADDR_40, [RM_ADDR_40], mptcp_counters(RM_ADDR_40),
-                 id="rm-addr-of-40-bytes"),
+    pytest.param(ACK, ECHO + RM_ADDR, [ECHO, RM_ADDR], mptcp_counters(ECHO, RM_ADDR), id="add-addr-then-rm-addr"),
+    pytest.param(ACK, RM_ADDR + ECHO, [RM_ADDR, ECHO], mptcp_counters(RM_ADDR, ECHO), id="rm-addr-then-add-addr"),
+    pytest.param(ACK, b"".join(TEN_RM_ADDR), TEN_RM_ADDR, mptcp_counters(*TEN_RM_ADDR), id="ten-rm-addr-fill-the-area"),
+    pytest.param(ACK, RM_ADDR_40, [RM_ADDR_40], mptcp_counters(RM_ADDR_40), id="rm-addr-of-40-bytes"),
     # A length 0 after EOL would count as malformed if the walk went on.
-    pytest.param(ACK, ECHO + EOL + RM_ADDR + bytes([8, 0]), [ECHO], mptcp_counters(ECHO),
-                 id="garbage-after-eol"),
+    pytest.param(ACK, ECHO + EOL + RM_ADDR + bytes([8, 0]), [ECHO], mptcp_counters(ECHO), id="garbage-after-eol"),
     pytest.param(ACK, EOL + ECHO, [], {"tcp": 1}, id="eol-first"),
-    pytest.param(ACK, MPTCP_LEN_2 + ECHO, [ECHO], {**mptcp_counters(ECHO), "malformed_options": 1},
-                 id="mptcp-len-2-then-add-addr"),
+    pytest.param(
+        ACK,
+        MPTCP_LEN_2 + ECHO,
+        [ECHO],
+        {**mptcp_counters(ECHO), "malformed_options": 1},
+        id="mptcp-len-2-then-add-addr",
+    ),
     pytest.param(ACK, DSS, [], mptcp_counters(DSS), id="dss-only"),
     pytest.param(ACK, MP_PRIO, [], mptcp_counters(MP_PRIO), id="mp-prio-only"),
     pytest.param(ACK, MP_FAIL, [], mptcp_counters(MP_FAIL), id="mp-fail-only"),
     pytest.param(ACK, SUBTYPE_15, [], mptcp_counters(SUBTYPE_15), id="subtype-15-only"),
     # Every flag but FIN and RST: DSS stays uninteresting.
-    pytest.param(CWR | ECE | URG | ACK | PSH | SYN, DSS, [], mptcp_counters(DSS),
-                 id="dss-with-every-other-flag"),
+    pytest.param(CWR | ECE | URG | ACK | PSH | SYN, DSS, [], mptcp_counters(DSS), id="dss-with-every-other-flag"),
     pytest.param(FIN | ACK, DSS, [DSS], mptcp_counters(DSS), id="dss-on-fin"),
     pytest.param(RST, DSS, [DSS], mptcp_counters(DSS), id="dss-on-rst"),
     pytest.param(RST | ACK, MP_PRIO, [MP_PRIO], mptcp_counters(MP_PRIO), id="mp-prio-on-rst"),
-    pytest.param(FIN | ACK, DSS + DSS_2, [DSS], mptcp_counters(DSS, DSS_2),
-                 id="fin-dss-then-dss-first-only"),
-    pytest.param(FIN | ACK, ECHO + DSS, [ECHO], mptcp_counters(ECHO, DSS),
-                 id="fin-add-addr-then-dss"),
-    pytest.param(FIN | ACK, DSS + ECHO, [DSS, ECHO], mptcp_counters(DSS, ECHO),
-                 id="fin-dss-then-add-addr"),
+    pytest.param(FIN | ACK, DSS + DSS_2, [DSS], mptcp_counters(DSS, DSS_2), id="fin-dss-then-dss-first-only"),
+    pytest.param(FIN | ACK, ECHO + DSS, [ECHO], mptcp_counters(ECHO, DSS), id="fin-add-addr-then-dss"),
+    pytest.param(FIN | ACK, DSS + ECHO, [DSS, ECHO], mptcp_counters(DSS, ECHO), id="fin-dss-then-add-addr"),
 ]
 
 
@@ -322,50 +316,46 @@ SKIPPED = [
     # A length 0 or 1 would never advance the walk: it ends there, before the ADD_ADDR.
     pytest.param(over_ipv4(segment(bytes([8, 0]) + ECHO)), MALFORMED, id="option-length-0"),
     pytest.param(over_ipv4(segment(bytes([8, 1]) + ECHO)), MALFORMED, id="option-length-1"),
-    pytest.param(over_ipv4(segment(NOP + NOP + TIMESTAMPS[:6])), MALFORMED,
-                 id="timestamps-past-header"),
-    pytest.param(over_ipv4(segment(bytes([30, 12]) + ECHO[2:])), MALFORMED,
-                 id="mptcp-past-header"),
+    pytest.param(over_ipv4(segment(NOP + NOP + TIMESTAMPS[:6])), MALFORMED, id="timestamps-past-header"),
+    pytest.param(over_ipv4(segment(bytes([30, 12]) + ECHO[2:])), MALFORMED, id="mptcp-past-header"),
     pytest.param(over_ipv4(segment(NOP * 3 + bytes([30]))), MALFORMED, id="kind-without-length"),
-    pytest.param(over_ipv4(segment(MPTCP_LEN_2 + NOP + NOP)),
-                 {"tcp": 1, "mptcp": 1, "malformed_options": 1}, id="mptcp-length-2"),
+    pytest.param(
+        over_ipv4(segment(MPTCP_LEN_2 + NOP + NOP)), {"tcp": 1, "mptcp": 1, "malformed_options": 1}, id="mptcp-length-2"
+    ),
     pytest.param(over_ipv4(segment()), {"tcp": 1}, id="tcp-no-options-ipv4"),
     pytest.param(over_ipv6(segment()), {"tcp": 1}, id="tcp-no-options-ipv6"),
     pytest.param(over_ipv4(GOOD, ihl=4), UNPARSED, id="ihl-4"),
     pytest.param(over_ipv4(GOOD, ihl=0), UNPARSED, id="ihl-0"),
     pytest.param(over_ipv4(segment(), ihl=15), UNPARSED, id="ihl-15-past-packet-end"),
-    pytest.param(over_ipv4(GOOD, tags=VLAN)[: TAG_LEN + ETH_IPV4_LEN - 1], UNPARSED,
-                 id="ipv4-header-cut"),
-    pytest.param(over_ipv4(GOOD, options=record_route(8))[: ETH_IPV4_LEN + 4], UNPARSED,
-                 id="ipv4-options-cut"),
+    pytest.param(over_ipv4(GOOD, tags=VLAN)[: TAG_LEN + ETH_IPV4_LEN - 1], UNPARSED, id="ipv4-header-cut"),
+    pytest.param(over_ipv4(GOOD, options=record_route(8))[: ETH_IPV4_LEN + 4], UNPARSED, id="ipv4-options-cut"),
     pytest.param(ether(ETH_P_IP, b"", tags=VLAN), UNPARSED, id="no-ip-header"),
     pytest.param(ether(ETH_P_8021Q, b"\x00\x0a"), UNPARSED, id="vlan-tag-cut"),
     pytest.param(ether(ETH_P_8021AD, b"\x00\x64\x81\x00\x00"), UNPARSED, id="qinq-inner-tag-cut"),
     pytest.param(over_ipv4(GOOD, frag_offset=1, flags=IP_MF), FRAGMENT, id="ipv4-second-fragment"),
     pytest.param(over_ipv4(GOOD, frag_offset=185), FRAGMENT, id="ipv4-last-fragment"),
-    pytest.param(over_ipv6(GOOD, ext=[fragment(1, more=True)]), FRAGMENT,
-                 id="ipv6-second-fragment"),
-    pytest.param(over_ipv6(GOOD, ext=[hop_by_hop(), fragment(185)]), FRAGMENT,
-                 id="ipv6-last-fragment-after-hop-by-hop"),
-    pytest.param(over_ipv6(GOOD, tags=VLAN)[: TAG_LEN + ETH_IPV6_LEN - 1], UNPARSED,
-                 id="ipv6-header-cut"),
-    pytest.param(over_ipv6(GOOD, ext=[hop_by_hop()])[:ETH_IPV6_LEN], UNPARSED,
-                 id="ipv6-chain-cut-before-ext"),
-    pytest.param(over_ipv6(GOOD, ext=[routing(16)])[: ETH_IPV6_LEN + 12], UNPARSED,
-                 id="ipv6-chain-cut-inside-ext"),
-    pytest.param(over_ipv6(GOOD, ext=[fragment(0)])[: ETH_IPV6_LEN + 7], UNPARSED,
-                 id="ipv6-fragment-header-cut"),
+    pytest.param(over_ipv6(GOOD, ext=[fragment(1, more=True)]), FRAGMENT, id="ipv6-second-fragment"),
+    pytest.param(
+        over_ipv6(GOOD, ext=[hop_by_hop(), fragment(185)]), FRAGMENT, id="ipv6-last-fragment-after-hop-by-hop"
+    ),
+    pytest.param(over_ipv6(GOOD, tags=VLAN)[: TAG_LEN + ETH_IPV6_LEN - 1], UNPARSED, id="ipv6-header-cut"),
+    pytest.param(over_ipv6(GOOD, ext=[hop_by_hop()])[:ETH_IPV6_LEN], UNPARSED, id="ipv6-chain-cut-before-ext"),
+    pytest.param(over_ipv6(GOOD, ext=[routing(16)])[: ETH_IPV6_LEN + 12], UNPARSED, id="ipv6-chain-cut-inside-ext"),
+    pytest.param(over_ipv6(GOOD, ext=[fragment(0)])[: ETH_IPV6_LEN + 7], UNPARSED, id="ipv6-fragment-header-cut"),
     pytest.param(over_ipv6(GOOD, ext=CHAIN + [dest_options()]), UNPARSED, id="ipv6-chain-of-7"),
-    pytest.param(ether(ETH_P_IP, ipv4(*ADDRESSES[4], IPPROTO_UDP, udp(5353, 5353, b"x"))),
-                 NOT_TCP, id="udp-ipv4"),
-    pytest.param(ether(ETH_P_IPV6, ipv6(*ADDRESSES[6], IPPROTO_UDP, udp(5353, 5353, b"x"))),
-                 NOT_TCP, id="udp-ipv6"),
-    pytest.param(ether(ETH_P_IP, ipv4(*ADDRESSES[4], IPPROTO_ICMP, icmp_echo())), NOT_TCP,
-                 id="icmp"),
-    pytest.param(ether(ETH_P_IPV6, ipv6(*ADDRESSES[6], IPPROTO_ICMPV6, bytes([128, 0]) + bytes(6),
-                                        ext=[hop_by_hop()])), NOT_TCP, id="icmpv6-after-ext"),
-    pytest.param(ether(ETH_P_IPV6, ipv6(*ADDRESSES[6], IPPROTO_NONE, b"", ext=[dest_options()])),
-                 NOT_TCP, id="ipv6-no-next-header"),
+    pytest.param(ether(ETH_P_IP, ipv4(*ADDRESSES[4], IPPROTO_UDP, udp(5353, 5353, b"x"))), NOT_TCP, id="udp-ipv4"),
+    pytest.param(ether(ETH_P_IPV6, ipv6(*ADDRESSES[6], IPPROTO_UDP, udp(5353, 5353, b"x"))), NOT_TCP, id="udp-ipv6"),
+    pytest.param(ether(ETH_P_IP, ipv4(*ADDRESSES[4], IPPROTO_ICMP, icmp_echo())), NOT_TCP, id="icmp"),
+    pytest.param(
+        ether(ETH_P_IPV6, ipv6(*ADDRESSES[6], IPPROTO_ICMPV6, bytes([128, 0]) + bytes(6), ext=[hop_by_hop()])),
+        NOT_TCP,
+        id="icmpv6-after-ext",
+    ),
+    pytest.param(
+        ether(ETH_P_IPV6, ipv6(*ADDRESSES[6], IPPROTO_NONE, b"", ext=[dest_options()])),
+        NOT_TCP,
+        id="ipv6-no-next-header",
+    ),
     pytest.param(ether(ETH_P_ARP, arp(*ADDRESSES[4])), NOT_TCP, id="arp"),
     pytest.param(ether(0x88CC, bytes(46)), NOT_TCP, id="lldp"),
     # Deeper than the two tags parsed: the third TPID reads as an unknown EtherType.
@@ -393,7 +383,10 @@ def test_runner_longer_frame_after_shorter(loaded_program):
 # always takes skb->protocol from bytes 12-13 of the frame (eth_type_trans), which in a raw IP
 # packet fall in the source address: these sources spell the EtherType there, as a device would set it.
 RAW_SOURCES = {4: ("8.0.2.1", "198.51.100.2"), 6: ("2001:db8:86dd::1", "2001:db8:1::2")}
-RAW_IP = {4: lambda seg: ipv4(*RAW_SOURCES[4], IPPROTO_TCP, seg), 6: lambda seg: ipv6(*RAW_SOURCES[6], IPPROTO_TCP, seg)}
+RAW_IP = {
+    4: lambda seg: ipv4(*RAW_SOURCES[4], IPPROTO_TCP, seg),
+    6: lambda seg: ipv6(*RAW_SOURCES[6], IPPROTO_TCP, seg),
+}
 
 
 @pytest.mark.parametrize("ip_version", [4, 6], ids=["ipv4", "ipv6"])
@@ -427,4 +420,4 @@ def test_raw_ip_version_contradicting_the_protocol_is_unparsed(kernel):
 
 def test_raw_ip_truncated_tcp_header_is_unparsed(kernel):
     frame = RAW_IP[4](segment(ADD_ADDR))
-    check(kernel.run(frame[:20 + 30], ethernet=False), unparsed=1)
+    check(kernel.run(frame[: 20 + 30], ethernet=False), unparsed=1)

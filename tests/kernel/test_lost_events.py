@@ -19,8 +19,9 @@ from collector.pipeline.session import Session
 from tests.support.log_records import lost_records
 
 OPTION = encode(AddAddr(1, 7, IPv4Address("203.0.113.9"), None, False, bytes(8)))
-FRAME = ether(ETH_P_IP, ipv4("192.0.2.1", "198.51.100.2", IPPROTO_TCP,
-                             tcp(43210, 443, seq=1, ack=1, flags=ACK, options=OPTION)))
+FRAME = ether(
+    ETH_P_IP, ipv4("192.0.2.1", "198.51.100.2", IPPROTO_TCP, tcp(43210, 443, seq=1, ack=1, flags=ACK, options=OPTION))
+)
 RUNS = 2000
 
 
@@ -66,7 +67,9 @@ def test_a_full_perf_buffer_is_counted_once(tmp_path, monkeypatch, direct):
     assert errors > 0, "got no event_errors: the buffer never filled"
     assert len(received) + errors == RUNS + 1, f"got {len(received)} events read and {errors} lost of {RUNS + 1}"
     assert {event.option for event in received} == {OPTION}, "got events read wrong around the lost record"
-    assert session.perf_lost == errors, f"got perf lost {session.perf_lost}, event_errors {errors}: want one loss seen by both"
+    assert session.perf_lost == errors, (
+        f"got perf lost {session.perf_lost}, event_errors {errors}: want one loss seen by both"
+    )
     assert stats["lost"] == sum(lost_records(tmp_path)) == errors, "got the loss counted twice or not at all"
 
 

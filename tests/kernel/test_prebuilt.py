@@ -36,8 +36,9 @@ def test_object_is_built_from_the_sources_byte_for_byte(tmp_path):
     assert shutil.which("clang-14"), "clang-14 is missing: scripts/setup --test installs it"
     rebuilt = tmp_path / "addaddr.bpf.o"
     subprocess.run([str(REPO / "scripts" / "build-bpf"), str(rebuilt)], check=True, capture_output=True)
-    assert rebuilt.read_bytes() == OBJECT.read_bytes(), \
+    assert rebuilt.read_bytes() == OBJECT.read_bytes(), (
         f"{OBJECT} is not what bpf/ builds to: run scripts/build-bpf and commit the object"
+    )
 
 
 # --- bpf/event.h and the ctypes structs ---------------------------------------------------------------
@@ -49,8 +50,10 @@ def header_layout(text: str, struct: str) -> list[tuple[str, int, int]]:
     """(name, bits, count) for each field of `struct` in a C header of __uN fields and N-sized arrays."""
     defines = dict(re.findall(r"#define (\w+) (\d+)", text))
     body = re.search(rf"struct {struct} \{{(.*?)\}};", text, re.S).group(1)
-    return [(name, int(bits), int(defines.get(count, count)) if count else 1)
-            for bits, name, count in re.findall(r"^\s*__u(8|16|32|64) (\w+)(?:\[(\w+)\])?;", body, re.M)]
+    return [
+        (name, int(bits), int(defines.get(count, count)) if count else 1)
+        for bits, name, count in re.findall(r"^\s*__u(8|16|32|64) (\w+)(?:\[(\w+)\])?;", body, re.M)
+    ]
 
 
 def ctypes_layout(structure: type[ctypes.Structure]) -> list[tuple[str, int, int]]:
@@ -64,8 +67,9 @@ def ctypes_layout(structure: type[ctypes.Structure]) -> list[tuple[str, int, int
 @pytest.mark.parametrize("struct, structure", [("mptcp_event", MptcpEvent), ("capture_counters", CaptureCounters)])
 def test_ctypes_structs_follow_event_h(struct, structure):
     text = EVENT_H.read_text()
-    assert ctypes_layout(structure) == header_layout(text, struct), \
+    assert ctypes_layout(structure) == header_layout(text, struct), (
         f"{structure.__name__} and struct {struct} of {EVENT_H} drifted apart: change both"
+    )
 
 
 def test_a_drifted_header_is_told():
@@ -84,8 +88,9 @@ class Twin:
         self.program = CaptureProgram(compile=compile)
         self.events: list = []
         self.lost = 0
-        self.program.open_events(lambda events: self.events.extend(e._replace(ktime_ns=0) for e in events),
-                                 self._lost, pages=64)
+        self.program.open_events(
+            lambda events: self.events.extend(e._replace(ktime_ns=0) for e in events), self._lost, pages=64
+        )
         self.runner = TestRunner(self.program.fd)
 
     def _lost(self, count: int) -> None:
@@ -193,8 +198,21 @@ char LICENSE[] __attribute__((section("license"), used)) = "GPL";
 def test_a_verifier_refusal_is_one_line_and_the_log_is_kept(tmp_path):
     source, built = tmp_path / "refused.c", tmp_path / "refused.o"
     source.write_text(REFUSED_PROGRAM)
-    subprocess.run(["clang-14", "-target", "bpfel", "-O2", "-g", "-I/usr/include/x86_64-linux-gnu", "-c",
-                    str(source), "-o", str(built)], check=True)
+    subprocess.run(
+        [
+            "clang-14",
+            "-target",
+            "bpfel",
+            "-O2",
+            "-g",
+            "-I/usr/include/x86_64-linux-gnu",
+            "-c",
+            str(source),
+            "-o",
+            str(built),
+        ],
+        check=True,
+    )
     with pytest.raises(CollectorError) as refused:
         BpfObject(str(built), ("unchecked",))
     message = str(refused.value)
@@ -211,33 +229,49 @@ def test_a_verifier_refusal_is_one_line_and_the_log_is_kept(tmp_path):
 @root_only
 def test_loading_prints_nothing():
     """libbpf's messages are kept, not printed: an ordinary load leaves stderr to addaddr."""
-    result = subprocess.run([sys.executable, "-c", "from collector.kernel.program import CaptureProgram; "
-                             "CaptureProgram().close()"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", "from collector.kernel.program import CaptureProgram; CaptureProgram().close()"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert (result.returncode, result.stderr) == (0, "")
 
 
 def test_missing_libbpf_is_one_line_naming_the_package(tmp_path):
-    code = ("import sys, collector.kernel.libbpf as l; l.LIBRARY = 'libbpf.so.999'; from collector.cli import main; "
-            "sys.argv = ['addaddr', 'replay', sys.argv[1], '--log-dir', sys.argv[2]]; main()")
+    code = (
+        "import sys, collector.kernel.libbpf as l; l.LIBRARY = 'libbpf.so.999'; from collector.cli import main; "
+        "sys.argv = ['addaddr', 'replay', sys.argv[1], '--log-dir', sys.argv[2]]; main()"
+    )
     capture = tmp_path / "c.pcap"
     capture.write_bytes(scenario().capture.pcap()[0])
-    result = subprocess.run([sys.executable, "-c", code, str(capture), str(tmp_path / "logs")],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "apt-get install libbpf1" in result.stderr, \
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(capture), str(tmp_path / "logs")], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "apt-get install libbpf1" in result.stderr, (
         f"got {result.returncode}: {result.stderr!r}"
+    )
 
 
 def test_compile_without_bcc_names_the_setup_that_brings_it(tmp_path):
     """An install without bcc (a wheel, or plain scripts/setup) asked for the bcc build: one line naming
     `scripts/setup --test`, which is what installs bcc."""
-    code = ("import sys; sys.modules['bcc'] = None; from collector.cli import main; "
-            "sys.argv = ['addaddr', 'replay', sys.argv[1], '--log-dir', sys.argv[2]]; main()")
+    code = (
+        "import sys; sys.modules['bcc'] = None; from collector.cli import main; "
+        "sys.argv = ['addaddr', 'replay', sys.argv[1], '--log-dir', sys.argv[2]]; main()"
+    )
     capture = tmp_path / "c.pcap"
     capture.write_bytes(scenario().capture.pcap()[0])
-    result = subprocess.run([sys.executable, "-c", code, str(capture), str(tmp_path / "logs")], capture_output=True,
-                            text=True, timeout=60, env={**os.environ, "ADDADDR_COMPILE": "1"})
-    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "scripts/setup --test" in result.stderr, \
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(capture), str(tmp_path / "logs")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "ADDADDR_COMPILE": "1"},
+    )
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "scripts/setup --test" in result.stderr, (
         f"got {result.returncode}: {result.stderr!r}"
+    )
 
 
 @root_only
@@ -254,8 +288,13 @@ def test_compile_without_headers_names_the_setup_that_links_them(tmp_path):
     capture.write_bytes(scenario().capture.pcap()[0])
     script = f'mount --bind "$1" "{build}" && shift && exec "$@"'
     replay = [ADDADDR, "replay", str(capture), "--log-dir", str(tmp_path / "logs")]
-    result = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", str(empty), *replay], capture_output=True,
-                            text=True, timeout=120, env={**os.environ, "ADDADDR_COMPILE": "1"})
+    result = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", script, "sh", str(empty), *replay],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "ADDADDR_COMPILE": "1"},
+    )
     last = result.stderr.strip().splitlines()[-1]
     assert result.returncode == 1 and "scripts/setup --test" in last, f"got {result.returncode}: {result.stderr!r}"
 
@@ -270,13 +309,27 @@ def test_without_privilege_replay_says_so():
         capture = shared / "scenario.pcap"
         capture.write_bytes(scenario().capture.pcap()[0])
         capture.chmod(0o644)
-        result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ADDADDR, "replay",
-                                 str(capture), "--log-dir", str(shared / "logs")], capture_output=True, text=True,
-                                timeout=60)
+        result = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                ADDADDR,
+                "replay",
+                str(capture),
+                "--log-dir",
+                str(shared / "logs"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         shutil.rmtree(shared)
-    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "BPF needs root" in result.stderr, \
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "BPF needs root" in result.stderr, (
         f"got {result.returncode}: {result.stderr!r}"
+    )
 
 
 @root_only
@@ -286,13 +339,16 @@ def test_without_perfmon_replay_names_the_privilege(tmp_path):
     capture = tmp_path / "scenario.pcap"
     capture.write_bytes(scenario().capture.pcap()[0])
     bpf_and_net_admin = ["setpriv", "--bounding-set=-all,+bpf,+net_admin", "--inh-caps=-all", "--"]
-    result = subprocess.run([*bpf_and_net_admin, ADDADDR, "replay", str(capture), "--log-dir", str(tmp_path / "logs")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [*bpf_and_net_admin, ADDADDR, "replay", str(capture), "--log-dir", str(tmp_path / "logs")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1 and result.stderr.count("\n") == 1, f"got {result.returncode}: {result.stderr!r}"
     assert "CAP_PERFMON" in result.stderr and "the kernel refused" not in result.stderr, result.stderr
     # sudo cannot help root: the remedy is the bounding set.
     assert "CapabilityBoundingSet" in result.stderr and "sudo" not in result.stderr, result.stderr
-
 
 
 @root_only
@@ -301,8 +357,12 @@ def test_replay_past_the_memlock_limit_says_how_to_lift_it(tmp_path):
     capture = tmp_path / "scenario.pcap"
     capture.write_bytes(scenario().capture.pcap()[0])
     no_ipc_lock = ["setpriv", "--bounding-set=-ipc_lock", "--inh-caps=-all", "--"]
-    result = subprocess.run([*no_ipc_lock, ADDADDR, "replay", str(capture), "--log-dir", str(tmp_path / "logs")],
-                            capture_output=True, text=True, timeout=60,
-                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_MEMLOCK, (64 << 10, 64 << 10)))
+    result = subprocess.run(
+        [*no_ipc_lock, ADDADDR, "replay", str(capture), "--log-dir", str(tmp_path / "logs")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_MEMLOCK, (64 << 10, 64 << 10)),
+    )
     assert result.returncode == 1 and result.stderr.count("\n") == 1, f"got {result.returncode}: {result.stderr!r}"
     assert "ulimit -l" in result.stderr and "fewer pages" not in result.stderr, result.stderr

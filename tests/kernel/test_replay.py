@@ -26,14 +26,26 @@ from tests.support.paths import ADDADDR, PUBLIC_CAPTURES
 from tests.support.capture_writer import LINKTYPE_IEEE802_11, PcapngWriter, PcapWriter
 from collector.addresses.classify import classify
 from collector.report.render import iso_time
-from tests.support.replay_fixtures import ADDRESS_A, ADDRESS_B, STEP_NS, T0_NS, Capture, add_addr_hmac, oversized, scenario
+from tests.support.replay_fixtures import (
+    ADDRESS_A,
+    ADDRESS_B,
+    STEP_NS,
+    T0_NS,
+    Capture,
+    add_addr_hmac,
+    oversized,
+    scenario,
+)
 from tests.support.commands import addaddr, assert_succeeded, replay, replay_stats, report, tail
 from tests.support.tshark import assert_report_matches_tshark, tshark_figures
 from tests.support.waiting import wait_for_line
 
 # The module's fixtures replay every capture (a bcc compile each) inside their first test's time limit.
-pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="replay loads the kernel program: needs root"),
-              pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="replay loads the kernel program: needs root"),
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+]
 
 NO_PUBLIC_CAPTURES = f"no public captures: {PUBLIC_CAPTURES} (the project's shared/) is absent"
 # Replays at once: each spends ~2 s of CPU compiling the kernel program.
@@ -41,6 +53,7 @@ PARALLEL = max(2, os.cpu_count() or 2)
 
 
 # --- the command line (tests/support/commands.py has the rest) ---------------------------------------
+
 
 def replay_all(jobs: dict) -> dict:
     """{key: (captures, log_dir, options...)} -> {key: CompletedProcess}, several replays at a time."""
@@ -54,6 +67,7 @@ def add_addrs(records: list[dict]) -> list[dict]:
 
 
 # --- the replays that need no testbed, run together: each spends ~2 s compiling the kernel program ---
+
 
 @pytest.fixture(scope="module")
 def offline(tmp_path_factory):
@@ -71,14 +85,21 @@ def offline(tmp_path_factory):
         jobs[f"bad {name}"] = ([path, pcaps["good"]], tmp / f"bad-{i}")
     if PUBLIC_CAPTURES.is_dir():
         for table in sorted(PUBLIC_CAPTURES.glob("*.pcap.addaddr.csv")):
-            jobs[f"public {table.name}"] = ([table.with_name(table.name.removesuffix(".addaddr.csv"))],
-                                            tmp / table.name)
+            jobs[f"public {table.name}"] = (
+                [table.with_name(table.name.removesuffix(".addaddr.csv"))],
+                tmp / table.name,
+            )
     results = replay_all(jobs)
-    return {**{name: (results[name], jobs[name][1]) for name in jobs},
-            "scenarios": scenarios, "pcaps": pcaps, "bad": bad}
+    return {
+        **{name: (results[name], jobs[name][1]) for name in jobs},
+        "scenarios": scenarios,
+        "pcaps": pcaps,
+        "bad": bad,
+    }
 
 
 # --- 2. public captures: every row of the ground-truth tables, and nothing else -----------------------
+
 
 def public_tables() -> list:
     if not PUBLIC_CAPTURES.is_dir():
@@ -90,15 +111,33 @@ def public_tables() -> list:
 
 
 def table_row(row: dict) -> tuple:
-    return (row["src"], int(row["sport"]), row["dst"], int(row["dport"]), int(row["version"].removeprefix("v")),
-            row["echo"] == "1", int(row["addr_id"]), ip_address(row["address"]),
-            int(row["port"]) if row["port"] else None, bytes.fromhex(row["hmac"]) if row["hmac"] else None)
+    return (
+        row["src"],
+        int(row["sport"]),
+        row["dst"],
+        int(row["dport"]),
+        int(row["version"].removeprefix("v")),
+        row["echo"] == "1",
+        int(row["addr_id"]),
+        ip_address(row["address"]),
+        int(row["port"]) if row["port"] else None,
+        bytes.fromhex(row["hmac"]) if row["hmac"] else None,
+    )
 
 
 def record_row(record: dict) -> tuple:
-    return (record["src"], record["sport"], record["dst"], record["dport"], record["version"], record["echo"],
-            record["address_id"], ip_address(record["address"]), record["port"],
-            bytes.fromhex(record["hmac"]) if record["hmac"] is not None else None)
+    return (
+        record["src"],
+        record["sport"],
+        record["dst"],
+        record["dport"],
+        record["version"],
+        record["echo"],
+        record["address_id"],
+        ip_address(record["address"]),
+        record["port"],
+        bytes.fromhex(record["hmac"]) if record["hmac"] is not None else None,
+    )
 
 
 @pytest.mark.parametrize("table", public_tables(), ids=lambda table: getattr(table, "name", None))
@@ -116,22 +155,48 @@ def test_public_capture_logs_every_add_addr_of_its_table(table, offline):
 
 # --- 3. a crafted capture of every announcement case --------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def crafted(offline):
     result, log_dir = offline["crafted"]
-    return {"scenario": offline["scenarios"]["crafted"], "pcap": offline["pcaps"]["crafted"], "logs": log_dir,
-            "result": result}
+    return {
+        "scenario": offline["scenarios"]["crafted"],
+        "pcap": offline["pcaps"]["crafted"],
+        "logs": log_dir,
+        "result": result,
+    }
 
 
 def sent_row(sent, token: int | None) -> tuple:
-    return (sent.src, sent.sport, sent.dst, sent.dport, f"{token:08x}", sent.announcer, sent.subflow,
-            sent.echo, sent.address_id, sent.address, None if sent.hmac is None else sent.hmac.hex())
+    return (
+        sent.src,
+        sent.sport,
+        sent.dst,
+        sent.dport,
+        f"{token:08x}",
+        sent.announcer,
+        sent.subflow,
+        sent.echo,
+        sent.address_id,
+        sent.address,
+        None if sent.hmac is None else sent.hmac.hex(),
+    )
 
 
 def logged_row(record: dict) -> tuple:
-    return (record["src"], record["sport"], record["dst"], record["dport"], record["connection"],
-            record["announcer"], record["subflow"], record["echo"], record["address_id"], record["address"],
-            record["hmac"])
+    return (
+        record["src"],
+        record["sport"],
+        record["dst"],
+        record["dport"],
+        record["connection"],
+        record["announcer"],
+        record["subflow"],
+        record["echo"],
+        record["address_id"],
+        record["address"],
+        record["hmac"],
+    )
 
 
 def test_crafted_capture_reports_the_figures_worked_out_by_hand(crafted):
@@ -139,8 +204,16 @@ def test_crafted_capture_reports_the_figures_worked_out_by_hand(crafted):
     got = report(crafted["logs"])
     # Connection 1's client: A, A retransmitted, A on the join; connection 2's: A. 4 announcements,
     # 2 (connection, address) pairs, 1 distinct address. The server: B once. Echoes count nowhere.
-    want = {"connections": 2, "attempts": 0, "connections_announcing": 2, "announcements": 4,
-            "distinct_addresses": 1, "with_port": 0, "versions": {"v0": 0, "v1": 2}, "unattributed": 0}
+    want = {
+        "connections": 2,
+        "attempts": 0,
+        "connections_announcing": 2,
+        "announcements": 4,
+        "distinct_addresses": 1,
+        "with_port": 0,
+        "versions": {"v0": 0, "v1": 2},
+        "unattributed": 0,
+    }
     for key, value in want.items():
         assert got[key] == value, f"got {key} {got[key]}; want {value}"
     a_class, b_class = classify(ADDRESS_A).address_class, classify(ADDRESS_B).address_class
@@ -149,8 +222,9 @@ def test_crafted_capture_reports_the_figures_worked_out_by_hand(crafted):
     assert got["ipv6"]["addresses"] == 0, f"got ipv6.addresses {got['ipv6']['addresses']}; want 0"
     server = got["server_announced"]
     assert server["announcements"] == 1, f"got server announcements {server['announcements']}; want 1 (B)"
-    assert (server["ipv4"]["addresses"], server["ipv4"]["classes"]) == (1, {b_class: 1}), \
+    assert (server["ipv4"]["addresses"], server["ipv4"]["classes"]) == (1, {b_class: 1}), (
         f"got server ipv4 {server['ipv4']}; want B once, class {b_class}"
+    )
 
 
 def test_crafted_capture_logs_each_add_addr_with_its_connection(crafted):
@@ -160,7 +234,7 @@ def test_crafted_capture_logs_each_add_addr_with_its_connection(crafted):
     # The two first connection's options before c2's handshake belong to it; c2's one to c2.
     c2_start = made.capture.index("c2 SYN")
     want = [sent_row(s, token1) for s in made.capture.sent(c2_start)]
-    want += [sent_row(s, token2) for s in sent[len(want):]]
+    want += [sent_row(s, token2) for s in sent[len(want) :]]
     records = tail(crafted["logs"])
     got = [logged_row(r) for r in add_addrs(records)]
     assert got == want, f"got add_addr records {got}; want {want}"
@@ -168,8 +242,9 @@ def test_crafted_capture_logs_each_add_addr_with_its_connection(crafted):
     want_hmac = add_addr_hmac(0x1111_0000_0000_0000 + 40000, 0x2222_0000_0000_0000 + 40000, 1, ADDRESS_A, None)
     assert announcement["hmac"] == want_hmac.hex(), f"got hmac {announcement['hmac']}; want {want_hmac.hex()}"
     connections = [r["connection"] for r in records if r["kind"] == "connection"]
-    assert connections == [f"{token1:08x}", f"{token2:08x}"], \
+    assert connections == [f"{token1:08x}", f"{token2:08x}"], (
         f"got connection records {connections}; want {token1:08x}, {token2:08x}"
+    )
     joins = [(r["connection"], r["token"]) for r in records if r["kind"] == "mp_join"]
     assert joins == [(f"{token1:08x}", f"{token1:08x}")], f"got joins {joins}; want one, of connection 1"
 
@@ -196,8 +271,9 @@ def test_frame_longer_than_a_test_run_takes_is_replayed(offline):
     token = f"{offline['scenarios']['oversized'].tokens[0]:08x}"
     got = report(log_dir)
     figures = (got["connections"], got["connections_announcing"], got["announcements"], got["unattributed"])
-    assert figures == (1, 1, 1, 0), \
+    assert figures == (1, 1, 1, 0), (
         f"got connections, announcing, announcements, unattributed {figures}; want (1, 1, 1, 0)"
+    )
     assert_succeeded(result)
     records = tail(log_dir)
     logged = [(r["kind"], r["connection"]) for r in records if r["kind"] in ("connection", "add_addr")]
@@ -209,8 +285,9 @@ def test_report_of_a_replay_spans_the_capture(crafted):
     made = crafted["scenario"].capture
     first = iso_time(made.time_of(made.index("c1 third ACK")))  # the first record: connection 1
     last = iso_time(made.time_of(len(made.packets) - 1))  # connection 1 ends (shutdown) at the last packet
-    assert (got["first_seen"], got["last_seen"]) == (first, last), \
+    assert (got["first_seen"], got["last_seen"]) == (first, last), (
         f"got first/last seen {got['first_seen']}, {got['last_seen']}; want {first}, {last}"
+    )
 
 
 NAMED_HOST = "edge-7.fleet"
@@ -220,8 +297,9 @@ def test_host_option_names_the_logs_host(offline):
     result, log_dir = offline["named host"]
     assert_succeeded(result)
     headers = [r for r in tail(log_dir) if r["kind"] == "header"]
-    assert headers and all(h["host"] == NAMED_HOST for h in headers), \
+    assert headers and all(h["host"] == NAMED_HOST for h in headers), (
         f"got header hosts {[h['host'] for h in headers]}; want {NAMED_HOST!r} in each"
+    )
 
 
 def test_host_without_a_name_is_a_usage_error(tmp_path):
@@ -232,6 +310,7 @@ def test_host_without_a_name_is_a_usage_error(tmp_path):
 
 
 # --- 4. bad captures: one line naming the file, exit 1, what was read is kept, the next one replayed ---
+
 
 def pcapng_of(capture: Capture) -> tuple[bytes, list[int]]:
     writer = PcapngWriter()
@@ -253,7 +332,7 @@ def bad_captures(tmp: Path) -> dict:
     for name, (data, offsets) in (("truncated pcap", made.pcap()), ("truncated pcapng", pcapng_of(made))):
         path = tmp / f"{name.replace(' ', '.')}"
         # Past the record's header, halfway into the frame.
-        path.write_bytes(data[:offsets[cut] + 28 + len(made.packets[cut].frame) // 2])
+        path.write_bytes(data[: offsets[cut] + 28 + len(made.packets[cut].frame) // 2])
         bad[name] = (path, cut, f"truncated after {cut} packets")
     writer = PcapWriter(LINKTYPE_IEEE802_11)
     writer.packet(T0_NS, bytes.fromhex("08420000ffffffffffff") + bytes(30))  # an 802.11 data frame
@@ -301,8 +380,9 @@ def test_truncated_capture_keeps_the_records_before_the_cut(name, bad_replays):
     of_bad = [r for r in records if r.get("connection") == token1]
     kinds = [r["kind"] for r in of_bad]
     # Its handshake and both announcements of A came before the cut; the join and the rest did not.
-    assert kinds == ["connection", "add_addr", "add_addr", "connection_end"], \
+    assert kinds == ["connection", "add_addr", "add_addr", "connection_end"], (
         f"got records of the cut connection {kinds}; want connection, 2 add_addr, connection_end"
+    )
     want = [sent_row(s, made.tokens[0]) for s in made.capture.sent(read)]
     got = [logged_row(r) for r in of_bad if r["kind"] == "add_addr"]
     assert got == want, f"got {got}; want {want}"
@@ -314,9 +394,12 @@ def test_truncated_capture_keeps_the_records_before_the_cut(name, bad_replays):
 
 # --- 5. checked before anything is made; streams; times no reader could take ---------------------------
 
-@pytest.mark.parametrize("content, says", [(b"", "is empty"), (b"GIF89a" + bytes(58), "is not a pcap or pcapng file"),
-                                           (None, "No such file or directory")],
-                         ids=["empty", "wrong magic", "missing"])
+
+@pytest.mark.parametrize(
+    "content, says",
+    [(b"", "is empty"), (b"GIF89a" + bytes(58), "is not a pcap or pcapng file"), (None, "No such file or directory")],
+    ids=["empty", "wrong magic", "missing"],
+)
 def test_a_capture_that_is_not_one_refuses_the_replay_before_anything_is_made(content, says, offline, tmp_path):
     bad, logs = tmp_path / "bad.pcap", tmp_path / "logs"
     if content is not None:
@@ -331,10 +414,18 @@ def test_a_capture_that_is_not_one_refuses_the_replay_before_anything_is_made(co
 def test_tcpdump_writing_to_a_pipe_replays_as_its_file(offline, tmp_path):
     if shutil.which("tcpdump") is None:
         pytest.skip("tcpdump is not installed (scripts/setup --test installs it)")
-    tcpdump = subprocess.Popen(["tcpdump", "-r", str(offline["pcaps"]["crafted"]), "-w", "-"],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    result = subprocess.run([ADDADDR, "replay", "-", "--log-dir", str(tmp_path)], stdin=tcpdump.stdout,
-                            capture_output=True, text=True, timeout=120)
+    tcpdump = subprocess.Popen(
+        ["tcpdump", "-r", str(offline["pcaps"]["crafted"]), "-w", "-"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    result = subprocess.run(
+        [ADDADDR, "replay", "-", "--log-dir", str(tmp_path)],
+        stdin=tcpdump.stdout,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     tcpdump.stdout.close()
     assert tcpdump.wait(timeout=30) == 0
     assert_succeeded(result)
@@ -369,8 +460,13 @@ def test_packets_timed_outside_1970_to_2200_are_refused_and_counted(offline, tmp
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_replay_stopped_midway_closes_its_log_and_says_so(signum, tmp_path, processes):
     """Stopped while it waits for more of a capture on stdin: one line, status 130, the log readable."""
-    proc = subprocess.Popen([ADDADDR, "replay", "-", "--log-dir", str(tmp_path / "logs")], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [ADDADDR, "replay", "-", "--log-dir", str(tmp_path / "logs")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     processes.append(proc)
     head = PcapWriter()
     head.packet(T0_NS, bytes(14) + bytes([0x45]) + bytes(59))

@@ -60,8 +60,11 @@ def test_kill_9_under_load_then_clean_restarts(tmp_path, processes):
             proc = Collector(processes, bed, tmp_path).proc
             assert ours_on(bed) == 1, f"got {ours_on(bed)} filters of ours; want 1"
             announced = announcements(tmp_path)
-            wait_until(lambda: announcements(tmp_path) > announced, RECORDS_SECONDS,
-                       "new announcements in the log (records flowing when killed)")
+            wait_until(
+                lambda: announcements(tmp_path) > announced,
+                RECORDS_SECONDS,
+                "new announcements in the log (records flowing when killed)",
+            )
             proc.kill()
             proc.wait(timeout=30)
             records, damage = read_with_damage(tmp_path)
@@ -89,8 +92,9 @@ def test_sigterm_under_load_drains_everything(tmp_path, processes):
     records = list(read_records(tmp_path))
     stats = [r for r in records if r["kind"] == "stats"][-1]
     assert stats["lost"] == 0, f"got {stats['lost']} lost; want 0"
-    assert stats["events"] == stats["kernel"]["events"], \
+    assert stats["events"] == stats["kernel"]["events"], (
         f"got {stats['events']} events read; want all {stats['kernel']['events']} the kernel emitted"
+    )
 
 
 @pytest.fixture
@@ -117,18 +121,24 @@ def busy_capture(tmp_path_factory) -> Path:
 
 
 def test_disk_full_is_one_error_and_readable_logs(tiny_disk, busy_capture):
-    result = subprocess.run([ADDADDR, "replay", str(busy_capture), "--log-dir", str(tiny_disk / "logs")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [ADDADDR, "replay", str(busy_capture), "--log-dir", str(tiny_disk / "logs")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     # The line naming the kernel features comes first; then the one error.
     lines = [line for line in result.stderr.strip().splitlines() if "kernel program relies on" not in line]
     assert result.returncode == 1, f"got exit {result.returncode}: {result.stderr}"
-    assert len(lines) == 1 and "No space left on device" in lines[0] and "records not written" in lines[0], \
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "records not written" in lines[0], (
         f"got {lines}; want one line saying the disk is full and how many records were not written"
+    )
     unwritten = int(lines[0].split("; ")[1].split()[0])
     assert unwritten > 0, f"got {unwritten} records counted as not written"
     records, damage = read_with_damage(tiny_disk / "logs")
     assert damage == [], f"got damage {damage}; want every file readable to its end"
     assert records[0]["kind"] == "header" and len(records) > 1, "got no records before the disk filled"
-    tail = subprocess.run([ADDADDR, "tail", "--json", "--log-dir", str(tiny_disk / "logs")],
-                          capture_output=True, text=True, timeout=60)
+    tail = subprocess.run(
+        [ADDADDR, "tail", "--json", "--log-dir", str(tiny_disk / "logs")], capture_output=True, text=True, timeout=60
+    )
     assert tail.returncode == 0 and all(json.loads(line) for line in tail.stdout.splitlines())

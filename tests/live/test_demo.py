@@ -18,7 +18,6 @@ from tests.support.waiting import run_to_end, wait_for_line
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the demo needs root (namespaces, BPF)"), pytest.mark.slow]
 
 
-
 def name_of_testbed(stderr: str) -> str:
     found = re.search(r"addaddr: testbed (\S+): ", stderr)
     assert found, f"got stderr {stderr!r}; want the demo to name its testbed"
@@ -36,11 +35,13 @@ def test_report_equals_what_the_testbed_sent(tmp_path):
     report, expected = result.report, result.expected
     for key in ("connections", "connections_announcing"):
         assert report[key] == expected[key], f"got {key} {report[key]}; want {expected[key]}"
-    assert report["announcements"] == expected["announced"], \
+    assert report["announcements"] == expected["announced"], (
         f"got {report['announcements']} announcements; want {expected['announced']}"
+    )
     for family in ("ipv4", "ipv6"):
-        assert report[family]["classes"] == expected[family], \
+        assert report[family]["classes"] == expected[family], (
             f"got {family} classes {report[family]['classes']}; want {expected[family]}"
+        )
     assert report["lost_events"] == 0 and report["unattributed"] == 0, f"got {report}"
 
 
@@ -61,11 +62,13 @@ def test_failed_demo_leaves_nothing():
 
 
 def test_terminated_demo_leaves_nothing(processes):
-    proc = subprocess.Popen([ADDADDR, "demo", "--connections", "200"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [ADDADDR, "demo", "--connections", "200"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     processes.append(proc)
-    lines = wait_for_line(proc, proc.stderr, "MPTCP connections per client and family", 120,
-                          "the demo's traffic to start")
+    lines = wait_for_line(
+        proc, proc.stderr, "MPTCP connections per client and family", 120, "the demo's traffic to start"
+    )
     testbed = name_of_testbed("".join(lines))
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
@@ -75,7 +78,11 @@ def test_terminated_demo_leaves_nothing(processes):
 def test_demo_without_root_makes_no_log_dir(tmp_path):
     tmp_path.chmod(0o777)  # nobody could make it, were the check not first
     logs = tmp_path / "logs"
-    result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ADDADDR, "demo",
-                             "--keep-logs", str(logs)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ADDADDR, "demo", "--keep-logs", str(logs)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1 and "needs root" in result.stderr, f"got {result.returncode}: {result.stderr}"
     assert not logs.exists(), "got a log dir made before the check"

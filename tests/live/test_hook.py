@@ -51,8 +51,18 @@ def foreign_on(bed: Testbed, hook: str):
             with IPRoute(netns=bed.server) as ipr:
                 index = ipr.link_lookup(ifname=ifname)[0]
                 ipr.tc("add", "clsact", index)
-                ipr.tc("add-filter", "bpf", index, handle=1, fd=program.fd, name=FOREIGN, parent=INGRESS,
-                       prio=FRONT_PRIO, protocol=ETH_P_ALL, direct_action=True)
+                ipr.tc(
+                    "add-filter",
+                    "bpf",
+                    index,
+                    handle=1,
+                    fd=program.fd,
+                    name=FOREIGN,
+                    parent=INGRESS,
+                    prio=FRONT_PRIO,
+                    protocol=ETH_P_ALL,
+                    direct_action=True,
+                )
         yield program
     finally:
         if link is not None:
@@ -86,8 +96,9 @@ def test_auto_links_first_beside_a_foreign_tcx_program_and_both_see_everything(t
     assert after == [FOREIGN], f"got tcx chain {after} after the run; want only the foreign program"
     assert not traffic.failures, f"got {traffic.failures}"
     want = sum(c.announced for c in traffic.connections)
-    assert want == 2 * 2 * CONNECTIONS and announced(tmp_path) == run.session.announcements == want, \
+    assert want == 2 * 2 * CONNECTIONS and announced(tmp_path) == run.session.announcements == want, (
         f"got {announced(tmp_path)} announcements logged; want all {want}"
+    )
     # Everything we saw went on to the foreign program (which was there before and after us).
     assert foreign_saw >= ours_saw > 0, f"got foreign {foreign_saw} packets, ours {ours_saw}; want foreign >= ours"
 
@@ -99,8 +110,9 @@ def test_forced_clsact_warns_of_the_foreign_tcx_program_that_hides_the_traffic(t
         collector.stop()
         foreign_saw = foreign.packets()
     warnings = [line for line in collector.started if "warning" in line]
-    assert len(warnings) == 1 and f"tcx program '{FOREIGN}'" in warnings[0] and "--attach tcx" in warnings[0], \
+    assert len(warnings) == 1 and f"tcx program '{FOREIGN}'" in warnings[0] and "--attach tcx" in warnings[0], (
         f"got {collector.started}; want one warning naming the foreign tcx program and the fix"
+    )
     assert "(clsact)" in collector.started[-1], f"got start line {collector.started[-1]!r}; want the mode named"
     assert not traffic.failures and foreign_saw > 0
     assert announced(tmp_path) == 0, "got announcements past a tcx program that passes everything; want none"
@@ -115,8 +127,9 @@ def test_a_direct_action_filter_in_front_is_named_in_clsact_and_bypassed_in_tcx(
         assert foreign.packets() > 0, "got the foreign filter not running"
     warnings = [line for line in collector.started if "warning" in line]
     if mode == "clsact":
-        assert len(warnings) == 1 and f"filter '{FOREIGN}' at prio {FRONT_PRIO}" in warnings[0], \
+        assert len(warnings) == 1 and f"filter '{FOREIGN}' at prio {FRONT_PRIO}" in warnings[0], (
             f"got {collector.started}; want one warning naming the filter in front"
+        )
         assert announced(tmp_path) == 0, "got announcements past a filter that passes everything"
     else:
         assert warnings == [], f"got {warnings}; want no warning in tcx, which runs before clsact"
@@ -146,8 +159,9 @@ def test_kill_9_in_clsact_leaves_a_filter_that_a_tcx_run_removes(tmp_path, proce
         during = ours_attached(bed.server, ifname), clsact_filters(bed.server, ifname)
         collector.stop()
         left = ours_attached(bed.server, ifname)
-    assert any("removed the clsact filter a previous run left" in line for line in collector.started), \
+    assert any("removed the clsact filter a previous run left" in line for line in collector.started), (
         f"got {collector.started}; want the stale filter's removal said"
+    )
     assert during == (1, 0), f"got (ours, clsact filters) {during}; want the tcx link alone"
     assert left == 0, f"got {left} of ours after a clean exit"
 
@@ -161,5 +175,6 @@ def test_a_clsact_qdisc_is_seen_without_pyroute2():
         with IPRoute(netns=bed.server) as ipr:
             ipr.tc("add", "clsact", index)
         added, elsewhere = has_clsact(index, bed.server), has_clsact(ifindex(bed.server, other), bed.server)
-    assert (before, added, elsewhere) == (False, True, False), \
+    assert (before, added, elsewhere) == (False, True, False), (
         f"got (before, added, on lo) {(before, added, elsewhere)}; want the qdisc seen on its interface alone"
+    )

@@ -36,8 +36,15 @@ def tcpdump_announcements(pcap: Path) -> Counter:
     for line in text.splitlines():
         segment = SEGMENT.search(line)
         for version, echo, address_id, address, hmac in TCPDUMP_ADD_ADDR.findall(line):
-            seen[(*segment.groups(), int(address_id), ipaddress.ip_address(address), bool(echo),
-                  int(hmac, 16) if hmac else None)] += 1
+            seen[
+                (
+                    *segment.groups(),
+                    int(address_id),
+                    ipaddress.ip_address(address),
+                    bool(echo),
+                    int(hmac, 16) if hmac else None,
+                )
+            ] += 1
     return seen
 
 
@@ -49,23 +56,32 @@ def live_run(request, tmp_path_factory):
     log_dir, pcap = tmp / "logs", tmp / "server-ingress.pcap"
     with Testbed() as bed:
         # Started before the collector, whose loading gives it time to subscribe.
-        monitor = subprocess.Popen(["ip", "netns", "exec", bed.server, "ip", "mptcp", "monitor"],
-                                   stdout=subprocess.PIPE, text=True)
-        options = RunOptions(tuple(bed.server_interfaces), bed.server, str(log_dir), stats_interval=1.0,
-                             attach=request.param)
+        monitor = subprocess.Popen(
+            ["ip", "netns", "exec", bed.server, "ip", "mptcp", "monitor"], stdout=subprocess.PIPE, text=True
+        )
+        options = RunOptions(
+            tuple(bed.server_interfaces), bed.server, str(log_dir), stats_interval=1.0, attach=request.param
+        )
         try:
             with Tcpdump(bed.server, pcap, "-i", "any", "-Q", "in", "tcp"), BackgroundRun(options) as run:
                 traffic = bed.drive(CONNECTIONS)
         finally:
             monitor.terminate()
             monitor_text = monitor.communicate(timeout=10)[0]
-        yield {"bed": bed, "traffic": traffic, "log_dir": log_dir, "pcap": pcap, "monitor": monitor_text,
-               "session": run.session}
+        yield {
+            "bed": bed,
+            "traffic": traffic,
+            "log_dir": log_dir,
+            "pcap": pcap,
+            "monitor": monitor_text,
+            "session": run.session,
+        }
 
 
 def tail_json(log_dir: Path) -> list[dict]:
-    out = subprocess.run([ADDADDR, "tail", "--json", "--log-dir", str(log_dir)], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [ADDADDR, "tail", "--json", "--log-dir", str(log_dir)], capture_output=True, text=True, check=True
+    ).stdout
     return [json.loads(line) for line in out.splitlines()]
 
 
@@ -79,11 +95,23 @@ def test_traffic_announced_what_the_testbed_planned(live_run):
 def test_every_add_addr_tcpdump_saw_is_logged(live_run):
     want = tcpdump_announcements(live_run["pcap"])
     records = [r for r in tail_json(live_run["log_dir"]) if r["kind"] == "add_addr"]
-    got = Counter((r["src"], str(r["sport"]), r["dst"], str(r["dport"]), r["address_id"],
-                   ipaddress.ip_address(r["address"]), r["echo"], int(r["hmac"], 16) if r["hmac"] else None)
-                  for r in records)
+    got = Counter(
+        (
+            r["src"],
+            str(r["sport"]),
+            r["dst"],
+            str(r["dport"]),
+            r["address_id"],
+            ipaddress.ip_address(r["address"]),
+            r["echo"],
+            int(r["hmac"], 16) if r["hmac"] else None,
+        )
+        for r in records
+    )
     assert sum(want.values()) >= 2 * 2 * CONNECTIONS * 7, f"tcpdump saw only {sum(want.values())} ADD_ADDR"
-    assert got == want, f"got {sum(got.values())} ADD_ADDR, tcpdump {sum(want.values())}; differences {got - want} / {want - got}"
+    assert got == want, (
+        f"got {sum(got.values())} ADD_ADDR, tcpdump {sum(want.values())}; differences {got - want} / {want - got}"
+    )
 
 
 def test_announcements_carry_connection_announcer_and_class(live_run):
@@ -114,10 +142,15 @@ def test_join_subflows_are_attributed(live_run):
 
 
 def test_kernel_monitor_announcements_are_among_ours(live_run):
-    ours = {(r["connection"], r["address_id"], r["address"]) for r in tail_json(live_run["log_dir"])
-            if r["kind"] == "add_addr" and r["announcer"] == "client"}
-    kernel = {(token.zfill(8), int(remid), str(ipaddress.ip_address(address))) for token, remid, address
-              in MONITOR_ANNOUNCED.findall(live_run["monitor"])}
+    ours = {
+        (r["connection"], r["address_id"], r["address"])
+        for r in tail_json(live_run["log_dir"])
+        if r["kind"] == "add_addr" and r["announcer"] == "client"
+    }
+    kernel = {
+        (token.zfill(8), int(remid), str(ipaddress.ip_address(address)))
+        for token, remid, address in MONITOR_ANNOUNCED.findall(live_run["monitor"])
+    }
     assert kernel, "ip mptcp monitor reported no ANNOUNCED event"
     assert kernel <= ours, f"kernel announcements missing from ours: {sorted(kernel - ours)[:5]}"
 

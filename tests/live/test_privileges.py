@@ -119,8 +119,9 @@ def as_the_unit_starts_it() -> list[str]:
 
 
 def tc_filters(netns: str) -> str:
-    return subprocess.run(["tc", "-n", netns, "filter", "show", "dev", IFACE, "ingress"],
-                          capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["tc", "-n", netns, "filter", "show", "dev", IFACE, "ingress"], capture_output=True, text=True, check=True
+    ).stdout
 
 
 @pytest.fixture(scope="module", params=["root", "unit"])
@@ -139,8 +140,12 @@ def dropped(request):
             subprocess.run(["ip", "-n", netns, "link", "set", ifname, "up"], check=True)
         prefix = as_the_unit_starts_it() if request.param == "unit" else []
         # `timeout`: a child stuck before saying "dropped" must not hang the tests.
-        with subprocess.Popen(["timeout", "120", *prefix, sys.executable, "-c", CHILD, netns, str(log_dir), USER],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
+        with subprocess.Popen(
+            ["timeout", "120", *prefix, sys.executable, "-c", CHILD, netns, str(log_dir), USER],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as child:
             if child.stdout.readline() == "dropped\n":
                 # From here: the unit does not grant the child CAP_NET_RAW for a packet socket.
                 with socket_in(netns, socket.AF_PACKET, socket.SOCK_RAW) as sender:
@@ -167,8 +172,15 @@ def test_every_thread_is_the_user_with_no_capability(dropped):
     assert sorted(report["groups"]) == sorted(os.getgrouplist(USER, user.pw_gid)), f"got groups {report['groups']}"
     threads = report["threads"]
     assert set(threads) == {report["dropper"], report["waiter"]}, f"got threads {sorted(threads)}"
-    want = {"Uid": f"{user.pw_uid}\t" * 3 + str(user.pw_uid), "Gid": f"{user.pw_gid}\t" * 3 + str(user.pw_gid),
-            "CapEff": ZERO, "CapPrm": ZERO, "CapInh": ZERO, "CapAmb": ZERO, "NoNewPrivs": "1"}
+    want = {
+        "Uid": f"{user.pw_uid}\t" * 3 + str(user.pw_uid),
+        "Gid": f"{user.pw_gid}\t" * 3 + str(user.pw_gid),
+        "CapEff": ZERO,
+        "CapPrm": ZERO,
+        "CapInh": ZERO,
+        "CapAmb": ZERO,
+        "NoNewPrivs": "1",
+    }
     for tid, status in threads.items():
         got = {field: status[field] for field in want}
         assert got == want, f"thread {tid} ({'dropper' if tid == report['dropper'] else 'started before'}): got {got}"

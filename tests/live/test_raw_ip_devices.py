@@ -27,8 +27,9 @@ def test_every_announcement_over_tun_is_logged(mode, tmp_path):
     want = sum(c.announced for c in traffic.connections)
     records = list(read_records(tmp_path))
     logged = sum(r["kind"] == "add_addr" and not r["echo"] for r in records)
-    assert want == 2 * CONNECTIONS * 4 and logged == run.session.announcements == want, \
+    assert want == 2 * CONNECTIONS * 4 and logged == run.session.announcements == want, (
         f"got {logged} announcements logged over tun; want {want}"
+    )
     kernel = [r for r in records if r["kind"] == "stats"][-1]["kernel"]
     assert kernel["unparsed"] == 0 and kernel["tcp"] > 0, f"got kernel counters {kernel}"
     joins = {r["connection"] for r in records if r["kind"] == "mp_join"}

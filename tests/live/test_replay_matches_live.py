@@ -15,8 +15,10 @@ from tests.support.commands import assert_succeeded, replay, replay_stats, repor
 from tests.support.tcpdump import Tcpdump
 from tests.support.tshark import assert_report_matches_tshark, tshark_figures
 
-pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the testbed and replay's kernel program need root"),
-              pytest.mark.slow]
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="the testbed and replay's kernel program need root"),
+    pytest.mark.slow,
+]
 
 # Live, a record's time is the kernel's clock at the hook; replayed, the packet's tcpdump timestamp.
 CLOCK_KEYS = ("first_seen", "last_seen")
@@ -38,8 +40,15 @@ def generated(tmp_path_factory):
         with BackgroundRun(RunOptions(tuple(bed.server_interfaces), bed.server, str(live_logs))) as run:
             traffic = bed.drive(CONNECTIONS)
     replayed = replay([pcap], tmp / "replay")
-    return {"pcap": pcap, "traffic": traffic, "session": run.session, "tcpdump": tcpdump,
-            "live": tmp / "live", "replay": tmp / "replay", "result": replayed}
+    return {
+        "pcap": pcap,
+        "traffic": traffic,
+        "session": run.session,
+        "tcpdump": tcpdump,
+        "live": tmp / "live",
+        "replay": tmp / "replay",
+        "result": replayed,
+    }
 
 
 def test_generated_capture_is_whole(generated):
@@ -57,11 +66,23 @@ def test_generated_capture_is_whole(generated):
 
 def test_replay_reports_what_the_live_collector_reported(generated):
     got, want = report(generated["replay"]), report(generated["live"])
-    assert want["connections"] == len(generated["traffic"].connections), \
+    assert want["connections"] == len(generated["traffic"].connections), (
         f"got live connections {want['connections']}; want {len(generated['traffic'].connections)} (testbed)"
+    )
     # The client figures must be equal, key by key.
-    for key in ("connections", "attempts", "connections_announcing", "announcements", "ipv4", "ipv6",
-                "distinct_addresses", "with_port", "versions", "unattributed", "lost_events"):
+    for key in (
+        "connections",
+        "attempts",
+        "connections_announcing",
+        "announcements",
+        "ipv4",
+        "ipv6",
+        "distinct_addresses",
+        "with_port",
+        "versions",
+        "unattributed",
+        "lost_events",
+    ):
         assert got[key] == want[key], f"got {key} {got[key]} replayed; want {want[key]} as live"
     # server_announced may legitimately differ: live, the hook at the server's ingress sees only
     # client-to-server segments, so a server's own announcements reach only the replay (which has
@@ -70,8 +91,9 @@ def test_replay_reports_what_the_live_collector_reported(generated):
     for name, figures in (("replayed", got), ("live", want)):
         announced = figures["server_announced"]["announcements"]
         assert announced == 0, f"got {announced} server announcements {name}; want 0 (the server announces none)"
-    assert without(got, CLOCK_KEYS) == without(want, CLOCK_KEYS), \
+    assert without(got, CLOCK_KEYS) == without(want, CLOCK_KEYS), (
         f"got {without(got, CLOCK_KEYS)} replayed; want {without(want, CLOCK_KEYS)} as live"
+    )
 
 
 def test_replay_reports_what_tshark_decodes(generated):

@@ -60,8 +60,18 @@ class ForeignFilter:
         with IPRoute(netns=bed.server) as ipr:
             index = ipr.link_lookup(ifname=bed.server_interfaces[0])[0]
             ipr.tc("add", "clsact", index)
-            ipr.tc("add-filter", "bpf", index, handle=1, fd=fd, name="foreign", parent=INGRESS,
-                   prio=FOREIGN_PRIO, protocol=ETH_P_ALL, direct_action=True)
+            ipr.tc(
+                "add-filter",
+                "bpf",
+                index,
+                handle=1,
+                fd=fd,
+                name="foreign",
+                parent=INGRESS,
+                prio=FOREIGN_PRIO,
+                protocol=ETH_P_ALL,
+                direct_action=True,
+            )
 
     def packets(self) -> int:
         return self.bpf["seen"][0].value
@@ -100,12 +110,16 @@ def test_kill_9_leaves_one_filter_that_the_next_run_replaces(bed, tmp_path, proc
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args, says", [
-    (["--iface", "nosuch0"], "no interface 'nosuch0'"),
-    (["--iface", "lo", "--netns", "addaddr-no-such-ns"], "no network namespace 'addaddr-no-such-ns'"),
-    (["--iface", "lo", "--log-dir", "/proc/addaddr"], "log dir /proc/addaddr"),
-    (["--iface", "lo", "--iface", "lo"], "--iface lo given twice"),
-], ids=["no-such-interface", "no-such-namespace", "log-dir-not-writable", "same-interface-twice"])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--iface", "nosuch0"], "no interface 'nosuch0'"),
+        (["--iface", "lo", "--netns", "addaddr-no-such-ns"], "no network namespace 'addaddr-no-such-ns'"),
+        (["--iface", "lo", "--log-dir", "/proc/addaddr"], "log dir /proc/addaddr"),
+        (["--iface", "lo", "--iface", "lo"], "--iface lo given twice"),
+    ],
+    ids=["no-such-interface", "no-such-namespace", "log-dir-not-writable", "same-interface-twice"],
+)
 def test_run_fails_with_one_line(args, says, tmp_path):
     """And before making anything: no log dir is left behind."""
     logs = tmp_path / "logs"
@@ -119,8 +133,23 @@ def test_run_fails_with_one_line(args, says, tmp_path):
 
 
 def test_run_refuses_without_root(tmp_path):
-    result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", ADDADDR, "run",
-                             "--iface", "lo", "--log-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            ADDADDR,
+            "run",
+            "--iface",
+            "lo",
+            "--log-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1 and "needs root" in result.stderr, f"got {result.returncode}: {result.stderr}"
 
 
@@ -132,11 +161,17 @@ def low_memlock() -> None:
 def test_root_with_a_bounded_set_is_told_what_helps_not_sudo(dropped, says, tmp_path):
     """Root already (a unit's or a container's bounded set): sudo cannot help; the limit or the set can."""
     bounded = ["setpriv", f"--bounding-set=-{dropped}", "--inh-caps=-all", "--"]
-    result = subprocess.run([*bounded, ADDADDR, "run", "--iface", "lo", "--log-dir", str(tmp_path / "logs")],
-                            capture_output=True, text=True, timeout=60, preexec_fn=low_memlock)
+    result = subprocess.run(
+        [*bounded, ADDADDR, "run", "--iface", "lo", "--log-dir", str(tmp_path / "logs")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=low_memlock,
+    )
     assert result.returncode == 1 and result.stderr.count("\n") == 1, f"got {result.returncode}: {result.stderr!r}"
-    assert f"CAP_{dropped.upper()}" in result.stderr and says in result.stderr and "sudo" not in result.stderr, \
+    assert f"CAP_{dropped.upper()}" in result.stderr and says in result.stderr and "sudo" not in result.stderr, (
         result.stderr
+    )
 
 
 @pytest.mark.slow
@@ -149,9 +184,12 @@ def test_metrics_served_and_logs_anonymized(bed, tmp_path, processes):
 
     def private_announcements() -> bool:
         scraped = urllib.request.urlopen(url, timeout=5).read().decode()
-        private = [sample.value for family in text_string_to_metric_families(scraped) for sample in family.samples
-                   if sample.name == "addaddr_announcements_total"
-                   and sample.labels == {"family": "ipv4", "class": "private"}]
+        private = [
+            sample.value
+            for family in text_string_to_metric_families(scraped)
+            for sample in family.samples
+            if sample.name == "addaddr_announcements_total" and sample.labels == {"family": "ipv4", "class": "private"}
+        ]
         return private == [want]
 
     # Past the watermark and the next refresh of the published figures.
@@ -190,8 +228,12 @@ def test_run_as_user_keeps_collecting_without_privilege(mode, bed, reachable_dir
 
 
 def test_run_as_unknown_user_fails_at_once(tmp_path):
-    result = subprocess.run([ADDADDR, "run", "--iface", "lo", "--log-dir", str(tmp_path), "--user", "nosuchuser"],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [ADDADDR, "run", "--iface", "lo", "--log-dir", str(tmp_path), "--user", "nosuchuser"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 1 and "no user 'nosuchuser'" in result.stderr, f"got {result.stderr}"
 
 
@@ -227,17 +269,25 @@ def test_namespace_deleted_under_the_run_still_drains_and_writes_final_stats(tmp
     assert sum(r["kind"] == "add_addr" and not r["echo"] for r in records) == run.session.announcements
 
 
-@pytest.mark.parametrize("pages, cpus, ram_gib, want", [
-    (65536, 64, 8, "65536 pages on each of 64 CPUs lock 16384 MiB, more than a quarter of this host's 8192 MiB "
-                   "of RAM: choose at most 4096"),
-    (16384, 2, 0.25, "choose at most 4096"),
-    # The bound counts what the buffers lock (collector.kernel.program.locked_bytes): each CPU's ring has a
-    # header page too, so 8192 pages on 2 CPUs lock 64 MiB and 8 KiB, past a quarter of 256 MiB.
-    (8192, 2, 0.25, "choose at most 4096"),
-    (4096, 2, 0.25, None),
-    (4096, 2, 24, None),
-    (65536, 2, 24, None),
-])
+@pytest.mark.parametrize(
+    "pages, cpus, ram_gib, want",
+    [
+        (
+            65536,
+            64,
+            8,
+            "65536 pages on each of 64 CPUs lock 16384 MiB, more than a quarter of this host's 8192 MiB "
+            "of RAM: choose at most 4096",
+        ),
+        (16384, 2, 0.25, "choose at most 4096"),
+        # The bound counts what the buffers lock (collector.kernel.program.locked_bytes): each CPU's ring has a
+        # header page too, so 8192 pages on 2 CPUs lock 64 MiB and 8 KiB, past a quarter of 256 MiB.
+        (8192, 2, 0.25, "choose at most 4096"),
+        (4096, 2, 0.25, None),
+        (4096, 2, 24, None),
+        (65536, 2, 24, None),
+    ],
+)
 def test_perf_pages_bounded_by_a_quarter_of_ram_over_all_cpus(pages, cpus, ram_gib, want):
     from collector.live.run import perf_pages_problem
 
@@ -249,8 +299,13 @@ def test_perf_pages_bounded_by_a_quarter_of_ram_over_all_cpus(pages, cpus, ram_g
 def test_a_namespace_name_that_is_a_path_is_a_usage_error(netns, tmp_path):
     """Joined to /run/netns, a path would open any file, and "" or "." the directory itself (which gave
     'cannot link at tcx ingress (setns: Invalid argument)')."""
-    result = subprocess.run([ADDADDR, "run", "--iface", "lo", "--netns", netns, "--log-dir", str(tmp_path / "logs")],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "is not a namespace name" in result.stderr, \
+    result = subprocess.run(
+        [ADDADDR, "run", "--iface", "lo", "--netns", netns, "--log-dir", str(tmp_path / "logs")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "is not a namespace name" in result.stderr, (
         f"got exit {result.returncode}: {result.stderr}"
+    )
     assert not (tmp_path / "logs").exists(), "got a log dir made before the check"

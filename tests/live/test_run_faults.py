@@ -32,8 +32,21 @@ def logged_announcements(log_dir) -> int:
 
 def test_a_second_run_is_refused_and_the_first_sees_every_announcement(bed, tmp_path, processes):
     first = Collector(processes, bed, tmp_path / "first")
-    second = subprocess.run([ADDADDR, "run", "--netns", bed.server, "--iface", bed.server_interfaces[0],
-                             "--log-dir", str(tmp_path / "second")], capture_output=True, text=True, timeout=60)
+    second = subprocess.run(
+        [
+            ADDADDR,
+            "run",
+            "--netns",
+            bed.server,
+            "--iface",
+            bed.server_interfaces[0],
+            "--log-dir",
+            str(tmp_path / "second"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     traffic = bed.drive(3)
     time.sleep(0.5)
     assert first.stop() == 0, f"got exit {first.proc.returncode}: {first.stderr}"
@@ -66,10 +79,12 @@ def move_out_and_back(bed: Testbed, away: str, url: str) -> None:
     subprocess.run([*srv, "link", "set", link.server_if, "netns", away], check=True, timeout=10)
     assert wait_for_metric(url, 'addaddr_interface_changes_total{state="gone"}', 1) == 1, "got the loss unseen"
     subprocess.run(["ip", "-n", away, "link", "set", link.server_if, "netns", bed.server], check=True, timeout=10)
-    for command in (["link", "set", link.server_if, "up"],
-                    ["addr", "add", f"{link.server4}/24", "dev", link.server_if],
-                    ["addr", "add", f"{link.server6}/64", "dev", link.server_if, "nodad"],
-                    ["route", "add", link.join4.rsplit(".", 1)[0] + ".0/24", "dev", link.server_if]):
+    for command in (
+        ["link", "set", link.server_if, "up"],
+        ["addr", "add", f"{link.server4}/24", "dev", link.server_if],
+        ["addr", "add", f"{link.server6}/64", "dev", link.server_if, "nodad"],
+        ["route", "add", link.join4.rsplit(".", 1)[0] + ".0/24", "dev", link.server_if],
+    ):
         subprocess.run([*srv, *command], check=True, timeout=10)
 
 
@@ -94,15 +109,19 @@ def test_an_interface_that_leaves_is_reported_and_watched_again_when_back(mode, 
     assert re.search(rf"{iface}: interface gone \(ifindex \d+\)", collector.stderr), collector.stderr
     assert re.search(rf"{iface}: interface back \(ifindex \d+\); watching it again", collector.stderr)
     changes = [r for r in read_records(tmp_path) if r["kind"] == "interface"]
-    assert [(r["iface"], r["netns"], r["state"]) for r in changes] == [(iface, bed.server, "gone"),
-                                                                       (iface, bed.server, "back")]
+    assert [(r["iface"], r["netns"], r["state"]) for r in changes] == [
+        (iface, bed.server, "gone"),
+        (iface, bed.server, "back"),
+    ]
     assert set(changes[0]) == {"kind", "time", "iface", "ifindex", "netns", "state"}
     assert not before.failures and not after.failures
     assert logged_announcements(tmp_path) == announced(before) + announced(after), "got announcements missed"
     assert ours_on(bed) == 0, "got the reattached filter left after the run"
 
 
-def test_after_user_an_interface_back_is_said_unwatched_once_and_the_run_goes_on(bed, tmp_path, reachable_dir, processes):
+def test_after_user_an_interface_back_is_said_unwatched_once_and_the_run_goes_on(
+    bed, tmp_path, reachable_dir, processes
+):
     """auto is tcx here: linking needs CAP_NET_ADMIN (and --netns, CAP_SYS_ADMIN), gone after the drop."""
     away = f"{bed.name}-away"
     subprocess.run(["ip", "netns", "add", away], check=True, timeout=10)

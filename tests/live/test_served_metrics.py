@@ -29,8 +29,11 @@ def scrape_url(url: str, **headers: str) -> dict:
 
 
 def announced(samples: dict) -> dict[tuple[str, str], float]:
-    return {(dict(labels)["family"], dict(labels)["class"]): value
-            for (name, labels), value in samples.items() if name == "addaddr_announcements_total"}
+    return {
+        (dict(labels)["family"], dict(labels)["class"]): value
+        for (name, labels), value in samples.items()
+        if name == "addaddr_announcements_total"
+    }
 
 
 @pytest.mark.slow
@@ -39,8 +42,9 @@ def test_a_live_run_serves_the_counts_it_logs(tmp_path, processes):
     with Testbed(ONE_CLIENT) as bed:
         collector = Collector(processes, bed, tmp_path, "--metrics", "127.0.0.1:0")
         try:
-            url = next(re.search(r"metrics at (\S+)", line).group(1) for line in collector.started
-                       if "metrics at" in line)
+            url = next(
+                re.search(r"metrics at (\S+)", line).group(1) for line in collector.started if "metrics at" in line
+            )
             traffic = bed.drive(3)
             want = sum(c.announced for c in traffic.connections)
             # The figures are published once a second: wait until they hold every announcement and

@@ -37,13 +37,18 @@ def figures(report: dict) -> dict:
 
 
 def test_replayed_traffic_reports_what_replay_reports(capture, tmp_path):
-    live = subprocess.run([str(REPO / "scripts" / "replay-traffic"), str(capture), "--format", "json"],
-                          capture_output=True, text=True, timeout=300)
+    live = subprocess.run(
+        [str(REPO / "scripts" / "replay-traffic"), str(capture), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert live.returncode == 0, f"got exit {live.returncode}: {live.stderr}"
     assert ", 0 lost" in live.stderr, f"got {live.stderr.strip()}; want 0 lost at the default rate"
     subprocess.run([ADDADDR, "replay", str(capture), "--log-dir", str(tmp_path)], check=True, capture_output=True)
-    replayed = subprocess.run([ADDADDR, "report", "--log-dir", str(tmp_path), "--format", "json"],
-                              capture_output=True, text=True, check=True)
+    replayed = subprocess.run(
+        [ADDADDR, "report", "--log-dir", str(tmp_path), "--format", "json"], capture_output=True, text=True, check=True
+    )
     got, want = figures(json.loads(live.stdout)), figures(json.loads(replayed.stdout))
     assert got["announcements"] > 0, "got no announcements in the capture"
     assert got == want, f"got {got}; want {want}"

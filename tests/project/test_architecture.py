@@ -9,14 +9,16 @@ import collector
 DOC = (REPO / "docs" / "architecture.md").read_text()
 # Every module of the package at any depth, and every file of the kernel program. The command modules
 # are described together, as collector/commands/*.py; the packages by their folder's row.
-MODULES = sorted([*(p for p in (REPO / "collector").rglob("*.py") if p.parent.name != "commands"),
-                  *(REPO / "bpf").iterdir()])
+MODULES = sorted(
+    [*(p for p in (REPO / "collector").rglob("*.py") if p.parent.name != "commands"), *(REPO / "bpf").iterdir()]
+)
 FOLDERS = sorted(p for p in (REPO / "collector").iterdir() if p.is_dir() and (p / "__init__.py").exists())
 
 
 def test_every_module_has_its_place_in_the_architecture():
-    missing = [str(p.relative_to(REPO)) for p in MODULES
-               if p.name != "__init__.py" and f"`{p.relative_to(REPO)}`" not in DOC]
+    missing = [
+        str(p.relative_to(REPO)) for p in MODULES if p.name != "__init__.py" and f"`{p.relative_to(REPO)}`" not in DOC
+    ]
     assert not missing, f"got modules docs/architecture.md does not place: {missing}; add each to its step"
 
 

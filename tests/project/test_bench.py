@@ -23,8 +23,10 @@ pytestmark = [
     # `scripts/bench --quick` takes about two minutes on a quiet machine.
     pytest.mark.timeout(900),
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (BPF programs, network namespaces)"),
-    pytest.mark.skipif(not all(map(shutil.which, ("tshark", "tcpdump", "tcpreplay"))),
-                       reason="needs tshark, tcpdump and tcpreplay (scripts/setup --test)"),
+    pytest.mark.skipif(
+        not all(map(shutil.which, ("tshark", "tcpdump", "tcpreplay"))),
+        reason="needs tshark, tcpdump and tcpreplay (scripts/setup --test)",
+    ),
 ]
 
 
@@ -51,8 +53,9 @@ def namespaces() -> set[str]:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_a_stopped_bench_removes_its_namespaces(signum, processes):
-    proc = subprocess.Popen([str(BENCH), "--quick", "--only", "pipeline"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(BENCH), "--quick", "--only", "pipeline"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     processes.append(proc)
     lines = wait_for_line(proc, proc.stderr, "bench: namespaces", 300, "the bench to make its namespaces")
     made = set(re.search(r"bench: namespaces (\S+) and (\S+)", lines[-1]).groups())

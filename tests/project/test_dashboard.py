@@ -24,11 +24,38 @@ DASHBOARD = json.loads((REPO / "docs" / "grafana-dashboard.json").read_text())
 GRID_COLUMNS = 24
 # Every kernel and tracker counter the collector has, and announcements: all families and labels.
 FIGURES = {
-    "kernel": {name: 1 for name in ("packets", "not_tcp", "fragments", "unparsed", "tcp", "mptcp",
-                                    "malformed_options", "events", "event_errors", "subtype_0")},
-    "tracker": {name: 1 for name in ("connections_tracked", "subflows_tracked", "connections", "attempts",
-                                     "evictions", "bogus_joins", "malformed")},
-    "events": 1, "lost": 0, "unwritten": 0, "announcements": {("ipv4", "private"): 1}, "interface_changes": {},
+    "kernel": {
+        name: 1
+        for name in (
+            "packets",
+            "not_tcp",
+            "fragments",
+            "unparsed",
+            "tcp",
+            "mptcp",
+            "malformed_options",
+            "events",
+            "event_errors",
+            "subtype_0",
+        )
+    },
+    "tracker": {
+        name: 1
+        for name in (
+            "connections_tracked",
+            "subflows_tracked",
+            "connections",
+            "attempts",
+            "evictions",
+            "bogus_joins",
+            "malformed",
+        )
+    },
+    "events": 1,
+    "lost": 0,
+    "unwritten": 0,
+    "announcements": {("ipv4", "private"): 1},
+    "interface_changes": {},
 }
 SERVED = {sample.name: set(sample.labels) for family in families(FIGURES) for sample in family.samples}
 TARGETS = [target for panel in DASHBOARD["panels"] for target in panel["targets"]]
@@ -55,20 +82,29 @@ def test_the_panels_tile_the_grid_without_overlapping():
     for panel in DASHBOARD["panels"]:
         place = panel["gridPos"]
         assert place["x"] + place["w"] <= GRID_COLUMNS, panel["title"]
-        cells = {(x, y) for x in range(place["x"], place["x"] + place["w"])
-                 for y in range(place["y"], place["y"] + place["h"])}
+        cells = {
+            (x, y)
+            for x in range(place["x"], place["x"] + place["w"])
+            for y in range(place["y"], place["y"] + place["h"])
+        }
         assert not cells & taken, f"{panel['title']} overlaps another panel"
         taken |= cells
     assert len({panel["id"] for panel in DASHBOARD["panels"]}) == len(DASHBOARD["panels"])
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("prometheus") is None,
-                    reason="needs root (namespaces, BPF) and Debian's prometheus")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("prometheus") is None,
+    reason="needs root (namespaces, BPF) and Debian's prometheus",
+)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_stopped_render_leaves_no_testbed_and_no_process(signum, processes, tmp_path):
-    proc = subprocess.Popen([str(RENDER), "--minutes", "5", "--out", str(tmp_path / "out.png")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(RENDER), "--minutes", "5", "--out", str(tmp_path / "out.png")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     processes.append(proc)
     lines = wait_for_line(proc, proc.stderr, "collector and prometheus", 180, "the test run to be up")
     testbed = re.search(r"testbed (\w+),", lines[-1]).group(1)
@@ -78,6 +114,7 @@ def test_a_stopped_render_leaves_no_testbed_and_no_process(signum, processes, tm
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30).stdout
     assert testbed not in listed, f"got the testbed {testbed} left: {listed}"
     # "--": the pattern starts with a dash, which pgrep would take for an option (exit 2, nothing found).
-    running = subprocess.run(["pgrep", "-f", "--", f"--netns {testbed}-srv"], capture_output=True, text=True,
-                             timeout=30)
+    running = subprocess.run(
+        ["pgrep", "-f", "--", f"--netns {testbed}-srv"], capture_output=True, text=True, timeout=30
+    )
     assert running.returncode == 1, f"got its collector still running, or pgrep failed: {running}"

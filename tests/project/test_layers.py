@@ -75,8 +75,9 @@ def test_every_module_is_in_a_stage_or_on_top():
     assert not stray, f"got modules in no stage: {stray}; put each in the folder of its step (docs/architecture.md)"
 
 
-@pytest.mark.parametrize("path", [p for p in MODULES if p.relative_to(PACKAGE).parts[0] in STAGES],
-                         ids=lambda p: str(p.relative_to(PACKAGE)))
+@pytest.mark.parametrize(
+    "path", [p for p in MODULES if p.relative_to(PACKAGE).parts[0] in STAGES], ids=lambda p: str(p.relative_to(PACKAGE))
+)
 def test_a_stage_imports_only_the_stages_it_takes_from(path):
     stage = path.relative_to(PACKAGE).parts[0]
     imported = {name.split(".")[1] for name in _imports(path) if name.startswith("collector.")} & set(STAGES)
@@ -125,8 +126,9 @@ class _Printing(ast.NodeVisitor):
         self.found.append((self._functions[-1], node.lineno, what))
 
 
-@pytest.mark.parametrize("path", [p for p in MODULES if _layer(p) != "commands"],
-                         ids=lambda p: str(p.relative_to(PACKAGE)))
+@pytest.mark.parametrize(
+    "path", [p for p in MODULES if _layer(p) != "commands"], ids=lambda p: str(p.relative_to(PACKAGE))
+)
 def test_only_commands_print(path):
     printing = _Printing()
     printing.visit(ast.parse(path.read_text()))
@@ -137,6 +139,9 @@ def test_only_commands_print(path):
 
 def test_the_command_line_reaches_the_library_through_commands():
     ours = {name for name in _imports(PACKAGE / "cli.py") if _imports_module({name}, "collector")}
-    beyond = sorted(name for name in ours if not any(_imports_module({name}, allowed)
-                                                     for allowed in ("collector.commands", "collector.errors")))
+    beyond = sorted(
+        name
+        for name in ours
+        if not any(_imports_module({name}, allowed) for allowed in ("collector.commands", "collector.errors"))
+    )
     assert ours and not beyond, f"cli.py imports {', '.join(beyond)}: give collector/commands/ what cli needs"

@@ -28,8 +28,9 @@ def test_second_run_changes_nothing():
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to nobody")
 def test_refuses_without_root_in_one_line():
-    result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", str(SETUP)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", str(SETUP)], capture_output=True, text=True
+    )
     lines = result.stderr.strip().splitlines()
     assert result.returncode != 0 and len(lines) == 1 and "must run as root" in lines[0], f"got {lines}"
 
@@ -44,8 +45,9 @@ def test_vagrantfile_is_valid_and_provisions_with_setup():
         pytest.skip("neither vagrant nor ruby is installed (scripts/setup --test installs ruby)")
     assert check.returncode == 0, f"got {check.stdout}{check.stderr}"
     text = VAGRANTFILE.read_text()
-    assert "/opt/addaddr/scripts/setup" in text and 'synced_folder "..", "/opt/addaddr"' in text, \
+    assert "/opt/addaddr/scripts/setup" in text and 'synced_folder "..", "/opt/addaddr"' in text, (
         "got a Vagrantfile that does not provision with the tested scripts/setup"
+    )
 
 
 # --- pinned versions ------------------------------------------------------------------------------
@@ -87,8 +89,11 @@ def test_constraints_pin_everything_ci_installs():
 def test_this_venv_has_the_pinned_versions():
     """scripts/setup installs with `-c constraints.txt`: what the tests run on is what was pinned."""
     installed = {_normal(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
-    wrong = {name: (installed[name], pinned) for name, pinned in _pins().items()
-             if name in installed and installed[name] != pinned}
+    wrong = {
+        name: (installed[name], pinned)
+        for name, pinned in _pins().items()
+        if name in installed and installed[name] != pinned
+    }
     assert not wrong, f"got (installed, pinned) {wrong}: run scripts/setup --test"
     missing = sorted(_requirement_names("ci") - set(installed))
     assert not missing, f"got {missing} not installed: run scripts/setup --test"

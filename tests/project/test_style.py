@@ -15,6 +15,7 @@ RUFF = Path(sys.executable).with_name("ruff")
 def test_ruff_passes(command):
     if not RUFF.exists():
         pytest.skip(f"no {RUFF}: scripts/setup --test installs ruff")
-    result = subprocess.run([str(RUFF), *command, "--no-cache", "."], cwd=REPO, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [str(RUFF), *command, "--no-cache", "."], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, f"ruff {' '.join(command)} found:\n{result.stdout}{result.stderr}"

@@ -15,5 +15,6 @@ def test_unit_verifies(tmp_path):
     unit = tmp_path / UNIT.name
     unit.write_text(UNIT.read_text().replace("/opt/addaddr/.venv/bin/addaddr", ADDADDR))
     result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
-    assert (result.returncode, result.stdout + result.stderr) == (0, ""), \
+    assert (result.returncode, result.stdout + result.stderr) == (0, ""), (
         f"systemd-analyze verify: {result.returncode}\n{result.stdout}{result.stderr}"
+    )

@@ -33,8 +33,9 @@ root_only = pytest.mark.skipif(os.geteuid() != 0, reason="replay and run load th
 BUILD_TIMEOUT = 300  # pip fetches setuptools, and [fleet] pyarrow and DuckDB, from PyPI
 COMMAND_TIMEOUT = 120
 # What the checkout holds but a build does not read: the build leaves its own build/ and egg-info in the copy.
-NOT_BUILT_FROM = shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".hypothesis",
-                                        ".pytest_cache", ".vagrant")
+NOT_BUILT_FROM = shutil.ignore_patterns(
+    ".git", ".venv", "build", "*.egg-info", "__pycache__", ".hypothesis", ".pytest_cache", ".vagrant"
+)
 # A PYTHONPATH naming the checkout would make pip in the venv find addaddr (its egg-info) installed already,
 # and the venv import the checkout's collector.
 ENV = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
@@ -47,8 +48,11 @@ def in_package(path: Path) -> str:
 
 # Every file read beside the modules: the kernel program, its sources (ADDADDR_COMPILE=1 compiles them, with
 # their headers) and the study's SQL.
-RUNTIME_FILES = {in_package(STUDY_SQL), in_package(OBJECT),
-                 *(in_package(BPF_DIR / source.name) for source in BPF_DIR.iterdir() if source.suffix in (".c", ".h"))}
+RUNTIME_FILES = {
+    in_package(STUDY_SQL),
+    in_package(OBJECT),
+    *(in_package(BPF_DIR / source.name) for source in BPF_DIR.iterdir() if source.suffix in (".c", ".h")),
+}
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +61,13 @@ def wheel(tmp_path_factory) -> Path:
     source = scratch / "checkout"
     # collector/kernel/bpf, a link to ../../bpf, is copied as a link: it names the copy's bpf/.
     shutil.copytree(REPO, source, symlinks=True, ignore=NOT_BUILT_FROM)
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(scratch / "dist"),
-                            str(source)], capture_output=True, text=True, timeout=BUILD_TIMEOUT, env=ENV)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(scratch / "dist"), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+        env=ENV,
+    )
     assert built.returncode == 0, f"pip wheel: {built.stderr}"
     (found,) = (scratch / "dist").glob("addaddr-*.whl")
     return found
@@ -70,16 +79,29 @@ class Installed:
     outside: Path  # the commands' working directory, outside the checkout
 
     def python(self, code: str) -> str:
-        result = subprocess.run([str(self.venv / "bin" / "python"), "-c", code], cwd=self.outside,
-                                capture_output=True, text=True, timeout=COMMAND_TIMEOUT, env=ENV)
+        result = subprocess.run(
+            [str(self.venv / "bin" / "python"), "-c", code],
+            cwd=self.outside,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+            env=ENV,
+        )
         assert result.returncode == 0, f"{code}: {result.stderr}"
         return result.stdout
 
-    def addaddr(self, *args: str, status: int = 0, command: str | None = None,
-                env: dict[str, str] = ENV) -> subprocess.CompletedProcess:
+    def addaddr(
+        self, *args: str, status: int = 0, command: str | None = None, env: dict[str, str] = ENV
+    ) -> subprocess.CompletedProcess:
         """The venv's `addaddr` (or `command`) with `args`, which must exit with `status`."""
-        result = subprocess.run([command or str(self.venv / "bin" / "addaddr"), *args], cwd=self.outside,
-                                capture_output=True, text=True, timeout=COMMAND_TIMEOUT, env=env)
+        result = subprocess.run(
+            [command or str(self.venv / "bin" / "addaddr"), *args],
+            cwd=self.outside,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+            env=env,
+        )
         assert result.returncode == status, f"addaddr {' '.join(args)}: got exit {result.returncode}: {result.stderr}"
         return result
 
@@ -89,11 +111,24 @@ def installed(wheel, tmp_path_factory) -> Installed:
     venv = tmp_path_factory.mktemp("venv")
     # Debian's interpreter, as scripts/setup's; no --system-site-packages: the wheel's dependencies come
     # from PyPI at the pinned versions, as scripts/setup installs them.
-    subprocess.run(["/usr/bin/python3", "-m", "venv", "--clear", str(venv)], check=True, timeout=COMMAND_TIMEOUT,
-                   env=ENV)
-    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", "-c",
-                          str(REPO / "constraints.txt"), f"{wheel}[fleet]"], capture_output=True, text=True,
-                         timeout=BUILD_TIMEOUT, env=ENV)
+    subprocess.run(
+        ["/usr/bin/python3", "-m", "venv", "--clear", str(venv)], check=True, timeout=COMMAND_TIMEOUT, env=ENV
+    )
+    pip = subprocess.run(
+        [
+            str(venv / "bin" / "pip"),
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "-c",
+            str(REPO / "constraints.txt"),
+            f"{wheel}[fleet]",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+        env=ENV,
+    )
     assert pip.returncode == 0, f"pip install: {pip.stderr}"
     outside = tmp_path_factory.mktemp("outside")
     assert not outside.is_relative_to(REPO), f"{outside} is inside the checkout: its collector could be imported"
@@ -101,8 +136,11 @@ def installed(wheel, tmp_path_factory) -> Installed:
 
 
 def test_the_wheel_carries_every_file_read_at_run_time(wheel):
-    assert {"collector/fleet/study.sql", "collector/kernel/bpf/addaddr.bpf.o", "collector/kernel/bpf/addaddr.c"} \
-        <= RUNTIME_FILES, f"got {sorted(RUNTIME_FILES)}: the list misses what it must hold"
+    assert {
+        "collector/fleet/study.sql",
+        "collector/kernel/bpf/addaddr.bpf.o",
+        "collector/kernel/bpf/addaddr.c",
+    } <= RUNTIME_FILES, f"got {sorted(RUNTIME_FILES)}: the list misses what it must hold"
     with zipfile.ZipFile(wheel) as built:
         missing = sorted(RUNTIME_FILES - set(built.namelist()))
         assert not missing, f"{wheel.name} lacks {missing}: add them to [tool.setuptools.package-data]"
@@ -119,11 +157,17 @@ def test_the_wheel_carries_the_license(wheel):
 
 
 def test_the_venv_runs_the_wheel_alone(installed):
-    no_bcc = subprocess.run([str(installed.venv / "bin" / "python"), "-c", "import bcc"], capture_output=True,
-                            timeout=COMMAND_TIMEOUT, env=ENV)
+    no_bcc = subprocess.run(
+        [str(installed.venv / "bin" / "python"), "-c", "import bcc"],
+        capture_output=True,
+        timeout=COMMAND_TIMEOUT,
+        env=ENV,
+    )
     assert no_bcc.returncode != 0, "the new venv can import bcc: the tests would not show the object suffices"
-    where = ("import collector, collector.kernel.program as p, collector.fleet.study as s; "
-             "print(collector.__file__, p.OBJECT, s.STUDY_SQL, sep='\\n')")
+    where = (
+        "import collector, collector.kernel.program as p, collector.fleet.study as s; "
+        "print(collector.__file__, p.OBJECT, s.STUDY_SQL, sep='\\n')"
+    )
     for found in map(Path, installed.python(where).split()):
         assert found.is_relative_to(installed.venv) and found.is_file(), f"the venv reads {found}, not the wheel's"
     listed = [name for name, command in cli.commands.items() if not command.hidden]
@@ -175,8 +219,11 @@ def replayed(installed) -> Replayed:
 
 def test_replay_logs_what_the_capture_announces(replayed):
     records = list(read_records(replayed.logs))
-    logged = [(r["src"], r["sport"], r["address"], r["address_id"]) for r in records
-              if r["kind"] == "add_addr" and not r["echo"]]
+    logged = [
+        (r["src"], r["sport"], r["address"], r["address_id"])
+        for r in records
+        if r["kind"] == "add_addr" and not r["echo"]
+    ]
     assert logged == [(s.src, s.sport, s.address, s.address_id) for s in ANNOUNCED]
 
 
@@ -197,10 +244,14 @@ def report(replayed: Replayed, *args: str, command: str | None = None) -> str:
 def test_report_has_the_captures_figures_as_the_checkout(replayed):
     figures = json.loads(report(replayed, "--format", "json", "--log-dir", str(replayed.logs)))
     by_client = [sent for sent in ANNOUNCED if sent.announcer == "client"]
-    assert (figures["connections"], figures["announcements"], figures["server_announced"]["announcements"]) == \
-        (len(MADE.tokens), len(by_client), len(ANNOUNCED) - len(by_client)), figures
-    assert figures == json.loads(report(replayed, "--format", "json", "--log-dir", str(replayed.checkout_logs),
-                                        command=ADDADDR))
+    assert (figures["connections"], figures["announcements"], figures["server_announced"]["announcements"]) == (
+        len(MADE.tokens),
+        len(by_client),
+        len(ANNOUNCED) - len(by_client),
+    ), figures
+    assert figures == json.loads(
+        report(replayed, "--format", "json", "--log-dir", str(replayed.checkout_logs), command=ADDADDR)
+    )
     table = report(replayed, "--log-dir", str(replayed.logs))
     assert table.startswith(f"Over the {len(MADE.tokens)} observed MPTCP connections"), table
 
@@ -212,8 +263,7 @@ def test_compile_builds_the_wheels_sources(replayed):
         pytest.skip("bcc (scripts/setup --test) is what compiles")
     # The folder scripts/setup made to hold just a link to Debian's bcc, not Debian's whole dist-packages.
     with_bcc = {**ENV, COMPILE_ENV: "1", "PYTHONPATH": str(Path(bcc.origin).parent.parent)}
-    compiled = replayed.installed.addaddr("replay", replayed.capture.name, "--log-dir", "logs-compiled",
-                                          env=with_bcc)
+    compiled = replayed.installed.addaddr("replay", replayed.capture.name, "--log-dir", "logs-compiled", env=with_bcc)
     assert REPLAYED_ALL in compiled.stderr, compiled.stderr
 
 
@@ -233,9 +283,22 @@ def test_run_collects_in_a_testbed(installed, processes):
     announces, and stops cleanly on SIGINT."""
     logs = installed.outside / "live"
     with Testbed((ClientPlan(("10.1.2.3",)),)) as bed:
-        collector = subprocess.Popen([str(installed.venv / "bin" / "addaddr"), "run", "--netns", bed.server, "--iface",
-                                      bed.server_interfaces[0], "--log-dir", str(logs)], stderr=subprocess.PIPE,
-                                     text=True, cwd=installed.outside, env=ENV)
+        collector = subprocess.Popen(
+            [
+                str(installed.venv / "bin" / "addaddr"),
+                "run",
+                "--netns",
+                bed.server,
+                "--iface",
+                bed.server_interfaces[0],
+                "--log-dir",
+                str(logs),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=installed.outside,
+            env=ENV,
+        )
         processes.append(collector)
         started = "".join(wait_for_line(collector, collector.stderr, "collecting on", 60, "'collecting on'"))
         traffic = bed.drive(1)

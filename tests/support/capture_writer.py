@@ -22,8 +22,7 @@ IF_TSRESOL, IF_TSOFFSET = 9, 14
 class PcapWriter:
     """A classic pcap file: microsecond or nanosecond timestamps, either byte order."""
 
-    def __init__(self, link_type=LINKTYPE_ETHERNET, *, nanosecond=False, order="<",
-                 snaplen=262144):
+    def __init__(self, link_type=LINKTYPE_ETHERNET, *, nanosecond=False, order="<", snaplen=262144):
         self.order = order
         self.nanosecond = nanosecond
         magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
@@ -67,8 +66,9 @@ class PcapngWriter:
         self.order = order
         self.block(SHB, struct.pack(order + "IHHq", 0x1A2B3C4D, major, 0, -1))
 
-    def interface(self, link_type=LINKTYPE_ETHERNET, *, snaplen=0, tsresol: int | None = None,
-                  tsoffset: int | None = None):
+    def interface(
+        self, link_type=LINKTYPE_ETHERNET, *, snaplen=0, tsresol: int | None = None, tsoffset: int | None = None
+    ):
         """tsresol is the option's byte: n for 10^-n seconds, 0x80 | n for 2^-n."""
         options = b""
         if tsresol is not None:
@@ -84,18 +84,31 @@ class PcapngWriter:
 
     def enhanced(self, interface: int, ticks: int, frame: bytes, original_length=None):
         """An Enhanced Packet Block; ticks in the interface's timestamp units."""
-        self.block(EPB, struct.pack(self.order + "IIIII", interface, ticks >> 32,
-                                    ticks & 0xFFFFFFFF, len(frame),
-                                    original_length or len(frame)) + frame, packet=True)
+        self.block(
+            EPB,
+            struct.pack(
+                self.order + "IIIII",
+                interface,
+                ticks >> 32,
+                ticks & 0xFFFFFFFF,
+                len(frame),
+                original_length or len(frame),
+            )
+            + frame,
+            packet=True,
+        )
 
     def simple(self, frame: bytes, original_length=None):
-        self.block(SPB, struct.pack(self.order + "I", original_length or len(frame)) + frame,
-                   packet=True)
+        self.block(SPB, struct.pack(self.order + "I", original_length or len(frame)) + frame, packet=True)
 
     def obsolete(self, interface: int, ticks: int, frame: bytes):
         """An obsolete Packet Block, with a drops count of 0."""
-        self.block(PB, struct.pack(self.order + "HHIIII", interface, 0, ticks >> 32,
-                                   ticks & 0xFFFFFFFF, len(frame), len(frame)) + frame, packet=True)
+        self.block(
+            PB,
+            struct.pack(self.order + "HHIIII", interface, 0, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame))
+            + frame,
+            packet=True,
+        )
 
     def getvalue(self) -> bytes:
         return b"".join(self.parts)

@@ -22,8 +22,21 @@ class Collector:
     """`addaddr run` in the background; returns once it is attached, with the lines it printed."""
 
     def __init__(self, processes: list, bed: Testbed, log_dir: Path, *options: str):
-        self.proc = subprocess.Popen([ADDADDR, "run", "--netns", bed.server, "--iface", bed.server_interfaces[0],
-                                      "--log-dir", str(log_dir), *options], stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [
+                ADDADDR,
+                "run",
+                "--netns",
+                bed.server,
+                "--iface",
+                bed.server_interfaces[0],
+                "--log-dir",
+                str(log_dir),
+                *options,
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         processes.append(self.proc)
         self.started = wait_for_line(self.proc, self.proc.stderr, "collecting on", ATTACH_SECONDS, "'collecting on'")
 

@@ -122,19 +122,22 @@ def ipv4(
     if ihl is None:
         ihl = 5 + len(options) // 4
     saddr, daddr = socket.inet_aton(src), socket.inet_aton(dst)
-    header = struct.pack(
-        "!BBHHHBBH4s4s",
-        4 << 4 | ihl,
-        0,
-        20 + len(options) + len(payload),
-        ident,
-        flags << 13 | frag_offset,
-        ttl,
-        proto,
-        0,
-        saddr,
-        daddr,
-    ) + options
+    header = (
+        struct.pack(
+            "!BBHHHBBH4s4s",
+            4 << 4 | ihl,
+            0,
+            20 + len(options) + len(payload),
+            ident,
+            flags << 13 | frag_offset,
+            ttl,
+            proto,
+            0,
+            saddr,
+            daddr,
+        )
+        + options
+    )
     header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
     pseudo = saddr + daddr + struct.pack("!BBH", 0, proto, len(payload))
     return header + _with_l4_checksum(proto, pseudo, payload)

@@ -65,13 +65,15 @@ def _sack(blocks: bytes) -> bytes:
 # Every subtype, every length from 3 to 40, any flag nibble: the program reads only the subtype.
 MPTCP_OPTIONS = st.builds(_mptcp, st.integers(0, 15), st.integers(0, 15), st.binary(max_size=37))
 COMMON_OPTIONS = st.one_of(
-    st.sampled_from([
-        b"\x01",  # NOP
-        bytes.fromhex("020405b4"),  # MSS
-        bytes.fromhex("030307"),  # window scale
-        bytes.fromhex("0402"),  # SACK permitted
-        bytes.fromhex("080a0000123400005678"),  # timestamps
-    ]),
+    st.sampled_from(
+        [
+            b"\x01",  # NOP
+            bytes.fromhex("020405b4"),  # MSS
+            bytes.fromhex("030307"),  # window scale
+            bytes.fromhex("0402"),  # SACK permitted
+            bytes.fromhex("080a0000123400005678"),  # timestamps
+        ]
+    ),
     st.integers(1, 4).flatmap(lambda n: st.binary(min_size=8 * n, max_size=8 * n)).map(_sack),
 )
 GARBAGE_OPTIONS = st.one_of(
@@ -89,15 +91,17 @@ SEGMENTS = st.builds(
     st.integers(0, 65535),
     seq=st.integers(0, 2**32 - 1),
     ack=st.integers(0, 2**32 - 1),
-    flags=st.sampled_from([frames.ACK, frames.SYN, frames.SYN | frames.ACK, frames.FIN | frames.ACK,
-                           frames.RST, frames.RST | frames.ACK]) | st.integers(0, 255),
+    flags=st.sampled_from(
+        [frames.ACK, frames.SYN, frames.SYN | frames.ACK, frames.FIN | frames.ACK, frames.RST, frames.RST | frames.ACK]
+    )
+    | st.integers(0, 255),
     options=OPTION_AREAS,
     payload=st.binary(max_size=16),
     doff=usually(None, st.integers(0, 15)),
 )
-UPPER_PROTOCOLS = usually(frames.IPPROTO_TCP, st.sampled_from(
-    [frames.IPPROTO_UDP, frames.IPPROTO_ICMP, frames.IPPROTO_NONE, 255]
-))
+UPPER_PROTOCOLS = usually(
+    frames.IPPROTO_TCP, st.sampled_from([frames.IPPROTO_UDP, frames.IPPROTO_ICMP, frames.IPPROTO_NONE, 255])
+)
 EXT_LENGTHS = usually(8, st.sampled_from([16, 24, 2048]))
 EXT_HEADERS = st.one_of(
     EXT_LENGTHS.map(frames.hop_by_hop),
@@ -175,8 +179,7 @@ def structured_frames(draw) -> bytes:
 
 # Bytes that mean something to some parser: EOL, NOP, lengths, TCP, IPv6 extension headers, MPTCP,
 # version/IHL, TPID halves, all ones.
-INTERESTING = bytes([0, 1, 2, 3, 5, 6, 8, 0x1E, 0x2B, 0x2C, 0x3C, 0x45, 0x60, 0x81, 0x88, 0x7F, 0x80,
-                     0xFF])
+INTERESTING = bytes([0, 1, 2, 3, 5, 6, 8, 0x1E, 0x2B, 0x2C, 0x3C, 0x45, 0x60, 0x81, 0x88, 0x7F, 0x80, 0xFF])
 
 
 def mutate(frame: bytes, rng: random.Random) -> bytes:
@@ -220,13 +223,15 @@ class Mismatch(NamedTuple):
 
     def __str__(self) -> str:
         counters = "agreed in its batch's sum" if self.got.counters is None else self.got.counters
-        return "\n".join([
-            f"frame   {self.frame.hex()}",
-            f"want    retval {TC_ACT_UNSPEC}, counters {self.want.counters}",
-            *(f"  event {_show(event)}" for event in self.want.events),
-            f"got     retval {self.got.retval}, counters {counters}",
-            *(f"  event {_show(event)}" for event in self.got.events),
-        ])
+        return "\n".join(
+            [
+                f"frame   {self.frame.hex()}",
+                f"want    retval {TC_ACT_UNSPEC}, counters {self.want.counters}",
+                *(f"  event {_show(event)}" for event in self.want.events),
+                f"got     retval {self.got.retval}, counters {counters}",
+                *(f"  event {_show(event)}" for event in self.got.events),
+            ]
+        )
 
 
 def _show(event: ExpectedEvent) -> str:
@@ -296,8 +301,7 @@ class Fuzzer:
         batch, self._pending = self._pending, []
         wants = [expect(frame) for _, frame, _ in batch]
         moved = self._settle()
-        got = [Got(retval, [_project(e) for e in self._events.pop(mark, [])], None)
-               for mark, _, retval in batch]
+        got = [Got(retval, [_project(e) for e in self._events.pop(mark, [])], None) for mark, _, retval in batch]
         if self._events:
             raise RuntimeError(f"events of frames never run, by mark: {dict(self._events)}")
         if moved != dict(sum((Counter(want.counters) for want in wants), Counter())):
@@ -305,7 +309,8 @@ class Fuzzer:
         mismatches = [
             Mismatch(frame, want, result)
             for (_, frame, _), want, result in zip(batch, wants, got)
-            if result.retval != TC_ACT_UNSPEC or result.events != want.events
+            if result.retval != TC_ACT_UNSPEC
+            or result.events != want.events
             or result.counters not in (None, want.counters)
         ]
         self.mismatches += mismatches
@@ -344,8 +349,13 @@ def fuzz(fuzzer: Fuzzer, count: int, seed: int, mutants: int) -> list[Mismatch]:
     while fuzzer.cases < count:
         # A hypothesis run a round, seeded from `seed`, so that the whole run replays.
         bases = min(ROUND, -(-(count - fuzzer.cases) // (1 + mutants)))
-        limits = settings(max_examples=bases, database=None, deadline=None,
-                          phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+        limits = settings(
+            max_examples=bases,
+            database=None,
+            deadline=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         hypothesis_seed(rng.getrandbits(64))(limits(given(structured_frames())(some_bases)))()
     fuzzer.check()
     return fuzzer.mismatches[start:]
@@ -355,8 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/fuzz", description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=1_000_000, help="frames to run (default 1000000)")
     parser.add_argument("--seed", type=int, help="makes the run repeatable (default: random, printed)")
-    parser.add_argument("--mutants", type=int, default=MUTANTS,
-                        help=f"byte mutants run after each structured frame (default {MUTANTS})")
+    parser.add_argument(
+        "--mutants", type=int, default=MUTANTS, help=f"byte mutants run after each structured frame (default {MUTANTS})"
+    )
     parser.add_argument("--show", type=int, default=10, help="reproducers printed at most (default 10)")
     args = parser.parse_args(argv)
     seed = random.randrange(2**32) if args.seed is None else args.seed
@@ -374,8 +385,10 @@ def main(argv: list[str] | None = None) -> int:
     for mismatch in mismatches[: args.show]:
         print(f"\nMISMATCH\n{mismatch}")
     print(f"\nkernel counters {reached}")
-    print(f"cases {fuzzer.cases}  mismatches {len(mismatches)}  refused {fuzzer.refused}  "
-          f"time {elapsed:.1f} s  cases/s {fuzzer.cases / elapsed:.0f}")
+    print(
+        f"cases {fuzzer.cases}  mismatches {len(mismatches)}  refused {fuzzer.refused}  "
+        f"time {elapsed:.1f} s  cases/s {fuzzer.cases / elapsed:.0f}"
+    )
     return 1 if mismatches else 0
 
 

@@ -8,28 +8,82 @@ from collector.addresses.classify import classify
 from collector.logs.reader import read_records
 from collector.logs.writer import LogWriter
 
-SEGMENT = {"time": 1_700_000_000.5, "src": "192.0.2.1", "sport": 40000, "dst": "198.51.100.1", "dport": 443,
-           "ifindex": 2, "connection": 0x1234ABCD}
+SEGMENT = {
+    "time": 1_700_000_000.5,
+    "src": "192.0.2.1",
+    "sport": 40000,
+    "dst": "198.51.100.1",
+    "dport": 443,
+    "ifindex": 2,
+    "connection": 0x1234ABCD,
+}
 # One valid record of every kind, as the collector writes them (docs/records.md).
 VALID = {
-    "header": {"kind": "header", "format": 2, "file_started": 1_700_000_000.0, "host": "h", "interfaces": ["eth0"],
-               "netns": None, "collector_version": "0.1", "started": 1_700_000_000.0, "source": "live"},
-    "add_addr": {"kind": "add_addr", **SEGMENT, "announcer": "client", "subflow": "initial", "version": 1,
-                 "echo": False, "address_id": 2, "address": "2002:c000:204::1", "port": None, "hmac": bytes(8),
-                 "family": "ipv6", "class": "6to4", "global": True,
-                 "embedded_ipv4": {"address": "192.0.2.4", "class": "documentation", "global": False}},
+    "header": {
+        "kind": "header",
+        "format": 2,
+        "file_started": 1_700_000_000.0,
+        "host": "h",
+        "interfaces": ["eth0"],
+        "netns": None,
+        "collector_version": "0.1",
+        "started": 1_700_000_000.0,
+        "source": "live",
+    },
+    "add_addr": {
+        "kind": "add_addr",
+        **SEGMENT,
+        "announcer": "client",
+        "subflow": "initial",
+        "version": 1,
+        "echo": False,
+        "address_id": 2,
+        "address": "2002:c000:204::1",
+        "port": None,
+        "hmac": bytes(8),
+        "family": "ipv6",
+        "class": "6to4",
+        "global": True,
+        "embedded_ipv4": {"address": "192.0.2.4", "class": "documentation", "global": False},
+    },
     "mp_join": {"kind": "mp_join", **SEGMENT, "token": 7, "address_id": 1, "backup": False, "form": "syn"},
     "remove_addr": {"kind": "remove_addr", **SEGMENT, "announcer": None, "address_ids": [1, 2]},
     "fastclose": {"kind": "fastclose", **SEGMENT},
     "tcp_rst": {"kind": "tcp_rst", **SEGMENT, "reason": 3},
     "malformed": {"kind": "malformed", **SEGMENT, "subtype": None, "reason": "short", "option": b"\x1e\x02"},
-    "connection": {"kind": "connection", "time": 1.0, "connection": 5, "version": 1, "client": "a", "client_port": 1,
-                   "server": "b", "server_port": 2, "client_key": 3, "server_key": 4},
+    "connection": {
+        "kind": "connection",
+        "time": 1.0,
+        "connection": 5,
+        "version": 1,
+        "client": "a",
+        "client_port": 1,
+        "server": "b",
+        "server_port": 2,
+        "client_key": 3,
+        "server_key": 4,
+    },
     "connection_end": {"kind": "connection_end", "time": 1.0, "connection": 5, "reason": "closed"},
-    "attempt": {"kind": "attempt", "time": 1.0, "version": 0, "client": "a", "client_port": 1, "server": "b",
-                "server_port": 2, "reason": "idle"},
-    "stats": {"kind": "stats", "time": 1.0, "kernel": {"packets": 1}, "tracker": {}, "events": 1,
-              "announcements": 0, "lost": 0, "unwritten": 0},
+    "attempt": {
+        "kind": "attempt",
+        "time": 1.0,
+        "version": 0,
+        "client": "a",
+        "client_port": 1,
+        "server": "b",
+        "server_port": 2,
+        "reason": "idle",
+    },
+    "stats": {
+        "kind": "stats",
+        "time": 1.0,
+        "kernel": {"packets": 1},
+        "tracker": {},
+        "events": 1,
+        "announcements": 0,
+        "lost": 0,
+        "unwritten": 0,
+    },
     "lost": {"kind": "lost", "time": 1.0, "count": 3},
     "interface": {"kind": "interface", "time": 1.0, "iface": "eth0", "ifindex": None, "netns": "ns", "state": "gone"},
 }
@@ -40,25 +94,67 @@ T0 = 1700000000.0  # 2023-11-14T22:13:20Z
 
 
 def connection(time: float, token: int, version: int = 1) -> dict:
-    return {"kind": "connection", "time": time, "connection": token, "version": version,
-            "client": "198.18.0.2", "client_port": 40000, "server": "198.18.0.1", "server_port": 443,
-            "client_key": 2**63 + token, "server_key": 2**62 + token}
+    return {
+        "kind": "connection",
+        "time": time,
+        "connection": token,
+        "version": version,
+        "client": "198.18.0.2",
+        "client_port": 40000,
+        "server": "198.18.0.1",
+        "server_port": 443,
+        "client_key": 2**63 + token,
+        "server_key": 2**62 + token,
+    }
 
 
-def add_addr(time: float, token: int | None, address: str, *, announcer: str | None = "client",
-             subflow: str | None = "initial", echo: bool = False, port: int | None = None) -> dict:
+def add_addr(
+    time: float,
+    token: int | None,
+    address: str,
+    *,
+    announcer: str | None = "client",
+    subflow: str | None = "initial",
+    echo: bool = False,
+    port: int | None = None,
+) -> dict:
     # Class fields from the real classifier, as the Recorder fills them.
     c = classify(address)
-    return {"kind": "add_addr", "time": time, "src": "198.18.0.2", "sport": 40000, "dst": "198.18.0.1",
-            "dport": 443, "ifindex": 2, "connection": token, "announcer": announcer, "subflow": subflow,
-            "version": 1, "echo": echo, "address_id": 1, "address": c.address, "port": port,
-            "hmac": None if echo else b"\x01" * 8, "family": c.family, "class": c.address_class,
-            "global": c.is_global, "embedded_ipv4": None if c.embedded_ipv4 is None else c.embedded_ipv4.as_json()}
+    return {
+        "kind": "add_addr",
+        "time": time,
+        "src": "198.18.0.2",
+        "sport": 40000,
+        "dst": "198.18.0.1",
+        "dport": 443,
+        "ifindex": 2,
+        "connection": token,
+        "announcer": announcer,
+        "subflow": subflow,
+        "version": 1,
+        "echo": echo,
+        "address_id": 1,
+        "address": c.address,
+        "port": port,
+        "hmac": None if echo else b"\x01" * 8,
+        "family": c.family,
+        "class": c.address_class,
+        "global": c.is_global,
+        "embedded_ipv4": None if c.embedded_ipv4 is None else c.embedded_ipv4.as_json(),
+    }
 
 
 def attempt(time: float) -> dict:
-    return {"kind": "attempt", "time": time, "version": 1, "client": "198.18.0.2", "client_port": 40001,
-            "server": "198.18.0.1", "server_port": 443, "reason": "closed"}
+    return {
+        "kind": "attempt",
+        "time": time,
+        "version": 1,
+        "client": "198.18.0.2",
+        "client_port": 40001,
+        "server": "198.18.0.1",
+        "server_port": 443,
+        "reason": "closed",
+    }
 
 
 def write_log(log_dir, records, host: str = "alpha", **writer_options) -> None:

@@ -43,9 +43,7 @@ OTHER = Flow("203.0.113.50", 50000, "198.51.100.99", 80)  # another connection a
 def event(src, sport, dst, dport, flags, option, at) -> OptionEvent:
     """One event at `at` seconds of ktime; `option` is wire bytes or an mptcp_option record."""
     wire = option if isinstance(option, bytes) else encode(option)
-    return OptionEvent(
-        round(at * 1e9), 2, 0, 6 if ":" in src else 4, src, dst, sport, dport, 1, 1, flags, wire
-    )
+    return OptionEvent(round(at * 1e9), 2, 0, 6 if ":" in src else 4, src, dst, sport, dport, 1, 1, flags, wire)
 
 
 def mpc_syn(version):

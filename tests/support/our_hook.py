@@ -14,8 +14,9 @@ from collector.kernel.program import FUNCTION, RAW_IP_FUNCTION
 
 
 def clsact_filters(netns: str, ifname: str) -> int:
-    shown = subprocess.run(["tc", "-n", netns, "filter", "show", "dev", ifname, "ingress"], capture_output=True,
-                           text=True, check=True).stdout
+    shown = subprocess.run(
+        ["tc", "-n", netns, "filter", "show", "dev", ifname, "ingress"], capture_output=True, text=True, check=True
+    ).stdout
     return len(re.findall(rf"handle 0xadd {FILTER_NAME}\b", shown))
 
 

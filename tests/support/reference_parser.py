@@ -172,9 +172,7 @@ def _tcp(frame: bytes, net: _Network) -> tuple[list[ExpectedEvent], Counter]:
     mptcp = [option for option in options if option[0] == TCPOPT_MPTCP]
     whole = [option for option in mptcp if len(option) >= MPTCP_MIN_LEN]
     emitted = [
-        option
-        for i, option in enumerate(whole)
-        if option[2] >> 4 in EVENT_SUBTYPES or (i == 0 and flags & (FIN | RST))
+        option for i, option in enumerate(whole) if option[2] >> 4 in EVENT_SUBTYPES or (i == 0 and flags & (FIN | RST))
     ]
     counters = Counter(f"subtype_{option[2] >> 4}" for option in whole)
     counters["mptcp"] = int(bool(mptcp))

@@ -17,7 +17,21 @@ from ipaddress import ip_address
 
 from tests.support.capture_writer import PcapWriter
 from collector.pipeline.decode import AddAddr, MpCapable, MpJoin, OtherSuboption, token
-from tests.support.frames import ACK, ETH_P_IP, ETH_P_IPV6, FIN, IPPROTO_TCP, MAC_A, MAC_B, PSH, SYN, ether, ipv4, ipv6, tcp
+from tests.support.frames import (
+    ACK,
+    ETH_P_IP,
+    ETH_P_IPV6,
+    FIN,
+    IPPROTO_TCP,
+    MAC_A,
+    MAC_B,
+    PSH,
+    SYN,
+    ether,
+    ipv4,
+    ipv6,
+    tcp,
+)
 from tests.support.mptcp_encoder import encode
 
 # Nanoseconds since the epoch: 2023-11-14T22:13:20Z.
@@ -86,8 +100,9 @@ class Packet:
 class Subflow:
     """A TCP flow between a client and a server endpoint, with both sides' next sequence numbers."""
 
-    def __init__(self, client: tuple[str, int], server: tuple[str, int], client_isn: int, server_isn: int,
-                 kind: str = "initial") -> None:
+    def __init__(
+        self, client: tuple[str, int], server: tuple[str, int], client_isn: int, server_isn: int, kind: str = "initial"
+    ) -> None:
         self.client, self.server = client, server
         self.kind = kind
         self.next_seq = {"client": client_isn, "server": server_isn}
@@ -168,8 +183,17 @@ class Capture:
 
     # --- MPTCP exchanges ---------------------------------------------------------------------------
 
-    def handshake(self, name: str, client: tuple[str, int], server: tuple[str, int], client_key: int,
-                  server_key: int, isns: tuple[int, int], *, third_ack: bool = True) -> Connection:
+    def handshake(
+        self,
+        name: str,
+        client: tuple[str, int],
+        server: tuple[str, int],
+        client_key: int,
+        server_key: int,
+        isns: tuple[int, int],
+        *,
+        third_ack: bool = True,
+    ) -> Connection:
         """SYN with MP_CAPABLE, SYN/ACK with the server's key, third ACK with both keys (sent, and
         captured only if `third_ack`: otherwise first_data() must complete the exchange)."""
         flow = Subflow(client, server, *isns)
@@ -190,8 +214,9 @@ class Capture:
         mpc = encode(MpCapable(1, MPC_FLAGS, conn.client_key, conn.server_key, size, None))
         self.add(f"{name} first data", conn.initial.segment("client", ACK | PSH, mpc, bytes(size)))
 
-    def join(self, name: str, conn: Connection, client: tuple[str, int], isns: tuple[int, int],
-             address_id: int) -> Subflow:
+    def join(
+        self, name: str, conn: Connection, client: tuple[str, int], isns: tuple[int, int], address_id: int
+    ) -> Subflow:
         """MP_JOIN SYN with the connection's token, SYN/ACK and ACK with their HMACs (RFC 8684 3.2)."""
         flow = Subflow(client, conn.initial.server, *isns, kind="join")
         conn.joins.append(flow)
@@ -206,11 +231,25 @@ class Capture:
         self.add(f"{name} ACK", flow.segment("client", ACK, encode(ack)))
         return flow
 
-    def add_addr(self, label: str, conn: Connection, flow: Subflow, side: str, address: str, address_id: int,
-                 *, echo: bool = False) -> None:
+    def add_addr(
+        self,
+        label: str,
+        conn: Connection,
+        flow: Subflow,
+        side: str,
+        address: str,
+        address_id: int,
+        *,
+        echo: bool = False,
+    ) -> None:
         """A pure ACK from `side` with ADD_ADDR (with its HMAC, or as an echo) and a DSS data ACK."""
-        mac = None if echo else add_addr_hmac(conn.key_of(side), conn.key_of("server" if side == "client" else "client"),
-                                              address_id, address, None)
+        mac = (
+            None
+            if echo
+            else add_addr_hmac(
+                conn.key_of(side), conn.key_of("server" if side == "client" else "client"), address_id, address, None
+            )
+        )
         option = encode(AddAddr(1, address_id, ip_address(address), None, echo, mac))
         frame = flow.segment(side, ACK, option + dss_ack(conn.data_ack(side)))
         # The announcer is the sender's role on the subflow: the client of a join is its SYN's sender.
@@ -251,9 +290,14 @@ def scenario(port_base: int = 40000) -> Scenario:
     connections, never one seen twice.
     """
     cap = Capture()
-    c1 = cap.handshake("c1", ("10.9.0.2", port_base + 1), (SERVER, SERVER_PORT),
-                       0x1111_0000_0000_0000 + port_base, 0x2222_0000_0000_0000 + port_base,
-                       (1_000_000, 7_000_000))
+    c1 = cap.handshake(
+        "c1",
+        ("10.9.0.2", port_base + 1),
+        (SERVER, SERVER_PORT),
+        0x1111_0000_0000_0000 + port_base,
+        0x2222_0000_0000_0000 + port_base,
+        (1_000_000, 7_000_000),
+    )
     cap.add_addr("c1 announce A", c1, c1.initial, "client", ADDRESS_A, 1)
     cap.retransmit("c1 announce A again", of="c1 announce A")
     join = cap.join("c1 join", c1, ("10.9.1.2", port_base + 2), (2_000_000, 8_000_000), address_id=2)
@@ -261,9 +305,14 @@ def scenario(port_base: int = 40000) -> Scenario:
     cap.add_addr("c1 server echoes A", c1, c1.initial, "server", ADDRESS_A, 1, echo=True)
     cap.add_addr("c1 server announces B", c1, c1.initial, "server", ADDRESS_B, 5)
     cap.add_addr("c1 client echoes B", c1, c1.initial, "client", ADDRESS_B, 5, echo=True)
-    c2 = cap.handshake("c2", ("10.9.0.3", port_base + 3), (SERVER, SERVER_PORT),
-                       0x3333_0000_0000_0000 + port_base, 0x4444_0000_0000_0000 + port_base,
-                       (3_000_000, 9_000_000))
+    c2 = cap.handshake(
+        "c2",
+        ("10.9.0.3", port_base + 3),
+        (SERVER, SERVER_PORT),
+        0x3333_0000_0000_0000 + port_base,
+        0x4444_0000_0000_0000 + port_base,
+        (3_000_000, 9_000_000),
+    )
     cap.add_addr("c2 announce A", c2, c2.initial, "client", ADDRESS_A, 1)
     cap.close("c2", c2, c2.initial)
     return Scenario(cap, (c1.token, c2.token))
@@ -273,8 +322,15 @@ def oversized() -> Scenario:
     """A connection whose third ACK was not captured: its first data, a 6,000-byte super-segment,
     completes the MP_CAPABLE exchange; then the client announces A."""
     cap = Capture()
-    conn = cap.handshake("c", ("10.9.0.4", 41000), (SERVER, SERVER_PORT), 0x5555_0000_0000_0000,
-                         0x6666_0000_0000_0000, (4_000_000, 10_000_000), third_ack=False)
+    conn = cap.handshake(
+        "c",
+        ("10.9.0.4", 41000),
+        (SERVER, SERVER_PORT),
+        0x5555_0000_0000_0000,
+        0x6666_0000_0000_0000,
+        (4_000_000, 10_000_000),
+        third_ack=False,
+    )
     cap.first_data("c", conn, 6000)
     cap.add_addr("c announce A", conn, conn.initial, "client", ADDRESS_A, 1)
     return Scenario(cap, (conn.token,))

@@ -13,10 +13,21 @@ import pytest
 
 from collector.addresses.classify import classify
 
-TSHARK_FIELDS = ("tcp.stream", "mptcp.stream", "ip.src", "ipv6.src", "tcp.srcport", "tcp.flags.syn",
-                 "tcp.flags.ack", "tcp.options.mptcp.subtype", "tcp.options.mptcp.version",
-                 "tcp.options.mptcp.recvkey", "tcp.options.mptcp.echo", "tcp.options.mptcp.ipv4",
-                 "tcp.options.mptcp.ipv6")
+TSHARK_FIELDS = (
+    "tcp.stream",
+    "mptcp.stream",
+    "ip.src",
+    "ipv6.src",
+    "tcp.srcport",
+    "tcp.flags.syn",
+    "tcp.flags.ack",
+    "tcp.options.mptcp.subtype",
+    "tcp.options.mptcp.version",
+    "tcp.options.mptcp.recvkey",
+    "tcp.options.mptcp.echo",
+    "tcp.options.mptcp.ipv4",
+    "tcp.options.mptcp.ipv6",
+)
 ADD_ADDR, MP_CAPABLE = 3, 0
 
 
@@ -30,10 +41,21 @@ def tshark_figures(pcap: Path) -> dict:
     """
     if shutil.which("tshark") is None:
         pytest.skip("tshark is not installed (scripts/setup --test installs it)")
-    command = ["tshark", "-r", str(pcap), "-o", "mptcp.analyze_mptcp:TRUE",
-               "-Y", f"tcp.flags.syn == 1 || tcp.options.mptcp.subtype == {MP_CAPABLE} "
-                     f"|| tcp.options.mptcp.subtype == {ADD_ADDR}",
-               "-T", "fields", "-E", "separator=/t", "-E", "aggregator=,"]
+    command = [
+        "tshark",
+        "-r",
+        str(pcap),
+        "-o",
+        "mptcp.analyze_mptcp:TRUE",
+        "-Y",
+        f"tcp.flags.syn == 1 || tcp.options.mptcp.subtype == {MP_CAPABLE} || tcp.options.mptcp.subtype == {ADD_ADDR}",
+        "-T",
+        "fields",
+        "-E",
+        "separator=/t",
+        "-E",
+        "aggregator=,",
+    ]
     for name in TSHARK_FIELDS:
         command += ["-e", name]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
@@ -67,8 +89,10 @@ def tshark_figures(pcap: Path) -> dict:
     }
     for family, version in (("ipv4", 4), ("ipv6", 6)):
         addresses = [address for _, address in pairs if address.version == version]
-        figures[family] = {"addresses": len(addresses),
-                           "classes": dict(Counter(classify(a).address_class for a in addresses))}
+        figures[family] = {
+            "addresses": len(addresses),
+            "classes": dict(Counter(classify(a).address_class for a in addresses)),
+        }
     return figures
 
 
@@ -79,5 +103,6 @@ def assert_report_matches_tshark(got: dict, want: dict) -> None:
     assert versions == want["versions"], f"got versions {versions}; want {want['versions']} (tshark)"
     for family in ("ipv4", "ipv6"):
         for key in ("addresses", "classes"):
-            assert got[family][key] == want[family][key], \
+            assert got[family][key] == want[family][key], (
                 f"got {family}.{key} {got[family][key]}; want {want[family][key]} (tshark)"
+            )

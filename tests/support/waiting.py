@@ -88,6 +88,7 @@ def run_to_end(args: list[str], timeout: float, **popen) -> subprocess.Completed
         except subprocess.TimeoutExpired:
             stop(proc)
             stdout, stderr = proc.communicate(timeout=STOP_GRACE_SECONDS)
-            raise GaveUp(f"gave up after {timeout:g} s waiting for {args[0]} to end; stopped it; "
-                         f"stderr {stderr[-3000:]!r}") from None
+            raise GaveUp(
+                f"gave up after {timeout:g} s waiting for {args[0]} to end; stopped it; stderr {stderr[-3000:]!r}"
+            ) from None
     return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)

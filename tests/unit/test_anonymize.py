@@ -110,8 +110,42 @@ def test_a_whole_subnet_maps_onto_a_whole_subnet():
 # The sample of the Crypto-PAn reference implementation (Xu, Fan, Ammar, Moon): its key, and the
 # distinct address pairs of its sample_trace_raw.dat and sample_trace_sanitized.dat, as listed in
 # the test of Yawning Angel's Go implementation (github.com/Yawning/cryptopan, cryptopan_test.go).
-REFERENCE_KEY = bytes([21, 34, 23, 141, 51, 164, 207, 128, 19, 10, 91, 22, 73, 144, 125, 16,
-                       216, 152, 143, 131, 121, 121, 101, 39, 98, 87, 76, 45, 42, 132, 34, 2])
+REFERENCE_KEY = bytes(
+    [
+        21,
+        34,
+        23,
+        141,
+        51,
+        164,
+        207,
+        128,
+        19,
+        10,
+        91,
+        22,
+        73,
+        144,
+        125,
+        16,
+        216,
+        152,
+        143,
+        131,
+        121,
+        121,
+        101,
+        39,
+        98,
+        87,
+        76,
+        45,
+        42,
+        132,
+        34,
+        2,
+    ]
+)
 REFERENCE_SAMPLE = """
 128.11.68.132 135.242.180.132    129.118.74.4 134.136.186.123     130.132.252.244 133.68.164.234
 141.223.7.43 141.167.8.160       141.233.145.108 141.129.237.235  152.163.225.39 151.140.114.167
@@ -162,8 +196,9 @@ def test_the_reference_implementations_sample_maps_as_published():
 def test_ipv6_maps_as_the_go_implementation_does():
     mapped = Anonymizer(REFERENCE_KEY)
     sample = pairs(GO_IPV6_SAMPLE)
-    assert [(raw, mapped.anonymize_address(raw)) for raw, _ in sample] == \
-        [(raw, str(ipaddress.ip_address(anonymized))) for raw, anonymized in sample]
+    assert [(raw, mapped.anonymize_address(raw)) for raw, _ in sample] == [
+        (raw, str(ipaddress.ip_address(anonymized))) for raw, anonymized in sample
+    ]
 
 
 # yacryptopan costs about 0.5 ms per IPv4 address and 2 ms per IPv6 one here.
@@ -182,8 +217,9 @@ def test_random_addresses_map_as_yacryptopan_maps_them():
         for version, count in ((4, RANDOM_IPV4), (6, RANDOM_IPV6)):
             for _ in range(count):
                 text = address(version, rng.getrandbits(WIDTH[version]))
-                assert ours.anonymize_address(text) == str(ipaddress.ip_address(theirs.anonymize(text))), \
+                assert ours.anonymize_address(text) == str(ipaddress.ip_address(theirs.anonymize(text))), (
                     f"{text} under key {key.hex()}"
+                )
                 compared += 1
     assert compared == RANDOM_KEYS * (RANDOM_IPV4 + RANDOM_IPV6)
 
@@ -215,13 +251,15 @@ def test_a_missing_key_file_is_made_with_mode_0600_and_kept(tmp_path, umask, mas
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.stat().st_size == KEY_BYTES
     again = Anonymizer.from_key_file(path)
-    assert again.anonymize_address("192.0.2.1") == first.anonymize_address("192.0.2.1"), \
+    assert again.anonymize_address("192.0.2.1") == first.anonymize_address("192.0.2.1"), (
         "want the second start to read the key the first one made"
+    )
 
 
 def test_two_new_key_files_hold_different_keys(tmp_path):
-    assert (Anonymizer.from_key_file(tmp_path / "a").anonymize_address("192.0.2.1")
-            != Anonymizer.from_key_file(tmp_path / "b").anonymize_address("192.0.2.1"))
+    assert Anonymizer.from_key_file(tmp_path / "a").anonymize_address("192.0.2.1") != Anonymizer.from_key_file(
+        tmp_path / "b"
+    ).anonymize_address("192.0.2.1")
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o620, 0o601, 0o710, 0o644])
@@ -246,8 +284,9 @@ def test_a_key_file_of_the_wrong_size_is_refused(tmp_path, size):
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("make", [lambda path: os.mkfifo(path, 0o600), lambda path: path.symlink_to("/dev/zero")],
-                         ids=["FIFO", "/dev/zero"])
+@pytest.mark.parametrize(
+    "make", [lambda path: os.mkfifo(path, 0o600), lambda path: path.symlink_to("/dev/zero")], ids=["FIFO", "/dev/zero"]
+)
 def test_a_key_file_that_is_no_regular_file_is_refused_at_once(tmp_path, make):
     """A FIFO must not hang the start waiting for a writer, nor /dev/zero's mode 0666 ask for chmod."""
     path = tmp_path / "key"
@@ -264,27 +303,68 @@ def test_a_key_file_in_a_missing_directory_is_one_clear_error(tmp_path):
 # --- records -------------------------------------------------------------------------------------
 
 
-def add_addr(time: float, token: int | None, announced: str, *, announcer: str | None = "client",
-             src: str = "198.51.100.2", dst: str = "198.51.100.1", echo: bool = False) -> dict:
+def add_addr(
+    time: float,
+    token: int | None,
+    announced: str,
+    *,
+    announcer: str | None = "client",
+    src: str = "198.51.100.2",
+    dst: str = "198.51.100.1",
+    echo: bool = False,
+) -> dict:
     # Class fields from the real classifier, as the Recorder fills them.
     c = classify(announced)
-    return {"kind": "add_addr", "time": time, "src": src, "sport": 40000, "dst": dst, "dport": 443,
-            "ifindex": 2, "connection": token, "announcer": announcer,
-            "subflow": None if token is None else "initial", "version": 1, "echo": echo, "address_id": 1,
-            "address": c.address, "port": None, "hmac": None if echo else b"\x01" * 8,
-            "family": c.family, "class": c.address_class, "global": c.is_global,
-            "embedded_ipv4": None if c.embedded_ipv4 is None else c.embedded_ipv4.as_json()}
+    return {
+        "kind": "add_addr",
+        "time": time,
+        "src": src,
+        "sport": 40000,
+        "dst": dst,
+        "dport": 443,
+        "ifindex": 2,
+        "connection": token,
+        "announcer": announcer,
+        "subflow": None if token is None else "initial",
+        "version": 1,
+        "echo": echo,
+        "address_id": 1,
+        "address": c.address,
+        "port": None,
+        "hmac": None if echo else b"\x01" * 8,
+        "family": c.family,
+        "class": c.address_class,
+        "global": c.is_global,
+        "embedded_ipv4": None if c.embedded_ipv4 is None else c.embedded_ipv4.as_json(),
+    }
 
 
 def connection(time: float, token: int, client: str, server: str) -> dict:
-    return {"kind": "connection", "time": time, "connection": token, "version": 1, "client": client,
-            "client_port": 40000, "server": server, "server_port": 443, "client_key": 2**63 + token,
-            "server_key": 2**62 + token}
+    return {
+        "kind": "connection",
+        "time": time,
+        "connection": token,
+        "version": 1,
+        "client": client,
+        "client_port": 40000,
+        "server": server,
+        "server_port": 443,
+        "client_key": 2**63 + token,
+        "server_key": 2**62 + token,
+    }
 
 
 def attempt(time: float, client: str, server: str) -> dict:
-    return {"kind": "attempt", "time": time, "version": 1, "client": client, "client_port": 40001,
-            "server": server, "server_port": 443, "reason": "closed"}
+    return {
+        "kind": "attempt",
+        "time": time,
+        "version": 1,
+        "client": client,
+        "client_port": 40001,
+        "server": server,
+        "server_port": 443,
+        "reason": "closed",
+    }
 
 
 def test_an_anonymized_add_addr_keeps_its_classes_and_prefix_relations():
@@ -295,8 +375,10 @@ def test_an_anonymized_add_addr_keeps_its_classes_and_prefix_relations():
     for field in ("src", "dst", "address"):
         assert got[field] != record[field]
     assert got["embedded_ipv4"]["address"] != "192.0.2.1"
-    assert {k: v for k, v in got["embedded_ipv4"].items() if k != "address"} == {"class": "documentation",
-                                                                               "global": False}
+    assert {k: v for k, v in got["embedded_ipv4"].items() if k != "address"} == {
+        "class": "documentation",
+        "global": False,
+    }
     assert (got["family"], got["class"], got["global"]) == ("ipv6", "6to4", False)
     assert common_prefix(got["src"], got["dst"]) == common_prefix("10.0.0.1", "10.0.0.2") == 30
     # The embedded address maps as that IPv4 address does anywhere else.
@@ -304,16 +386,21 @@ def test_an_anonymized_add_addr_keeps_its_classes_and_prefix_relations():
     assert record["embedded_ipv4"]["address"] == "192.0.2.1", "want the caller's record untouched"
 
 
-@pytest.mark.parametrize("record", [
-    connection(T0, 1, "203.0.113.5", "198.51.100.1"),
-    attempt(T0, "2001:db8::5", "2001:db8::1"),
-], ids=["connection", "attempt"])
+@pytest.mark.parametrize(
+    "record",
+    [
+        connection(T0, 1, "203.0.113.5", "198.51.100.1"),
+        attempt(T0, "2001:db8::5", "2001:db8::1"),
+    ],
+    ids=["connection", "attempt"],
+)
 def test_client_and_server_are_anonymized_and_nothing_else_changes(record):
     got = anonymizer().anonymize_record(record)
     assert got["client"] == anonymizer().anonymize_address(record["client"])
     assert got["server"] == anonymizer().anonymize_address(record["server"])
-    assert {k: v for k, v in got.items() if k not in ("client", "server")} == \
-        {k: v for k, v in record.items() if k not in ("client", "server")}
+    assert {k: v for k, v in got.items() if k not in ("client", "server")} == {
+        k: v for k, v in record.items() if k not in ("client", "server")
+    }
 
 
 def test_every_address_field_is_listed():
@@ -323,8 +410,19 @@ def test_every_address_field_is_listed():
 
 def test_a_malformed_add_addr_keeps_no_address_bytes():
     option = bytes([30, 11, 0x30, 5]) + ipaddress.ip_address("203.0.113.9").packed + b"\x01\x02\x03"
-    record = {"kind": "malformed", "time": T0, "src": "10.0.0.1", "sport": 1, "dst": "10.0.0.2", "dport": 2,
-              "ifindex": 2, "connection": None, "subtype": 3, "reason": "bad length", "option": option}
+    record = {
+        "kind": "malformed",
+        "time": T0,
+        "src": "10.0.0.1",
+        "sport": 1,
+        "dst": "10.0.0.2",
+        "dport": 2,
+        "ifindex": 2,
+        "connection": None,
+        "subtype": 3,
+        "reason": "bad length",
+        "option": option,
+    }
     got = anonymizer().anonymize_record(record)
     assert got["option"] == option[:4] + bytes(len(option) - 4)
     other = dict(record, subtype=1, option=bytes([30, 12, 0x10, 1]) + b"\xaa" * 8)
@@ -332,16 +430,19 @@ def test_a_malformed_add_addr_keeps_no_address_bytes():
 
 
 def test_records_without_addresses_pass_unchanged():
-    for record in ({"kind": "lost", "time": T0, "count": 3},
-                   {"kind": "connection_end", "time": T0, "connection": 1, "reason": "idle"}):
+    for record in (
+        {"kind": "lost", "time": T0, "count": 3},
+        {"kind": "connection_end", "time": T0, "connection": 1, "reason": "idle"},
+    ):
         assert anonymizer().anonymize_record(record) == record
 
 
 def many_records() -> list[dict]:
     """Connections announcing addresses of every class of the table, repeats and echoes included."""
     rng = random.Random(1)
-    announced = [str(block.network.network_address + rng.randrange(block.network.num_addresses))
-                 for block in BLOCKS] * 2
+    announced = [
+        str(block.network.network_address + rng.randrange(block.network.num_addresses)) for block in BLOCKS
+    ] * 2
     # 6to4 carrying documentation and private IPv4, and IPv4-mapped carrying a private one.
     announced += ["2002:c000:201::1", "2002:a00:1::1", "::ffff:192.168.1.1"] * 4
     records = []
@@ -349,11 +450,21 @@ def many_records() -> list[dict]:
         client = f"198.18.{token}.{rng.randrange(256)}"
         records.append(connection(T0 + token, token, client, "198.51.100.1"))
         for n in range(rng.randrange(5)):
-            records.append(add_addr(T0 + 100 + token + n / 10, token, rng.choice(announced), src=client,
-                                    echo=n == 3, announcer=rng.choice(["client", "client", "server"])))
-    records += [attempt(T0 + 200, "192.0.2.7", "198.51.100.1"),
-                add_addr(T0 + 201, None, "10.9.9.9", announcer=None),
-                {"kind": "connection_end", "time": T0 + 300, "connection": 1, "reason": "closed"}]
+            records.append(
+                add_addr(
+                    T0 + 100 + token + n / 10,
+                    token,
+                    rng.choice(announced),
+                    src=client,
+                    echo=n == 3,
+                    announcer=rng.choice(["client", "client", "server"]),
+                )
+            )
+    records += [
+        attempt(T0 + 200, "192.0.2.7", "198.51.100.1"),
+        add_addr(T0 + 201, None, "10.9.9.9", announcer=None),
+        {"kind": "connection_end", "time": T0 + 300, "connection": 1, "reason": "closed"},
+    ]
     return records
 
 

@@ -23,8 +23,15 @@ def test_required_capabilities(monkeypatch):
     assert required_capabilities(netns=True) == ["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON", "CAP_SYS_ADMIN"]
     monkeypatch.setattr(privileges.resource, "getrlimit", lambda _: (8 << 20,) * 2)
     assert required_capabilities() == ["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON", "CAP_IPC_LOCK"]
-    assert required_capabilities(drop=True) == ["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON", "CAP_IPC_LOCK",
-                                                "CAP_SETGID", "CAP_SETUID", "CAP_CHOWN"]
+    assert required_capabilities(drop=True) == [
+        "CAP_BPF",
+        "CAP_NET_ADMIN",
+        "CAP_PERFMON",
+        "CAP_IPC_LOCK",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_CHOWN",
+    ]
 
 
 def test_unit_bounds_what_the_collector_needs():

@@ -52,11 +52,14 @@ def assert_time(actual: float, exact: Fraction) -> None:
 
 def frames_of(count: int) -> list[bytes]:
     """Ethernet frames of lengths 0 up, none alike."""
-    return [ether(ETH_P_IP, ipv4("192.0.2.1", "198.51.100.2", IPPROTO_TCP, tcp(40000 + n, 80)))
-            [:n * 7 % 80] for n in range(count)]
+    return [
+        ether(ETH_P_IP, ipv4("192.0.2.1", "198.51.100.2", IPPROTO_TCP, tcp(40000 + n, 80)))[: n * 7 % 80]
+        for n in range(count)
+    ]
 
 
 # --- round trips ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("order", ["<", ">"])
 @pytest.mark.parametrize("nanosecond", [False, True])
@@ -112,8 +115,10 @@ def test_pcapng_two_interfaces_several_sections(tmp_path):
     assert_time(packets[4].time, 86_400 + 3 + Fraction(1, 2**30))
 
 
-@pytest.mark.parametrize("tsresol, units", [(None, 10**6), (0, 1), (3, 10**3), (9, 10**9),
-                                            (10, 10**10), (0x80 | 10, 2**10), (0x80 | 32, 2**32)])
+@pytest.mark.parametrize(
+    "tsresol, units",
+    [(None, 10**6), (0, 1), (3, 10**3), (9, 10**9), (10, 10**10), (0x80 | 10, 2**10), (0x80 | 32, 2**32)],
+)
 def test_pcapng_timestamp_resolutions(tmp_path, tsresol, units):
     writer = PcapngWriter()
     writer.section()
@@ -165,37 +170,42 @@ def test_frames_cut_by_the_snap_length_are_yielded_as_captured(tmp_path):
 
 # --- link types -----------------------------------------------------------------------------------
 
+
 def sll(protocol: int, payload: bytes) -> bytes:
     """A Linux cooked (v1) header: packet type, ARPHRD_ETHER, address length and address,
     protocol."""
-    return (b"\x00\x00\x00\x01\x00\x06" + MAC_A + b"\0\0" + protocol.to_bytes(2, "big") + payload)
+    return b"\x00\x00\x00\x01\x00\x06" + MAC_A + b"\0\0" + protocol.to_bytes(2, "big") + payload
 
 
 def sll2(protocol: int, payload: bytes) -> bytes:
     """A Linux cooked v2 header: protocol, reserved, interface index, ARPHRD_ETHER, packet type,
     address length and address."""
-    return (protocol.to_bytes(2, "big") + b"\0\0" + (7).to_bytes(4, "big") + b"\x00\x01\x04\x06"
-            + MAC_B + b"\0\0" + payload)
+    return (
+        protocol.to_bytes(2, "big") + b"\0\0" + (7).to_bytes(4, "big") + b"\x00\x01\x04\x06" + MAC_B + b"\0\0" + payload
+    )
 
 
 ETHERNET_FRAME = ether(ETH_P_IPV6, IPV6_PACKET)
 
 
-@pytest.mark.parametrize("link_type, captured, expected", [
-    (LINKTYPE_ETHERNET, ETHERNET_FRAME, ETHERNET_FRAME),
-    (LINKTYPE_LINUX_SLL, sll(ETH_P_IP, IPV4_PACKET), ZERO_MACS + b"\x08\x00" + IPV4_PACKET),
-    (LINKTYPE_LINUX_SLL, sll(ETH_P_IPV6, IPV6_PACKET), ZERO_MACS + b"\x86\xdd" + IPV6_PACKET),
-    (LINKTYPE_LINUX_SLL2, sll2(ETH_P_IP, IPV4_PACKET), ZERO_MACS + b"\x08\x00" + IPV4_PACKET),
-    (LINKTYPE_LINUX_SLL2, sll2(ETH_P_IPV6, IPV6_PACKET), ZERO_MACS + b"\x86\xdd" + IPV6_PACKET),
-    (LINKTYPE_RAW, IPV4_PACKET, ZERO_MACS + b"\x08\x00" + IPV4_PACKET),
-    (LINKTYPE_RAW, IPV6_PACKET, ZERO_MACS + b"\x86\xdd" + IPV6_PACKET),
-    (LINKTYPE_IPV4, IPV4_PACKET, ZERO_MACS + b"\x08\x00" + IPV4_PACKET),
-    (LINKTYPE_IPV6, IPV6_PACKET, ZERO_MACS + b"\x86\xdd" + IPV6_PACKET),
-    (12, IPV4_PACKET, ZERO_MACS + b"\x08\x00" + IPV4_PACKET),
-    (14, IPV6_PACKET, ZERO_MACS + b"\x86\xdd" + IPV6_PACKET),
-    # Not IP at all: EtherType 0, which the kernel program passes over.
-    (LINKTYPE_RAW, b"\x50garbage", ZERO_MACS + b"\0\0\x50garbage"),
-])
+@pytest.mark.parametrize(
+    "link_type, captured, expected",
+    [
+        (LINKTYPE_ETHERNET, ETHERNET_FRAME, ETHERNET_FRAME),
+        (LINKTYPE_LINUX_SLL, sll(ETH_P_IP, IPV4_PACKET), ZERO_MACS + b"\x08\x00" + IPV4_PACKET),
+        (LINKTYPE_LINUX_SLL, sll(ETH_P_IPV6, IPV6_PACKET), ZERO_MACS + b"\x86\xdd" + IPV6_PACKET),
+        (LINKTYPE_LINUX_SLL2, sll2(ETH_P_IP, IPV4_PACKET), ZERO_MACS + b"\x08\x00" + IPV4_PACKET),
+        (LINKTYPE_LINUX_SLL2, sll2(ETH_P_IPV6, IPV6_PACKET), ZERO_MACS + b"\x86\xdd" + IPV6_PACKET),
+        (LINKTYPE_RAW, IPV4_PACKET, ZERO_MACS + b"\x08\x00" + IPV4_PACKET),
+        (LINKTYPE_RAW, IPV6_PACKET, ZERO_MACS + b"\x86\xdd" + IPV6_PACKET),
+        (LINKTYPE_IPV4, IPV4_PACKET, ZERO_MACS + b"\x08\x00" + IPV4_PACKET),
+        (LINKTYPE_IPV6, IPV6_PACKET, ZERO_MACS + b"\x86\xdd" + IPV6_PACKET),
+        (12, IPV4_PACKET, ZERO_MACS + b"\x08\x00" + IPV4_PACKET),
+        (14, IPV6_PACKET, ZERO_MACS + b"\x86\xdd" + IPV6_PACKET),
+        # Not IP at all: EtherType 0, which the kernel program passes over.
+        (LINKTYPE_RAW, b"\x50garbage", ZERO_MACS + b"\0\0\x50garbage"),
+    ],
+)
 @pytest.mark.parametrize("file_format", ["pcap", "pcapng"])
 def test_link_types_become_ethernet(tmp_path, file_format, link_type, captured, expected):
     if file_format == "pcap":
@@ -212,15 +222,17 @@ def test_link_types_become_ethernet(tmp_path, file_format, link_type, captured, 
     assert packet.frame == expected
 
 
-@pytest.mark.parametrize("link_type, captured, expected", [
-    (LINKTYPE_LINUX_SLL, sll(ETH_P_IP, b"")[:15], ZERO_MACS + b"\x08"),
-    (LINKTYPE_LINUX_SLL, b"\0" * 5, ZERO_MACS),
-    (LINKTYPE_LINUX_SLL2, sll2(ETH_P_IP, b"")[:1], ZERO_MACS + b"\x08"),
-    (LINKTYPE_LINUX_SLL2, sll2(ETH_P_IP, b"")[:19], ZERO_MACS + b"\x08\x00"),
-    (LINKTYPE_RAW, b"", ZERO_MACS + b"\0\0"),
-])
-def test_packets_cut_inside_their_link_header_take_nothing_from_the_next(
-        tmp_path, link_type, captured, expected):
+@pytest.mark.parametrize(
+    "link_type, captured, expected",
+    [
+        (LINKTYPE_LINUX_SLL, sll(ETH_P_IP, b"")[:15], ZERO_MACS + b"\x08"),
+        (LINKTYPE_LINUX_SLL, b"\0" * 5, ZERO_MACS),
+        (LINKTYPE_LINUX_SLL2, sll2(ETH_P_IP, b"")[:1], ZERO_MACS + b"\x08"),
+        (LINKTYPE_LINUX_SLL2, sll2(ETH_P_IP, b"")[:19], ZERO_MACS + b"\x08\x00"),
+        (LINKTYPE_RAW, b"", ZERO_MACS + b"\0\0"),
+    ],
+)
+def test_packets_cut_inside_their_link_header_take_nothing_from_the_next(tmp_path, link_type, captured, expected):
     writer = PcapWriter(link_type)
     writer.packet(T0, captured)
     writer.packet(T0, b"\xff" * 40)
@@ -240,8 +252,9 @@ def public_captures() -> list:
 def test_public_capture_agrees_with_tcpdump(path):
     if shutil.which("tcpdump") is None:
         pytest.skip("tcpdump is not installed (scripts/setup installs it)")
-    lines = subprocess.run(["tcpdump", "-r", str(path), "-nn", "-tt"], capture_output=True,
-                           text=True, check=True).stdout.splitlines()
+    lines = subprocess.run(
+        ["tcpdump", "-r", str(path), "-nn", "-tt"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
 
     packets = list(read_capture(path))
 
@@ -255,12 +268,12 @@ def test_public_capture_agrees_with_tcpdump(path):
 def test_public_captures_cover_every_link_type_family():
     if not PUBLIC_CAPTURES.is_dir():
         pytest.skip(NO_PUBLIC_CAPTURES)
-    link_types = {int.from_bytes(path.read_bytes()[20:24], "little")
-                  for path in PUBLIC_CAPTURES.glob("*.pcap")}
+    link_types = {int.from_bytes(path.read_bytes()[20:24], "little") for path in PUBLIC_CAPTURES.glob("*.pcap")}
     assert link_types == {LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_RAW}
 
 
 # --- bad files ------------------------------------------------------------------------------------
+
 
 def error_of(path: Path) -> str:
     with pytest.raises(CaptureError) as caught:
@@ -315,8 +328,9 @@ def test_truncated_inside_a_packet(tmp_path, make):
                     packets.append(packet)
             assert packets == complete[:cut_in]
             plural = "" if cut_in == 1 else "s"
-            assert str(caught.value) == (f"{path}: truncated after {cut_in} packet{plural}: "
-                                         f"the file ends inside the record at byte {start}")
+            assert str(caught.value) == (
+                f"{path}: truncated after {cut_in} packet{plural}: the file ends inside the record at byte {start}"
+            )
 
 
 @pytest.mark.parametrize("data", [PcapWriter().getvalue()[:10], pcapng_of(0).getvalue()[:30]])
@@ -355,19 +369,17 @@ def test_unknown_link_type_of_an_idle_interface_is_harmless(tmp_path):
     writer.interface(LINKTYPE_IEEE802_11)
     writer.interface(LINKTYPE_ETHERNET)
     writer.enhanced(1, 0, ETHERNET_FRAME)
-    assert [packet.frame for packet in read_capture(write(tmp_path, writer.getvalue()))] == [
-        ETHERNET_FRAME]
+    assert [packet.frame for packet in read_capture(write(tmp_path, writer.getvalue()))] == [ETHERNET_FRAME]
 
 
 def test_pcap_fcs_bits_of_the_link_type_are_ignored(tmp_path):
     writer = PcapWriter(LINKTYPE_ETHERNET | 0x1 << 28 | 0x2 << 29)
     writer.packet(T0, ETHERNET_FRAME)
-    assert [packet.frame for packet in read_capture(write(tmp_path, writer.getvalue()))] == [
-        ETHERNET_FRAME]
+    assert [packet.frame for packet in read_capture(write(tmp_path, writer.getvalue()))] == [ETHERNET_FRAME]
 
 
 def patched(data: bytes, offset: int, value: bytes) -> bytes:
-    return data[:offset] + value + data[offset + len(value):]
+    return data[:offset] + value + data[offset + len(value) :]
 
 
 def test_absurd_pcap_captured_length(tmp_path):
@@ -375,8 +387,7 @@ def test_absurd_pcap_captured_length(tmp_path):
     offset = writer.packet_offsets[1]
     data = patched(writer.getvalue(), offset + 8, (0xFFFFFFF0).to_bytes(4, "little"))
     message = error_of(write(tmp_path, data))
-    assert message.endswith(f": damaged at byte {offset}: packet 1 claims 4294967280 captured "
-                            "bytes")
+    assert message.endswith(f": damaged at byte {offset}: packet 1 claims 4294967280 captured bytes")
 
 
 def test_absurd_pcapng_block_length(tmp_path):
@@ -389,8 +400,7 @@ def test_absurd_pcapng_block_length(tmp_path):
         for packet in read_capture(path):
             packets.append(packet)
     assert len(packets) == 2
-    assert str(caught.value) == f"{path}: damaged at byte {offset}: block of type 6 claims " \
-                                "2147483644 bytes"
+    assert str(caught.value) == f"{path}: damaged at byte {offset}: block of type 6 claims 2147483644 bytes"
 
 
 @pytest.mark.parametrize("length", [0, 8, 28, 33])
@@ -399,7 +409,8 @@ def test_impossible_pcapng_block_length(tmp_path, length):
     offset = writer.packet_offsets[1]
     data = patched(writer.getvalue(), offset + 4, length.to_bytes(4, "little"))
     assert error_of(write(tmp_path, data)).endswith(
-        f": damaged at byte {offset}: block of type 6 has an impossible length of {length} bytes")
+        f": damaged at byte {offset}: block of type 6 has an impossible length of {length} bytes"
+    )
 
 
 def test_pcapng_lengths_at_both_ends_differ(tmp_path):
@@ -409,7 +420,8 @@ def test_pcapng_lengths_at_both_ends_differ(tmp_path):
     offset = writer.packet_offsets[1]
     assert error_of(write(tmp_path, data)).endswith(
         f": damaged at byte {offset}: block of type 6 has a length of {len(data) - offset} bytes "
-        "at its start and 1000 at its end")
+        "at its start and 1000 at its end"
+    )
 
 
 def test_pcapng_packet_longer_than_its_block(tmp_path):
@@ -417,8 +429,8 @@ def test_pcapng_packet_longer_than_its_block(tmp_path):
     offset = writer.packet_offsets[1]
     data = patched(writer.getvalue(), offset + 20, (500).to_bytes(4, "little"))
     assert error_of(write(tmp_path, data)).endswith(
-        f": damaged at byte {offset}: packet 1 claims 500 captured bytes, more than its block "
-        "holds")
+        f": damaged at byte {offset}: packet 1 claims 500 captured bytes, more than its block holds"
+    )
 
 
 @pytest.mark.parametrize("interface, described", [(1, "1 interface"), (7, "1 interface")])
@@ -427,7 +439,8 @@ def test_pcapng_packet_of_an_undescribed_interface(tmp_path, interface, describe
     writer.enhanced(interface, 0, b"frame")
     assert error_of(write(tmp_path, writer.getvalue())).endswith(
         f": damaged at byte {writer.packet_offsets[0]}: packet of interface {interface}, but its "
-        f"section describes {described}")
+        f"section describes {described}"
+    )
 
 
 def test_pcapng_packet_before_any_interface(tmp_path):
@@ -435,7 +448,8 @@ def test_pcapng_packet_before_any_interface(tmp_path):
     writer.section()
     writer.simple(b"frame")
     assert "packet of interface 0, but its section describes 0 interfaces" in error_of(
-        write(tmp_path, writer.getvalue()))
+        write(tmp_path, writer.getvalue())
+    )
 
 
 def test_pcapng_interfaces_belong_to_their_section(tmp_path):
@@ -448,14 +462,16 @@ def test_pcapng_interfaces_belong_to_their_section(tmp_path):
 def test_pcapng_bad_byte_order_magic(tmp_path):
     data = patched(pcapng_of(1).getvalue(), 8, b"\x1a\x2b\x3c\x3c")
     assert error_of(write(tmp_path, data)).endswith(
-        ": damaged at byte 0: section header without a valid byte-order magic")
+        ": damaged at byte 0: section header without a valid byte-order magic"
+    )
 
 
 def test_pcapng_major_version_2(tmp_path):
     writer = PcapngWriter()
     writer.section(">", major=2)
     assert error_of(write(tmp_path, writer.getvalue())).endswith(
-        ": damaged at byte 0: pcapng major version 2 is not supported, only 1")
+        ": damaged at byte 0: pcapng major version 2 is not supported, only 1"
+    )
 
 
 def test_pcapng_option_past_its_block(tmp_path):
@@ -464,10 +480,12 @@ def test_pcapng_option_past_its_block(tmp_path):
     # An Ethernet interface whose if_tsresol option claims 255 bytes.
     writer.block(1, bytes.fromhex("0100 0000 00000000 0900 ff00"))
     assert error_of(write(tmp_path, writer.getvalue())).endswith(
-        ": damaged at byte 28: interface option 9 runs past the end of its block")
+        ": damaged at byte 28: interface option 9 runs past the end of its block"
+    )
 
 
 # --- reading ------------------------------------------------------------------------------------
+
 
 def test_progress(tmp_path):
     writer = PcapWriter()
@@ -507,11 +525,12 @@ def test_a_slowly_fed_pipe_yields_packets_before_it_ends(make):
     """A FIFO was read whole before the first packet: `tcpdump -w - | addaddr replay -` got nothing."""
     data, offsets = (lambda w: (w.getvalue(), w.packet_offsets))(make(3))
     read_end, write_end = os.pipe()
-    os.write(write_end, data[:offsets[2]])  # two packets, and the writer still there
+    os.write(write_end, data[: offsets[2]])  # two packets, and the writer still there
     try:
         got = []
-        reader = threading.Thread(target=lambda: got.extend(p for _, p in zip(range(2), read_capture(
-            f"/dev/fd/{read_end}"))))
+        reader = threading.Thread(
+            target=lambda: got.extend(p for _, p in zip(range(2), read_capture(f"/dev/fd/{read_end}")))
+        )
         reader.start()
         reader.join(timeout=10)
         assert not reader.is_alive(), "got no packet before the end of the stream"
@@ -540,12 +559,11 @@ def test_a_long_stream_is_read_in_bounded_memory():
     """256 MiB of 1 MiB packets through a pipe: the reader holds a record or two, not the stream."""
     writer = PcapWriter()
     header = writer.getvalue()
-    reader = subprocess.Popen([sys.executable, "-c", READER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=False)
+    reader = subprocess.Popen([sys.executable, "-c", READER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=False)
     reader.stdin.write(header)
     record = PcapWriter()
     record.packet(T0, bytes(1 << 20))
-    one = record.getvalue()[len(header):]
+    one = record.getvalue()[len(header) :]
     for _ in range(STREAM_MIB):
         reader.stdin.write(one)
     reader.stdin.close()
@@ -557,6 +575,7 @@ def test_a_long_stream_is_read_in_bounded_memory():
 
 # --- fuzz: any bytes give packets or a CaptureError -----------------------------------------------
 
+
 def outcome(path: str | Path) -> tuple[list[Packet], str | None]:
     """The packets read, and the error after them without the path it starts with."""
     packets = []
@@ -565,7 +584,7 @@ def outcome(path: str | Path) -> tuple[list[Packet], str | None]:
             packets.append(packet)
     except CaptureError as error:
         assert str(error).startswith(str(path))
-        return packets, str(error)[len(str(path)):]
+        return packets, str(error)[len(str(path)) :]
     return packets, None
 
 
@@ -619,8 +638,7 @@ TICKS = st.integers(0, 2**64 - 1)
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_fuzz_pcap_damaged(fuzz_path, data):
-    writer = PcapWriter(data.draw(LINK_TYPES), order=data.draw(ORDERS),
-                        nanosecond=data.draw(st.booleans()))
+    writer = PcapWriter(data.draw(LINK_TYPES), order=data.draw(ORDERS), nanosecond=data.draw(st.booleans()))
     for frame in data.draw(st.lists(st.binary(max_size=40), max_size=4)):
         writer.packet(data.draw(st.integers(0, 2**32 * 10**9 - 1)), frame)
     fuzz_path.write_bytes(damage(writer.getvalue(), data))
@@ -635,9 +653,12 @@ def test_fuzz_pcapng_damaged(fuzz_path, data):
     for _section in range(data.draw(st.integers(1, 2))):
         writer.section(data.draw(ORDERS))
         for _interface in range(data.draw(st.integers(0, 2))):
-            writer.interface(data.draw(LINK_TYPES), snaplen=data.draw(st.integers(0, 40)),
-                             tsresol=data.draw(st.none() | st.integers(0, 255)),
-                             tsoffset=data.draw(st.none() | st.integers(-2**63, 2**63 - 1)))
+            writer.interface(
+                data.draw(LINK_TYPES),
+                snaplen=data.draw(st.integers(0, 40)),
+                tsresol=data.draw(st.none() | st.integers(0, 255)),
+                tsoffset=data.draw(st.none() | st.integers(-(2**63), 2**63 - 1)),
+            )
         for _packet in range(data.draw(st.integers(0, 3))):
             frame = data.draw(st.binary(max_size=30))
             kind = data.draw(st.sampled_from(["enhanced", "simple", "obsolete", "other"]))
@@ -659,5 +680,5 @@ def damage(file: bytes, data) -> bytes:
         offset = data.draw(st.integers(0, len(file)))
         file = patched(file, offset, data.draw(st.binary(min_size=1, max_size=4)))
     if data.draw(st.booleans()):
-        file = file[:data.draw(st.integers(0, len(file)))]
+        file = file[: data.draw(st.integers(0, len(file)))]
     return file

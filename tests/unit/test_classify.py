@@ -40,22 +40,46 @@ BLOCK_EDGES = [
     Edges("172.16.0.0/12", ("private", False), ("private", False), GLOBAL, GLOBAL),
     Edges("192.0.0.0/24", ("ietf-protocol", False), ("ietf-protocol", False), GLOBAL, GLOBAL),
     Edges("192.0.0.0/29", ("ietf-protocol", False), ("ietf-protocol", False), GLOBAL, ("ietf-protocol", False)),
-    Edges("192.0.0.8/32", ("ietf-protocol", False), ("ietf-protocol", False), ("ietf-protocol", False),
-          ("ietf-protocol", True)),
-    Edges("192.0.0.9/32", ("ietf-protocol", True), ("ietf-protocol", True), ("ietf-protocol", False),
-          ("ietf-protocol", True)),
-    Edges("192.0.0.10/32", ("ietf-protocol", True), ("ietf-protocol", True), ("ietf-protocol", True),
-          ("ietf-protocol", False)),
-    Edges("192.0.0.170/32", ("ietf-protocol", False), ("ietf-protocol", False), ("ietf-protocol", False),
-          ("ietf-protocol", False)),
-    Edges("192.0.0.171/32", ("ietf-protocol", False), ("ietf-protocol", False), ("ietf-protocol", False),
-          ("ietf-protocol", False)),
+    Edges(
+        "192.0.0.8/32",
+        ("ietf-protocol", False),
+        ("ietf-protocol", False),
+        ("ietf-protocol", False),
+        ("ietf-protocol", True),
+    ),
+    Edges(
+        "192.0.0.9/32",
+        ("ietf-protocol", True),
+        ("ietf-protocol", True),
+        ("ietf-protocol", False),
+        ("ietf-protocol", True),
+    ),
+    Edges(
+        "192.0.0.10/32",
+        ("ietf-protocol", True),
+        ("ietf-protocol", True),
+        ("ietf-protocol", True),
+        ("ietf-protocol", False),
+    ),
+    Edges(
+        "192.0.0.170/32",
+        ("ietf-protocol", False),
+        ("ietf-protocol", False),
+        ("ietf-protocol", False),
+        ("ietf-protocol", False),
+    ),
+    Edges(
+        "192.0.0.171/32",
+        ("ietf-protocol", False),
+        ("ietf-protocol", False),
+        ("ietf-protocol", False),
+        ("ietf-protocol", False),
+    ),
     Edges("192.0.2.0/24", ("documentation", False), ("documentation", False), GLOBAL, GLOBAL),
     Edges("192.31.196.0/24", GLOBAL, GLOBAL, GLOBAL, GLOBAL),
     Edges("192.52.193.0/24", GLOBAL, GLOBAL, GLOBAL, GLOBAL),
     Edges("192.88.99.0/24", ("6to4-relay", False), ("6to4-relay", False), GLOBAL, GLOBAL),
-    Edges("192.88.99.2/32", ("6to4-relay", False), ("6to4-relay", False), ("6to4-relay", False),
-          ("6to4-relay", False)),
+    Edges("192.88.99.2/32", ("6to4-relay", False), ("6to4-relay", False), ("6to4-relay", False), ("6to4-relay", False)),
     Edges("192.168.0.0/16", ("private", False), ("private", False), GLOBAL, GLOBAL),
     Edges("192.175.48.0/24", GLOBAL, GLOBAL, GLOBAL, GLOBAL),
     Edges("198.18.0.0/15", ("benchmarking", False), ("benchmarking", False), GLOBAL, GLOBAL),
@@ -86,8 +110,7 @@ BLOCK_EDGES = [
     Edges("fec0::/10", ("site-local", False), ("site-local", False), ("link-local", False), ("multicast", False)),
     Edges("ff00::/8", MULTICAST, MULTICAST, ("site-local", False), None),
     # IPv6 documentation multicast, FF0X::DB8:0:0/96, in every scope X.
-    *(Edges(f"ff0{scope:x}::db8:0:0/96", DOCUMENTATION, DOCUMENTATION, MULTICAST, MULTICAST)
-      for scope in range(16)),
+    *(Edges(f"ff0{scope:x}::db8:0:0/96", DOCUMENTATION, DOCUMENTATION, MULTICAST, MULTICAST) for scope in range(16)),
     # RFC 4291 and the IPv6 special-purpose registry.
     Edges("::/96", ("unspecified", False), ("ipv4-compatible", False), None, RESERVED),
     Edges("::/128", ("unspecified", False), ("unspecified", False), None, ("loopback", False)),
@@ -98,22 +121,51 @@ BLOCK_EDGES = [
     Edges("100::/64", ("discard", False), ("discard", False), RESERVED, RESERVED),
     Edges("2001::/23", ("teredo", False), ("ietf-protocol", False), GLOBAL, GLOBAL),
     Edges("2001::/32", ("teredo", False), ("teredo", False), GLOBAL, ("ietf-protocol", False)),
-    Edges("2001:1::1/128", ("ietf-protocol", True), ("ietf-protocol", True), ("ietf-protocol", False),
-          ("ietf-protocol", True)),
-    Edges("2001:1::2/128", ("ietf-protocol", True), ("ietf-protocol", True), ("ietf-protocol", True),
-          ("ietf-protocol", True)),
-    Edges("2001:1::3/128", ("ietf-protocol", True), ("ietf-protocol", True), ("ietf-protocol", True),
-          ("ietf-protocol", False)),
-    Edges("2001:2::/48", ("benchmarking", False), ("benchmarking", False), ("ietf-protocol", False),
-          ("ietf-protocol", False)),
-    Edges("2001:3::/32", ("ietf-protocol", True), ("ietf-protocol", True), ("ietf-protocol", False),
-          ("ietf-protocol", False)),
-    Edges("2001:4:112::/48", ("ietf-protocol", True), ("ietf-protocol", True), ("ietf-protocol", False),
-          ("ietf-protocol", False)),
+    Edges(
+        "2001:1::1/128",
+        ("ietf-protocol", True),
+        ("ietf-protocol", True),
+        ("ietf-protocol", False),
+        ("ietf-protocol", True),
+    ),
+    Edges(
+        "2001:1::2/128",
+        ("ietf-protocol", True),
+        ("ietf-protocol", True),
+        ("ietf-protocol", True),
+        ("ietf-protocol", True),
+    ),
+    Edges(
+        "2001:1::3/128",
+        ("ietf-protocol", True),
+        ("ietf-protocol", True),
+        ("ietf-protocol", True),
+        ("ietf-protocol", False),
+    ),
+    Edges(
+        "2001:2::/48",
+        ("benchmarking", False),
+        ("benchmarking", False),
+        ("ietf-protocol", False),
+        ("ietf-protocol", False),
+    ),
+    Edges(
+        "2001:3::/32",
+        ("ietf-protocol", True),
+        ("ietf-protocol", True),
+        ("ietf-protocol", False),
+        ("ietf-protocol", False),
+    ),
+    Edges(
+        "2001:4:112::/48",
+        ("ietf-protocol", True),
+        ("ietf-protocol", True),
+        ("ietf-protocol", False),
+        ("ietf-protocol", False),
+    ),
     Edges("2001:10::/28", ("orchid", False), ("orchid", False), ("ietf-protocol", False), ("orchid", True)),
     Edges("2001:20::/28", ("orchid", True), ("orchid", True), ("orchid", False), ("ietf-protocol", True)),
-    Edges("2001:30::/28", ("ietf-protocol", True), ("ietf-protocol", True), ("orchid", True),
-          ("ietf-protocol", False)),
+    Edges("2001:30::/28", ("ietf-protocol", True), ("ietf-protocol", True), ("orchid", True), ("ietf-protocol", False)),
     Edges("2001:db8::/32", ("documentation", False), ("documentation", False), GLOBAL, GLOBAL),
     Edges("2002::/16", ("6to4", False), ("6to4", False), GLOBAL, GLOBAL),
     Edges("2620:4f:8000::/48", GLOBAL, GLOBAL, GLOBAL, GLOBAL),
@@ -188,8 +240,11 @@ def _reference_lookup(address: ipaddress.IPv4Address | ipaddress.IPv6Address):
     return block.address_class, block.is_global
 
 
-@given(st.one_of(st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address),
-                 st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address)))
+@given(
+    st.one_of(
+        st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address), st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address)
+    )
+)
 def test_index_agrees_with_a_scan_of_the_table(address):
     c = classify(address)
     got, want = (c.address_class, c.is_global), _reference_lookup(address)
@@ -213,24 +268,30 @@ def test_ipv6_multicast_is_never_global_whatever_its_scope(flags, scope):
 
 # Internetwork control, AD-HOC, SSM, GLOP, unicast-prefix-based, organisation-local: the groups that
 # RFC 5771 lets cross the Internet are groups all the same.
-@pytest.mark.parametrize("address", ["224.0.1.1", "224.2.0.1", "232.1.2.3", "233.1.2.3", "233.252.1.0",
-                                     "234.192.0.2", "239.255.255.250"])
+@pytest.mark.parametrize(
+    "address", ["224.0.1.1", "224.2.0.1", "232.1.2.3", "233.1.2.3", "233.252.1.0", "234.192.0.2", "239.255.255.250"]
+)
 def test_ipv4_multicast_is_never_global(address):
     c = classify(address)
     got, want = (c.address_class, c.is_global), MULTICAST
     assert got == want, f"{address}: got {got}; want {want}"
 
 
-@given(st.one_of(st.integers(0, 2**28 - 1).map(lambda low: IPV4_MULTICAST[low]),
-                 st.integers(0, 2**120 - 1).map(lambda low: IPV6_MULTICAST[low])))
+@given(
+    st.one_of(
+        st.integers(0, 2**28 - 1).map(lambda low: IPV4_MULTICAST[low]),
+        st.integers(0, 2**120 - 1).map(lambda low: IPV6_MULTICAST[low]),
+    )
+)
 def test_no_multicast_address_is_global(address):
     c = classify(address)
     assert not c.is_global, f"{address}: got class {c.address_class}, global true; want global false"
     assert c.address_class in ("multicast", "documentation"), f"{address}: got class {c.address_class}"
 
 
-@pytest.mark.parametrize("address", ["233.252.0.0", "233.252.0.1", "233.252.0.255", "ff0e::db8:0:1",
-                                     "ff02::db8:ffff:ffff", "ff05::db8:1:2"])
+@pytest.mark.parametrize(
+    "address", ["233.252.0.0", "233.252.0.1", "233.252.0.255", "ff0e::db8:0:1", "ff02::db8:ffff:ffff", "ff05::db8:1:2"]
+)
 def test_documentation_multicast_is_documentation(address):
     c = classify(address)
     got, want = (c.address_class, c.is_global), DOCUMENTATION
@@ -241,22 +302,29 @@ def test_documentation_multicast_is_documentation(address):
 
 EMBEDDED_CASES = [
     # RFC 4380 §4's example: client 192.0.2.45 behind server 65.54.227.120, obscured by XOR.
-    pytest.param("2001:0:4136:e378:8000:63bf:3fff:fdd2", "teredo",
-                 EmbeddedIPv4("192.0.2.45", "documentation", False), id="teredo-xor-documentation"),
-    pytest.param("2001:0:4136:e378:8000:63bf:f7f7:f7f7", "teredo",
-                 EmbeddedIPv4("8.8.8.8", "global", True), id="teredo-xor-global"),
-    pytest.param("2002:c000:201::1", "6to4", EmbeddedIPv4("192.0.2.1", "documentation", False),
-                 id="6to4-documentation"),
+    pytest.param(
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+        "teredo",
+        EmbeddedIPv4("192.0.2.45", "documentation", False),
+        id="teredo-xor-documentation",
+    ),
+    pytest.param(
+        "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+        "teredo",
+        EmbeddedIPv4("8.8.8.8", "global", True),
+        id="teredo-xor-global",
+    ),
+    pytest.param(
+        "2002:c000:201::1", "6to4", EmbeddedIPv4("192.0.2.1", "documentation", False), id="6to4-documentation"
+    ),
     pytest.param("2002:c0a8:101:5::1", "6to4", EmbeddedIPv4("192.168.1.1", "private", False), id="6to4-private"),
     pytest.param("2002:808:808::", "6to4", EmbeddedIPv4("8.8.8.8", "global", True), id="6to4-global"),
     pytest.param("::ffff:10.1.2.3", "ipv4-mapped", EmbeddedIPv4("10.1.2.3", "private", False), id="mapped"),
     pytest.param("::ffff:8.8.8.8", "ipv4-mapped", EmbeddedIPv4("8.8.8.8", "global", True), id="mapped-global"),
-    pytest.param("::192.0.2.1", "ipv4-compatible", EmbeddedIPv4("192.0.2.1", "documentation", False),
-                 id="compatible"),
+    pytest.param("::192.0.2.1", "ipv4-compatible", EmbeddedIPv4("192.0.2.1", "documentation", False), id="compatible"),
     pytest.param("::2", "ipv4-compatible", EmbeddedIPv4("0.0.0.2", "this-network", False), id="compatible-low"),
     pytest.param("64:ff9b::808:808", "nat64", EmbeddedIPv4("8.8.8.8", "global", True), id="nat64-96-global"),
-    pytest.param("64:ff9b::192.168.0.1", "nat64", EmbeddedIPv4("192.168.0.1", "private", False),
-                 id="nat64-96-private"),
+    pytest.param("64:ff9b::192.168.0.1", "nat64", EmbeddedIPv4("192.168.0.1", "private", False), id="nat64-96-private"),
     pytest.param("64:ff9b:1::c000:201", "nat64", None, id="nat64-local-use-48-none"),
     pytest.param("::", "unspecified", None, id="unspecified-none"),
     pytest.param("::1", "loopback", None, id="loopback-none"),
@@ -303,8 +371,13 @@ def test_mapped_and_nat64_carry_the_low_32_bits(value, prefix):
 
 def test_as_json_of_the_documented_example():
     got = classify("2002:c000:201::1").as_json()
-    want = {"address": "2002:c000:201::1", "family": "ipv6", "class": "6to4", "global": False,
-            "embedded_ipv4": {"address": "192.0.2.1", "class": "documentation", "global": False}}
+    want = {
+        "address": "2002:c000:201::1",
+        "family": "ipv6",
+        "class": "6to4",
+        "global": False,
+        "embedded_ipv4": {"address": "192.0.2.1", "class": "documentation", "global": False},
+    }
     assert got == want, f"got {got}; want {want}"
 
 
@@ -314,12 +387,15 @@ def test_as_json_without_embedded_ipv4():
     assert got == want, f"got {got}; want {want}"
 
 
-@pytest.mark.parametrize(("given_address", "want"), [
-    pytest.param("2001:DB8:0:0::1", "2001:db8::1", id="ipv6-text-canonical"),
-    pytest.param(ipaddress.IPv6Address("2001:db8::1"), "2001:db8::1", id="ipv6-object"),
-    pytest.param(ipaddress.IPv4Address("192.0.2.1"), "192.0.2.1", id="ipv4-object"),
-    pytest.param("fe80::1%eth0", "fe80::1%eth0", id="ipv6-zone-kept"),
-])
+@pytest.mark.parametrize(
+    ("given_address", "want"),
+    [
+        pytest.param("2001:DB8:0:0::1", "2001:db8::1", id="ipv6-text-canonical"),
+        pytest.param(ipaddress.IPv6Address("2001:db8::1"), "2001:db8::1", id="ipv6-object"),
+        pytest.param(ipaddress.IPv4Address("192.0.2.1"), "192.0.2.1", id="ipv4-object"),
+        pytest.param("fe80::1%eth0", "fe80::1%eth0", id="ipv6-zone-kept"),
+    ],
+)
 def test_accepts_text_and_address_objects(given_address, want):
     assert classify(given_address).address == want
 
@@ -340,8 +416,11 @@ def test_rejects_other_types():
         classify(3221225985)
 
 
-@pytest.mark.parametrize("value", [classify("2002:c000:201::1"), classify("2002:c000:201::1").embedded_ipv4],
-                         ids=["Classification", "EmbeddedIPv4"])
+@pytest.mark.parametrize(
+    "value",
+    [classify("2002:c000:201::1"), classify("2002:c000:201::1").embedded_ipv4],
+    ids=["Classification", "EmbeddedIPv4"],
+)
 def test_results_are_frozen_with_slots(value):
     with pytest.raises(dataclasses.FrozenInstanceError):
         value.address = "192.0.2.2"
@@ -350,4 +429,5 @@ def test_results_are_frozen_with_slots(value):
 
 def test_results_compare_by_value():
     assert classify("2002:c000:201::1") == Classification(
-        "2002:c000:201::1", "ipv6", "6to4", False, EmbeddedIPv4("192.0.2.1", "documentation", False))
+        "2002:c000:201::1", "ipv6", "6to4", False, EmbeddedIPv4("192.0.2.1", "documentation", False)
+    )

@@ -10,7 +10,10 @@ from click.testing import CliRunner
 from collector.cli import main
 
 SIX_TO_FOUR_JSON = {
-    "address": "2002:c000:201::1", "family": "ipv6", "class": "6to4", "global": False,
+    "address": "2002:c000:201::1",
+    "family": "ipv6",
+    "class": "6to4",
+    "global": False,
     "embedded_ipv4": {"address": "192.0.2.1", "class": "documentation", "global": False},
 }
 BAD_ADDRESS_ERROR = "addaddr: error: '300.1.1.1' is not an IPv4 or IPv6 address\n"
@@ -48,8 +51,10 @@ def test_table_has_a_header_and_one_aligned_row_per_address():
     # Cut every row where the header's columns start: a misaligned cell comes out cut or merged.
     spans = list(zip(starts, [*starts[1:], None]))
     got = [[row[start:end].strip() for start, end in spans] for row in rows]
-    want = [["2002:c000:201::1", "ipv6", "6to4", "no", "192.0.2.1", "documentation", "no"],
-            ["8.8.8.8", "ipv4", "global", "yes", "-", "-", "-"]]
+    want = [
+        ["2002:c000:201::1", "ipv6", "6to4", "no", "192.0.2.1", "documentation", "no"],
+        ["8.8.8.8", "ipv4", "global", "yes", "-", "-", "-"],
+    ]
     assert got == want, f"got {got}; want {want}"
 
 
@@ -69,8 +74,10 @@ def test_only_bad_addresses_print_no_data():
     result = invoke("300.1.1.1", "nonsense")
     assert result.exit_code == 1, f"got exit {result.exit_code}; want 1"
     assert result.stdout == ""
-    assert result.stderr.splitlines() == [BAD_ADDRESS_ERROR.strip(),
-                                          "addaddr: error: 'nonsense' is not an IPv4 or IPv6 address"]
+    assert result.stderr.splitlines() == [
+        BAD_ADDRESS_ERROR.strip(),
+        "addaddr: error: 'nonsense' is not an IPv4 or IPv6 address",
+    ]
 
 
 def test_no_address_is_a_usage_error():
@@ -87,16 +94,26 @@ def _console_script() -> str:
 
 
 def test_console_script_classifies_6to4_as_json():
-    result = subprocess.run([_console_script(), "classify", "--json", "2002:c000:201::1"],
-                            capture_output=True, text=True, timeout=30, check=False)
+    result = subprocess.run(
+        [_console_script(), "classify", "--json", "2002:c000:201::1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 0, f"got exit {result.returncode}; want 0 ({result.stderr})"
     got = json.loads(result.stdout)
     assert got == SIX_TO_FOUR_JSON, f"got {got}; want {SIX_TO_FOUR_JSON}"
 
 
 def test_console_script_reports_a_bad_address_on_stderr_and_exits_1():
-    result = subprocess.run([_console_script(), "classify", "192.0.2.1", "300.1.1.1"],
-                            capture_output=True, text=True, timeout=30, check=False)
+    result = subprocess.run(
+        [_console_script(), "classify", "192.0.2.1", "300.1.1.1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 1, f"got exit {result.returncode}; want 1"
     assert result.stderr == BAD_ADDRESS_ERROR, f"got stderr {result.stderr!r}; want {BAD_ADDRESS_ERROR!r}"
     assert "192.0.2.1" in result.stdout and "documentation" in result.stdout

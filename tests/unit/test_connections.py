@@ -126,7 +126,10 @@ def test_syn_only_then_rst_is_an_attempt_not_a_connection():
     assert kinds(notices) == [(AttemptEnd, "closed")]
     attempt = notices[0].subflow
     assert (attempt.client, attempt.client_port, attempt.server, attempt.server_port) == (
-        CLIENT, 40000, SERVER, 443,
+        CLIENT,
+        40000,
+        SERVER,
+        443,
     )
     assert attempt.version == 1
     assert notices[0].time == time_of(rst)  # not the time of the expiry

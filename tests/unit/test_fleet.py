@@ -55,8 +55,7 @@ def table(dataset: Path, name: str) -> list[dict]:
     return pq.read_table(dataset / name).to_pylist()
 
 
-@pytest.mark.parametrize("window", [(), ("--since", str(T0 + 3), "--until", str(T0 + 31))],
-                         ids=["all", "window"])
+@pytest.mark.parametrize("window", [(), ("--since", str(T0 + 3), "--until", str(T0 + 31))], ids=["all", "window"])
 def test_report_parquet_is_report_over_the_logs(tmp_path, window):
     dirs = logs_of_two_hosts(tmp_path)
     exported(dirs, tmp_path / "set")
@@ -71,15 +70,17 @@ def test_tables_are_typed_and_partitioned_by_host_and_date(tmp_path):
     exported(dirs, tmp_path / "set")
     rows = table(tmp_path / "set", "announcements")
     sixto4 = next(r for r in rows if r["address"] == "2002:c000:201::1" and r["host"] == "alpha")
-    assert (sixto4["embedded_ipv4_address"], sixto4["embedded_ipv4_class"]) == ("192.0.2.1", "documentation"), \
+    assert (sixto4["embedded_ipv4_address"], sixto4["embedded_ipv4_class"]) == ("192.0.2.1", "documentation"), (
         f"got {sixto4}"
+    )
     assert sixto4["time"].timestamp() == T0 + 21 and sixto4["date"] == "2023-11-14", f"got {sixto4}"
     connections = table(tmp_path / "set", "connections")
     one = [r for r in connections if r["connection"] == 1]
     assert sorted(r["host"] for r in one) == ["alpha", "beta"], f"got {one}"
     ended = next(r for r in one if r["host"] == "alpha")
-    assert (ended["established"], ended["end_reason"], ended["ended"].timestamp()) == (True, "closed", T0 + 70), \
+    assert (ended["established"], ended["end_reason"], ended["ended"].timestamp()) == (True, "closed", T0 + 70), (
         f"got {ended}"
+    )
     assert ended["client_key"] == 2**63 + 1, f"got {ended['client_key']}; want the 64-bit key whole"
     attempts = [r for r in connections if not r["established"]]
     assert len(attempts) == 4 and all(r["connection"] is None for r in attempts), f"got {attempts}"
@@ -97,11 +98,24 @@ def test_export_again_adds_only_what_the_logs_gained(tmp_path):
         assert json_report("--parquet", str(dataset)) == json_report("--log-dir", str(log_dir))
         opened = table(dataset, "connections")
         assert [(r["connection"], r["ended"]) for r in opened] == [(7, None)], f"got {opened}"
-        for record in [{"kind": "mp_join", "time": T0 + 2, "src": "198.18.0.3", "sport": 1, "dst": "198.18.0.1",
-                        "dport": 443, "ifindex": 2, "connection": 7, "token": 7, "address_id": 2, "backup": False,
-                        "form": "syn"},
-                       add_addr(T0 + 86400, 7, "8.8.8.8"),  # the next day
-                       {"kind": "connection_end", "time": T0 + 86401, "connection": 7, "reason": "closed"}]:
+        for record in [
+            {
+                "kind": "mp_join",
+                "time": T0 + 2,
+                "src": "198.18.0.3",
+                "sport": 1,
+                "dst": "198.18.0.1",
+                "dport": 443,
+                "ifindex": 2,
+                "connection": 7,
+                "token": 7,
+                "address_id": 2,
+                "backup": False,
+                "form": "syn",
+            },
+            add_addr(T0 + 86400, 7, "8.8.8.8"),  # the next day
+            {"kind": "connection_end", "time": T0 + 86401, "connection": 7, "reason": "closed"},
+        ]:
             writer.write(record)
         writer.flush()
     finally:
@@ -109,8 +123,9 @@ def test_export_again_adds_only_what_the_logs_gained(tmp_path):
     exported([log_dir], dataset)
     assert json_report("--parquet", str(dataset)) == json_report("--log-dir", str(log_dir))
     rows = table(dataset, "connections")
-    assert [(r["connection"], r["joins"], r["end_reason"]) for r in rows] == [(7, 1, "closed")], \
+    assert [(r["connection"], r["joins"], r["end_reason"]) for r in rows] == [(7, 1, "closed")], (
         f"got {rows}; want connection 7 once, completed"
+    )
     message = exported([log_dir], dataset)
     assert "0 new records" in message, f"got {message!r}"
     assert len(table(dataset, "announcements")) == 2, "want no announcement twice"
@@ -164,10 +179,15 @@ def bound(path: Path) -> None:
 ODD_TARGETS = {
     "a FIFO": (lambda path: os.mkfifo(path), "is a FIFO, not a directory"),
     "a socket": (lambda path: bound(path), "is a socket, not a directory"),
-    "a device": (lambda path: path.symlink_to("/dev/null"), "is a symbolic link to a character device, not a directory"),
+    "a device": (
+        lambda path: path.symlink_to("/dev/null"),
+        "is a symbolic link to a character device, not a directory",
+    ),
     "a file": (lambda path: path.write_text("mine"), "is a regular file, not a directory"),
-    "a link to a file": (lambda path: (path.with_name("target").write_text("mine"), path.symlink_to("target")),
-                         "is a symbolic link to a regular file, not a directory"),
+    "a link to a file": (
+        lambda path: (path.with_name("target").write_text("mine"), path.symlink_to("target")),
+        "is a symbolic link to a regular file, not a directory",
+    ),
     "a dangling link": (lambda path: path.symlink_to("nowhere"), "is a symbolic link to nowhere (nowhere)"),
     "a link that loops": (lambda path: path.symlink_to(path.name), "is a symbolic link that loops"),
 }
@@ -280,8 +300,8 @@ def test_an_export_that_failed_on_a_full_disk_is_taken_up_by_the_next(tmp_path, 
     failed = export(*[a for d in dirs for a in ("--log-dir", str(d))], "--to", str(tmp_path / "dataset"))
     # pyarrow's own words ("Error writing bytes to file. Detail: [errno 28] ...") named no path.
     assert failed.exit_code == 1 and failed.stderr == (
-        f"addaddr: error: no space left on device writing {tmp_path / 'dataset'}; free space or choose another "
-        "--to\n"), f"got {failed.stderr!r}"
+        f"addaddr: error: no space left on device writing {tmp_path / 'dataset'}; free space or choose another --to\n"
+    ), f"got {failed.stderr!r}"
     monkeypatch.setattr(parquet_export.pq, "write_table", real_write)
     exported(dirs, tmp_path / "dataset")
     exported(dirs, tmp_path / "clean")
@@ -319,11 +339,12 @@ def test_on_a_terminal_each_line_starts_after_the_progress_bar(tmp_path):
     dirs = logs_of_two_hosts(tmp_path)
     newest = sorted(dirs[0].iterdir())[-1]
     newest.with_name(newest.name.replace(newest.name[8:16], "29991231")).write_bytes(b"not a log at all")
-    status, stderr = run_on_a_terminal([ADDADDR, "export", "--log-dir", str(dirs[0]), "--to",
-                                        str(tmp_path / "dataset")])
+    status, stderr = run_on_a_terminal(
+        [ADDADDR, "export", "--log-dir", str(dirs[0]), "--to", str(tmp_path / "dataset")]
+    )
     assert status == 1 and "exporting" in stderr and stderr.count("addaddr: ") == 2, stderr
     for at in (i for i in range(len(stderr)) if stderr.startswith("addaddr: ", i)):
-        assert stderr[at - 2:at] == "\r\n", f"got a line of ours after {stderr[max(0, at - 40):at]!r}"
+        assert stderr[at - 2 : at] == "\r\n", f"got a line of ours after {stderr[max(0, at - 40) : at]!r}"
 
 
 def test_report_parquet_of_no_export_is_one_line(tmp_path):
@@ -333,6 +354,7 @@ def test_report_parquet_of_no_export_is_one_line(tmp_path):
 
 # --- Spark -------------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_spark_study_equals_report(tmp_path):
     pytest.importorskip("pyspark", reason="pyspark is a test dependency: scripts/setup --test installs it")
@@ -340,8 +362,12 @@ def test_spark_study_equals_report(tmp_path):
         pytest.skip("Spark needs Java (openjdk-17-jre-headless; scripts/setup --test installs it)")
     dirs = logs_of_two_hosts(tmp_path)
     exported(dirs, tmp_path / "set")
-    run = subprocess.run([sys.executable, "-m", "collector.fleet.spark", str(tmp_path / "set")],
-                         capture_output=True, text=True, timeout=900)
+    run = subprocess.run(
+        [sys.executable, "-m", "collector.fleet.spark", str(tmp_path / "set")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert run.returncode == 0, f"exit {run.returncode}: {run.stderr[-2000:]}"
     got = json.loads(run.stdout)
     want = json_report(*[a for d in dirs for a in ("--log-dir", str(d))])

@@ -38,8 +38,14 @@ print(json.dumps({"rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss 
 @pytest.mark.timeout(900)
 def test_syn_and_bogus_join_flood_stays_under_the_cap():
     # `-c` puts the working directory first on the path: the checkout, for tests.support.
-    out = subprocess.run([sys.executable, "-c", FLOOD_SCRIPT, str(FLOOD)], capture_output=True,
-                         text=True, timeout=600, check=True, cwd=REPO).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", FLOOD_SCRIPT, str(FLOOD)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+        cwd=REPO,
+    ).stdout
     figures = json.loads(out)
     assert figures["rss_mib"] < RSS_CAP_MIB, f"got RSS {figures['rss_mib']:.0f} MiB; want under {RSS_CAP_MIB}"
     assert figures["subflows_tracked"] <= 262_144, f"got {figures['subflows_tracked']} subflows tracked"

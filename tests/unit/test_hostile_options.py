@@ -75,8 +75,7 @@ def test_decode_gives_a_record_or_malformed(subtype):
         check_decode(raw)
 
 
-def event(raw: bytes, flags: int, *, src="192.0.2.1", dst="198.51.100.7", sport=40000,
-          dport=443) -> OptionEvent:
+def event(raw: bytes, flags: int, *, src="192.0.2.1", dst="198.51.100.7", sport=40000, dport=443) -> OptionEvent:
     return OptionEvent(0, 2, 0, ip_address(src).version, src, dst, sport, dport, 1, 2, flags, raw)
 
 
@@ -121,8 +120,11 @@ ADDRESSES = st.ip_addresses().map(str)
 
 @given(
     raw=st.binary(max_size=MAX_OPTION + 2)
-    | st.builds(lambda sub, body: bytes([TCPOPT_MPTCP, 3 + len(body), sub]) + body,
-                st.integers(0, 255), st.binary(max_size=MAX_OPTION - 3)),
+    | st.builds(
+        lambda sub, body: bytes([TCPOPT_MPTCP, 3 + len(body), sub]) + body,
+        st.integers(0, 255),
+        st.binary(max_size=MAX_OPTION - 3),
+    ),
     flags=st.integers(0, 255),
     src=ADDRESSES,
     dst=ADDRESSES,
@@ -137,18 +139,32 @@ def test_garbage_bytes(raw, flags, src, dst, sport, dport):
 
 
 ODD_ADDRESSES = [
-    "0.0.0.0", "255.255.255.255", "127.0.0.1", "224.0.0.1", "239.255.255.255", "169.254.0.1",
-    "100.64.0.1", "192.0.0.8", "240.0.0.1",
-    "::", "::1", "ff02::1", "ff0e::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fe80::1",
-    "::ffff:0.0.0.0", "::ffff:255.255.255.255", "64:ff9b::ffff:ffff", "2002:ffff:ffff::",
-    "2001::ffff:ffff:ffff:ffff", "2001:db8::", "100::1", "fc00::",
+    "0.0.0.0",
+    "255.255.255.255",
+    "127.0.0.1",
+    "224.0.0.1",
+    "239.255.255.255",
+    "169.254.0.1",
+    "100.64.0.1",
+    "192.0.0.8",
+    "240.0.0.1",
+    "::",
+    "::1",
+    "ff02::1",
+    "ff0e::1",
+    "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+    "fe80::1",
+    "::ffff:0.0.0.0",
+    "::ffff:255.255.255.255",
+    "64:ff9b::ffff:ffff",
+    "2002:ffff:ffff::",
+    "2001::ffff:ffff:ffff:ffff",
+    "2001:db8::",
+    "100::1",
+    "fc00::",
 ]
 # Each layout that carries an address: v0, v1 with HMAC, v1 echo; with and without a port.
-FORMS = [
-    (version, echo, port)
-    for version, echo in ((0, False), (1, False), (1, True))
-    for port in (None, 0, 65535)
-]
+FORMS = [(version, echo, port) for version, echo in ((0, False), (1, False), (1, True)) for port in (None, 0, 65535)]
 
 
 @pytest.mark.parametrize("address", ODD_ADDRESSES)
@@ -163,5 +179,8 @@ def test_odd_addresses_and_ports_are_classified(address):
         want = classify(address)
         assert (record["kind"], record["address"], record["port"]) == ("add_addr", want.address, port)
         assert (record["family"], record["class"], record["global"]) == (
-            want.family, want.address_class, want.is_global)
+            want.family,
+            want.address_class,
+            want.is_global,
+        )
         assert isinstance(record["global"], bool) and record["class"], record

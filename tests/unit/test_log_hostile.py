@@ -54,6 +54,7 @@ def name_at(seconds):
 
 # --- format 2: one damaged byte costs at most the record it hit -------------------------------------
 
+
 @pytest.mark.parametrize("value", [0x00, 0xFF, 0xC1, None])  # None: the byte's bits flipped
 def test_one_damaged_byte_anywhere_costs_at_most_its_record(tmp_path, value):
     [path] = write_log(tmp_path / "logs", 200)
@@ -124,11 +125,21 @@ def test_unknown_format_is_refused(tmp_path, framing):
     records = [{"kind": "header", "format": 3, "file_started": 1.0}, lost(0)]
     pack = (lambda r: frame(msgpack.packb(r))) if framing == 2 else msgpack.packb
     path.write_bytes(b"".join(map(pack, records)))
-    assert read(path) == ([], [(path, 0, "log format 3, which this addaddr does not know (it reads 1 and 2): "
-                                         "file skipped; upgrade addaddr to read it")])
+    assert read(path) == (
+        [],
+        [
+            (
+                path,
+                0,
+                "log format 3, which this addaddr does not know (it reads 1 and 2): "
+                "file skipped; upgrade addaddr to read it",
+            )
+        ],
+    )
 
 
 # --- the log dir as a hostile user leaves it ---------------------------------------------------------
+
 
 @pytest.fixture
 def outside(tmp_path):
@@ -216,7 +227,9 @@ def test_fifo_directory_and_odd_names_are_skipped(tmp_path):
         "records = list(read_records(sys.argv[1], on_damage=lambda *w: damage.append(w[2])))\n"
         "with LogWriter(sys.argv[1], {}) as w:\n"
         "    w.write({'kind': 'lost', 'time': 1.0, 'count': 5})\n"
-        "print(json.dumps([len(records), damage, w.path.name]))\n", log_dir)
+        "print(json.dumps([len(records), damage, w.path.name]))\n",
+        log_dir,
+    )
     count, damage, new_name = json.loads(out)
     assert count == 3 and sorted(damage) == ["a FIFO: skipped", "a directory: skipped"]
     assert new_name.startswith("addaddr-20") and not new_name.startswith("addaddr-9999")
@@ -243,7 +256,8 @@ def test_a_file_sized_by_truncate_is_named_and_skipped_without_reading_its_hole(
     records, damage = read(log_dir)
     assert counts(records) == [0, 1], f"got {counts(records)}"
     assert [(path.name, offset, why) for path, offset, why in damage] == [
-        (sparse.name, 0, f"a sparse file of {SPARSE_BYTES:,} bytes with none written (made by truncate?): skipped")]
+        (sparse.name, 0, f"a sparse file of {SPARSE_BYTES:,} bytes with none written (made by truncate?): skipped")
+    ]
     assert time.process_time() - started < 5, "the hole was read"
 
 
@@ -312,8 +326,10 @@ def test_a_hole_at_the_end_of_a_file_being_written_is_waited_on_not_skipped(tmp_
         os.truncate(path, cursor.offset + hole_bytes)  # a hole to the end, the file now finished
         assert list(cursor.records()) == [] and len(damage) == 1, "still written: waited on"
         assert list(cursor.records(final=True)) == [] and cursor.torn_at is None
-    assert damage[1][1:] == (cursor.offset - hole_bytes,
-                             f"{hole_bytes:,} bytes never written (a hole); skipped to the next whole record")
+    assert damage[1][1:] == (
+        cursor.offset - hole_bytes,
+        f"{hole_bytes:,} bytes never written (a hole); skipped to the next whole record",
+    )
     assert time.process_time() - started < 2, "the hole was read"
 
 
@@ -331,8 +347,14 @@ def test_a_file_cut_while_followed_is_named_and_read_again_from_its_start(tmp_pa
         assert counts(cursor.records()) == [30, 31]
         append_lost(path, range(32, 60))  # past where reading had got to before the cut
         assert counts(cursor.records()) == list(range(32, 60))
-    assert damage == [(path, cut_to, f"the file is {cut_to:,} bytes, shorter than the {read_to:,} read: cut "
-                                     "while read (truncate?); read again from its start")]
+    assert damage == [
+        (
+            path,
+            cut_to,
+            f"the file is {cut_to:,} bytes, shorter than the {read_to:,} read: cut "
+            "while read (truncate?); read again from its start",
+        )
+    ]
 
 
 # Cut and written past where reading had got to before the follower looked again (a writer of a few
@@ -347,7 +369,8 @@ def test_a_file_cut_and_grown_past_the_offset_between_reads_is_read_again_from_i
         append_lost(path, range(100, 160))  # more bytes than the 20 and their header
         assert counts(cursor.records()) == list(range(100, 160))
     assert [(offset, why) for _path, offset, why in damage] == [
-        (0, "the file's first bytes changed since read: cut and written again (truncate?); read again from its start")]
+        (0, "the file's first bytes changed since read: cut and written again (truncate?); read again from its start")
+    ]
 
 
 @pytest.mark.parametrize("zeros", [12, 5000, (1 << 20) - 100, 3 << 20])
@@ -361,6 +384,7 @@ def test_written_zeros_are_damage_as_before_not_a_hole(tmp_path, zeros):
     assert counts(records) == [0, 1, 2, 3]
     assert damage == [(path, written, "damaged (no record marker); skipped to the next whole record")]
 
+
 def test_follow_does_not_block_on_a_fifo(tmp_path):
     log_dir = tmp_path / "logs"
     write_log(log_dir, 1)
@@ -372,7 +396,9 @@ def test_follow_does_not_block_on_a_fifo(tmp_path):
         "for r in follow(sys.argv[1], poll_interval=0.01, stop=lambda: len(damage) > 0 and len(seen) == 2,\n"
         "                on_damage=lambda *w: damage.append(w[2])):\n"
         "    seen.append(r['kind'])\n"
-        "print(seen, damage)\n", log_dir)
+        "print(seen, damage)\n",
+        log_dir,
+    )
     assert out.strip() == "['header', 'lost'] ['a FIFO: skipped']"
 
 
@@ -395,12 +421,17 @@ def test_follow_unchanged_for_a_growing_log(tmp_path):
 
 # --- the commands: stdout complete for the rest, exit status 1 ---------------------------------------
 
+
 @pytest.mark.parametrize("command", [["tail", "--json"], ["report", "--format", "json"]])
 def test_commands_exit_1_and_name_each_skipped_record(tmp_path, command):
     log_dir = tmp_path / "logs"
     [path] = write_log(log_dir, 3)
-    bad = [{"kind": "lost", "time": float("nan"), "count": 1}, {"time": 1.0}, {"kind": "header", "format": 2,
-           "file_started": 1.0, "host": ["a", "list"]}, {"kind": "add_addr", "time": 1e300}]
+    bad = [
+        {"kind": "lost", "time": float("nan"), "count": 1},
+        {"time": 1.0},
+        {"kind": "header", "format": 2, "file_started": 1.0, "host": ["a", "list"]},
+        {"kind": "add_addr", "time": 1e300},
+    ]
     with open(path, "ab") as f:
         for record in bad:
             f.write(frame(msgpack.packb(record)))
@@ -416,11 +447,29 @@ def test_commands_exit_1_and_name_each_skipped_record(tmp_path, command):
 
 
 def add_addr_record(i, **changes):
-    return {"kind": "add_addr", "time": 1_700_000_000.0 + i, "src": "198.18.0.2", "sport": 40000,
-            "dst": "198.18.0.1", "dport": 443, "ifindex": 2, "connection": 7, "announcer": "client",
-            "subflow": "initial", "version": 1, "echo": False, "address_id": 1, "address": "2002:c000:201::1",
-            "port": None, "hmac": bytes(8), "family": "ipv6", "class": "6to4", "global": False,
-            "embedded_ipv4": {"address": "192.0.2.1", "class": "documentation", "global": False}, **changes}
+    return {
+        "kind": "add_addr",
+        "time": 1_700_000_000.0 + i,
+        "src": "198.18.0.2",
+        "sport": 40000,
+        "dst": "198.18.0.1",
+        "dport": 443,
+        "ifindex": 2,
+        "connection": 7,
+        "announcer": "client",
+        "subflow": "initial",
+        "version": 1,
+        "echo": False,
+        "address_id": 1,
+        "address": "2002:c000:201::1",
+        "port": None,
+        "hmac": bytes(8),
+        "family": "ipv6",
+        "class": "6to4",
+        "global": False,
+        "embedded_ipv4": {"address": "192.0.2.1", "class": "documentation", "global": False},
+        **changes,
+    }
 
 
 def test_what_msgspec_reads_otherwise_than_msgpack_is_read_as_msgpack_reads_it(tmp_path, monkeypatch):
@@ -428,15 +477,32 @@ def test_what_msgspec_reads_otherwise_than_msgpack_is_read_as_msgpack_reads_it(t
     extension types: such records must be kept, skipped and named exactly as msgpack alone reads them."""
     import collector.logs.framing as log_format
 
-    planted = [lost(0) | {"extra": {1: 2}}, lost(1) | {"extra": msgpack.ExtType(5, b"x")},
-               lost(2) | {"extra": msgpack.Timestamp(1, 0)}, lost(3) | {7: 1}, lost(4) | {b"count": 1},
-               lost(5) | {"extra": [[[[1]]]]}, add_addr_record(6), add_addr_record(7, hmac=msgpack.ExtType(1, b"")),
-               add_addr_record(8, embedded_ipv4={"address": "192.0.2.1", "class": "documentation",
-                                                 "global": False, 1: 2}),
-               add_addr_record(9, embedded_ipv4={"address": "192.0.2.1", "class": "documentation",
-                                                 "global": msgpack.Timestamp(0, 0)}),
-               {"kind": "stats", "time": 1_700_000_010.0, "kernel": {1: 2}, "tracker": {}, "events": 0,
-                "announcements": 0, "lost": 0, "unwritten": 0}, lost(11), add_addr_record(12)]
+    planted = [
+        lost(0) | {"extra": {1: 2}},
+        lost(1) | {"extra": msgpack.ExtType(5, b"x")},
+        lost(2) | {"extra": msgpack.Timestamp(1, 0)},
+        lost(3) | {7: 1},
+        lost(4) | {b"count": 1},
+        lost(5) | {"extra": [[[[1]]]]},
+        add_addr_record(6),
+        add_addr_record(7, hmac=msgpack.ExtType(1, b"")),
+        add_addr_record(8, embedded_ipv4={"address": "192.0.2.1", "class": "documentation", "global": False, 1: 2}),
+        add_addr_record(
+            9, embedded_ipv4={"address": "192.0.2.1", "class": "documentation", "global": msgpack.Timestamp(0, 0)}
+        ),
+        {
+            "kind": "stats",
+            "time": 1_700_000_010.0,
+            "kernel": {1: 2},
+            "tracker": {},
+            "events": 0,
+            "announcements": 0,
+            "lost": 0,
+            "unwritten": 0,
+        },
+        lost(11),
+        add_addr_record(12),
+    ]
     header = {"kind": "header", "format": 2, "file_started": 1_700_000_000.0, **HEADER}
     path = tmp_path / name_at(1_700_000_000)
     path.write_bytes(b"".join(frame(msgpack.packb(r, use_bin_type=True)) for r in [header, *planted]))

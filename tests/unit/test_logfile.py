@@ -26,9 +26,18 @@ HEADER = {"host": "test-host", "interfaces": ["eth0", "eth1"], "version": "0.1.0
 
 def rec(seq):
     """A record of a kind readers do not know: only its `kind` and `time` are checked."""
-    return {"kind": "test", "seq": seq, "time": 1700000000.25 + seq, "addr": "2001:db8::1",
-            "port": 443, "echo": seq % 2 == 0, "v4": None, "raw": bytes([seq % 256]) * 20,
-            "path": ["eth0", seq], "tcp": {"sport": 51234, "dport": 443, "note": "x" * 40}}
+    return {
+        "kind": "test",
+        "seq": seq,
+        "time": 1700000000.25 + seq,
+        "addr": "2001:db8::1",
+        "port": 443,
+        "echo": seq % 2 == 0,
+        "v4": None,
+        "raw": bytes([seq % 256]) * 20,
+        "path": ["eth0", seq],
+        "tcp": {"sport": 51234, "dport": 443, "note": "x" * 40},
+    }
 
 
 def framed(record):
@@ -84,17 +93,15 @@ def test_round_trip_and_modes(tmp_path, umask):
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     records, damage = read_all(log_dir)
     assert damage == []
-    assert records[0] == {"kind": "header", "format": 2, **HEADER,
-                          "file_started": records[0]["file_started"]}
+    assert records[0] == {"kind": "header", "format": 2, **HEADER, "file_started": records[0]["file_started"]}
     assert records[1:] == [rec(i) for i in range(500)]
 
 
 values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1)
-    | st.floats(allow_nan=False) | st.text() | st.binary(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=20)
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False) | st.text() | st.binary(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
 
 
 @pytest.mark.slow
@@ -175,6 +182,7 @@ def test_records_reach_the_file_as_written(tmp_path):
 def test_flush_from_a_timer_thread(tmp_path):
     done = threading.Event()
     with LogWriter(tmp_path, HEADER, max_bytes=50_000) as w:
+
         def timer():
             while not done.is_set():
                 w.flush()
@@ -226,8 +234,10 @@ def test_truncated_last_record_at_every_offset(tmp_path):
         damaged = log_dir / path.name
         damaged.write_bytes(data[:cut])
 
-        assert read_all(log_dir) == (records[:-1], [(damaged, start, "record cut short at the end of the file "
-                                                                      f"({cut - start} bytes)")])
+        assert read_all(log_dir) == (
+            records[:-1],
+            [(damaged, start, f"record cut short at the end of the file ({cut - start} bytes)")],
+        )
 
         with LogWriter(log_dir, HEADER) as w:
             pass
@@ -258,8 +268,7 @@ def test_partial_header_file_is_removed_by_repair(tmp_path):
     assert read_all(tmp_path)[1] == []
 
 
-@pytest.mark.parametrize("garbage", [bytes(100), random.Random(7).randbytes(300)],
-                         ids=["zeros", "random"])
+@pytest.mark.parametrize("garbage", [bytes(100), random.Random(7).randbytes(300)], ids=["zeros", "random"])
 def test_garbage_tail_is_left_in_place(tmp_path, garbage):
     """Bytes that are no beginning of a record are damage, not a torn write: repair keeps them."""
     path, records = write_sample(tmp_path)
@@ -388,9 +397,9 @@ def test_follow_record_written_in_two_halves(tmp_path):
         assert take(out, 4) == records and quiet(out)
         data = framed(rec(3))
         with open(path, "ab", buffering=0) as f:
-            f.write(data[:len(data) // 2])
+            f.write(data[: len(data) // 2])
             assert quiet(out)
-            f.write(data[len(data) // 2:])
+            f.write(data[len(data) // 2 :])
         assert take(out, 1) == [rec(3)] and quiet(out)
     finally:
         stop.set()
@@ -468,8 +477,9 @@ def tiny_fs(tmp_path):
     mount_point = tmp_path / "tiny"
     mount_point.mkdir()
     try:
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mount_point],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mount_point], capture_output=True, text=True
+        )
     except FileNotFoundError:
         pytest.skip("no mount command")
     if result.returncode != 0:
@@ -503,12 +513,35 @@ def test_disk_full(tiny_fs):
 
 
 # What records hold: msgpack's own values, nested; and each at the sizes where msgpack's encoding changes.
-_BOUNDARIES = [0, -32, -33, 127, 128, 255, 256, 2**16, 2**32 - 1, 2**32, 2**63 - 1, 2**64 - 1, -2**63, 1.5, -0.0,
-               *("é" * n for n in (31, 32, 255, 256, 65535, 65536)), *(b"x" * n for n in (255, 256, 65536)),
-               [1] * 15, [1] * 16, [1] * 65536, {str(i): i for i in range(16)}, {str(i): i for i in range(65536)}]
+_BOUNDARIES = [
+    0,
+    -32,
+    -33,
+    127,
+    128,
+    255,
+    256,
+    2**16,
+    2**32 - 1,
+    2**32,
+    2**63 - 1,
+    2**64 - 1,
+    -(2**63),
+    1.5,
+    -0.0,
+    *("é" * n for n in (31, 32, 255, 256, 65535, 65536)),
+    *(b"x" * n for n in (255, 256, 65536)),
+    [1] * 15,
+    [1] * 16,
+    [1] * 65536,
+    {str(i): i for i in range(16)},
+    {str(i): i for i in range(65536)},
+]
 _RECORD_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats() | st.text() | st.binary(),
-    lambda inner: st.lists(inner, max_size=8) | st.dictionaries(st.text(max_size=8), inner, max_size=8), max_leaves=20)
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text() | st.binary(),
+    lambda inner: st.lists(inner, max_size=8) | st.dictionaries(st.text(max_size=8), inner, max_size=8),
+    max_leaves=20,
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -521,8 +554,9 @@ def test_the_writer_packs_as_msgpack_does(record):
 
 @pytest.mark.parametrize("value", _BOUNDARIES, ids=range(len(_BOUNDARIES)))
 def test_the_writer_packs_each_size_as_msgpack_does(value):
-    assert pack_record({"kind": "test", "value": value}) == msgpack.packb({"kind": "test", "value": value},
-                                                                          use_bin_type=True)
+    assert pack_record({"kind": "test", "value": value}) == msgpack.packb(
+        {"kind": "test", "value": value}, use_bin_type=True
+    )
 
 
 def test_the_writer_packs_every_kind_as_msgpack_does(tmp_path):

@@ -15,14 +15,36 @@ from collector.errors import CollectorError
 from collector.live.metrics import MetricsServer, parse_listen
 from tests.support.scrapes import OPENMETRICS, PLAIN, parse
 
-KERNEL = {"packets": 1000, "not_tcp": 10, "fragments": 1, "unparsed": 2, "tcp": 987, "mptcp": 400,
-          "malformed_options": 3, "events": 120, "event_errors": 4,
-          **{f"subtype_{n}": 100 + n for n in range(16)}}
-TRACKER = {"connections_tracked": 5, "subflows_tracked": 9, "connections": 40, "attempts": 6, "evictions": 2,
-           "bogus_joins": 1, "malformed": 7}
-FIGURES = {"kernel": KERNEL, "tracker": TRACKER, "events": 116, "lost": 4, "unwritten": 0,
-           "announcements": {("ipv4", "private"): 30, ("ipv4", "global"): 8, ("ipv6", "6to4"): 2},
-           "interface_changes": {"gone": 2}}
+KERNEL = {
+    "packets": 1000,
+    "not_tcp": 10,
+    "fragments": 1,
+    "unparsed": 2,
+    "tcp": 987,
+    "mptcp": 400,
+    "malformed_options": 3,
+    "events": 120,
+    "event_errors": 4,
+    **{f"subtype_{n}": 100 + n for n in range(16)},
+}
+TRACKER = {
+    "connections_tracked": 5,
+    "subflows_tracked": 9,
+    "connections": 40,
+    "attempts": 6,
+    "evictions": 2,
+    "bogus_joins": 1,
+    "malformed": 7,
+}
+FIGURES = {
+    "kernel": KERNEL,
+    "tracker": TRACKER,
+    "events": 116,
+    "lost": 4,
+    "unwritten": 0,
+    "announcements": {("ipv4", "private"): 30, ("ipv4", "global"): 8, ("ipv6", "6to4"): 2},
+    "interface_changes": {"gone": 2},
+}
 
 # What a scrape of FIGURES must say: (name, labels) -> value, written out by hand.
 WANT = {
@@ -35,9 +57,24 @@ WANT = {
     ("addaddr_kernel_malformed_options_total", ()): 3,
     ("addaddr_kernel_events_total", ()): 120,
     ("addaddr_kernel_event_errors_total", ()): 4,
-    **{("addaddr_kernel_mptcp_options_total", (("name", name), ("subtype", str(n)))): 100 + n
-       for n, name in enumerate(["MP_CAPABLE", "MP_JOIN", "DSS", "ADD_ADDR", "REMOVE_ADDR", "MP_PRIO", "MP_FAIL",
-                                 "MP_FASTCLOSE", "MP_TCPRST", *["unassigned"] * 6, "private use"])},
+    **{
+        ("addaddr_kernel_mptcp_options_total", (("name", name), ("subtype", str(n)))): 100 + n
+        for n, name in enumerate(
+            [
+                "MP_CAPABLE",
+                "MP_JOIN",
+                "DSS",
+                "ADD_ADDR",
+                "REMOVE_ADDR",
+                "MP_PRIO",
+                "MP_FAIL",
+                "MP_FASTCLOSE",
+                "MP_TCPRST",
+                *["unassigned"] * 6,
+                "private use",
+            ]
+        )
+    },
     ("addaddr_connections_tracked", ()): 5,
     ("addaddr_subflows_tracked", ()): 9,
     ("addaddr_connections_total", ()): 40,
@@ -56,11 +93,13 @@ WANT = {
 }
 GAUGES = {"addaddr_connections_tracked", "addaddr_subflows_tracked"}
 
+
 def request(server: MetricsServer, path: str = "/metrics", method: str = "GET", **headers: str):
     host, port = server.address
     host = f"[{host}]" if ":" in host else host
-    return urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}{path}", method=method,
-                                                         headers=headers), timeout=5)
+    return urllib.request.urlopen(
+        urllib.request.Request(f"http://{host}:{port}{path}", method=method, headers=headers), timeout=5
+    )
 
 
 def scrape(server: MetricsServer, path: str = "/metrics") -> tuple[str, str]:
@@ -211,22 +250,28 @@ def test_a_port_in_use_is_one_clear_error(serving):
 # --- where to listen --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, want", [
-    ("127.0.0.1:9464", ("127.0.0.1", 9464)),
-    ("127.1.2.3:1", ("127.1.2.3", 1)),
-    ("[::1]:9464", ("::1", 9464)),
-    ("localhost:65535", ("localhost", 65535)),
-])
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("127.0.0.1:9464", ("127.0.0.1", 9464)),
+        ("127.1.2.3:1", ("127.1.2.3", 1)),
+        ("[::1]:9464", ("::1", 9464)),
+        ("localhost:65535", ("localhost", 65535)),
+    ],
+)
 def test_loopback_addresses_are_accepted(text, want):
     assert parse_listen(text) == want
 
 
-@pytest.mark.parametrize("text, host", [
-    ("0.0.0.0:9464", "0.0.0.0"),
-    ("192.0.2.1:9464", "192.0.2.1"),
-    ("[::]:9464", "::"),
-    ("[2001:db8::1]:9464", "2001:db8::1"),
-])
+@pytest.mark.parametrize(
+    "text, host",
+    [
+        ("0.0.0.0:9464", "0.0.0.0"),
+        ("192.0.2.1:9464", "192.0.2.1"),
+        ("[::]:9464", "::"),
+        ("[2001:db8::1]:9464", "2001:db8::1"),
+    ],
+)
 def test_other_addresses_need_allow_remote(text, host):
     with pytest.raises(CollectorError) as error:
         parse_listen(text)
@@ -235,8 +280,22 @@ def test_other_addresses_need_allow_remote(text, host):
     assert parse_listen(text, allow_remote=True) == (host, 9464)
 
 
-@pytest.mark.parametrize("text", ["9464", "127.0.0.1", "127.0.0.1:", ":9464", "::1:9464", "[::1]", "[::1]9464",
-                                  "127.0.0.1:-1", "127.0.0.1:65536", "localhost:http", "127.0.0.1:9464 "])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "9464",
+        "127.0.0.1",
+        "127.0.0.1:",
+        ":9464",
+        "::1:9464",
+        "[::1]",
+        "[::1]9464",
+        "127.0.0.1:-1",
+        "127.0.0.1:65536",
+        "localhost:http",
+        "127.0.0.1:9464 ",
+    ],
+)
 def test_a_malformed_listen_address_says_the_form(text):
     with pytest.raises(CollectorError, match="give ADDRESS:PORT with a port from 0 \\(any free\\) to 65535"):
         parse_listen(text)

@@ -299,9 +299,7 @@ FORMS = {
     "mp-capable-v0-syn": mp_capables(0, 1),
     "mp-capable-v0-ack": mp_capables(0, 2),
     "mp-join-syn": st.builds(MpJoin, st.just("syn"), u8, st.booleans(), u32, u32, st.none()),
-    "mp-join-synack": st.builds(
-        MpJoin, st.just("synack"), u8, st.booleans(), st.none(), u32, thmacs
-    ),
+    "mp-join-synack": st.builds(MpJoin, st.just("synack"), u8, st.booleans(), st.none(), u32, thmacs),
     "mp-join-ack": st.builds(
         MpJoin,
         st.just("ack"),
@@ -357,9 +355,7 @@ MALFORMED = [
     # ADD_ADDR nibble contradicting the length.
     pytest.param(f"1e 14 34 01 {V6_HEX}", "IPVer 4", id="add-addr-ipver4-at-ipv6-length"),
     pytest.param(f"1e 08 36 01 {V4_HEX}", "IPVer 6", id="add-addr-ipver6-at-ipv4-length"),
-    pytest.param(
-        f"1e 1c 34 01 {V6_HEX} {THMAC_HEX}", "IPVer 4", id="add-addr-ipver4-at-ipv6-hmac-length"
-    ),
+    pytest.param(f"1e 1c 34 01 {V6_HEX} {THMAC_HEX}", "IPVer 4", id="add-addr-ipver4-at-ipv6-hmac-length"),
     pytest.param(
         f"1e 12 36 01 {V4_HEX} 0050 {THMAC_HEX}",
         "IPVer 6",
@@ -372,9 +368,7 @@ MALFORMED = [
         id="add-addr-echo-at-ipv6-port-hmac-length",
     ),
     pytest.param(f"1e 08 30 01 {V4_HEX}", "E flag 0", id="add-addr-no-echo-at-echo-length"),
-    pytest.param(
-        f"1e 16 30 01 {V6_HEX} 0050", "E flag 0", id="add-addr-no-echo-at-ipv6-port-echo-length"
-    ),
+    pytest.param(f"1e 16 30 01 {V6_HEX} 0050", "E flag 0", id="add-addr-no-echo-at-ipv6-port-echo-length"),
     # MP_CAPABLE.
     pytest.param(f"1e 0c 02 01 {KEY_A_HEX}", "version 2 is neither", id="mp-capable-version-2"),
     pytest.param("1e 04 0f 01", "version 15", id="mp-capable-version-15"),
@@ -491,9 +485,7 @@ def test_token_rejects_unknown_version():
 
 # --- public captures ---------------------------------------------------------------------------
 
-GROUND_TRUTH_COLUMNS = (
-    "opt_len", "version", "ipver", "echo", "addr_id", "family", "address", "port", "hmac"
-)
+GROUND_TRUTH_COLUMNS = ("opt_len", "version", "ipver", "echo", "addr_id", "family", "address", "port", "hmac")
 NO_SHARED = f"{SHARED_CAPTURES} is absent: the ground truth of public captures lives there"
 
 

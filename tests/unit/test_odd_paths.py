@@ -52,8 +52,14 @@ ODD = {
 
 COMMANDS = {
     "replay CAPTURE": lambda root, odd: ["replay", odd, "--log-dir", str(root / "out")],
-    "replay --anonymize-key": lambda root, odd: ["replay", str(root / "file"), "--log-dir", str(root / "out"),
-                                                 "--anonymize-key", odd],
+    "replay --anonymize-key": lambda root, odd: [
+        "replay",
+        str(root / "file"),
+        "--log-dir",
+        str(root / "out"),
+        "--anonymize-key",
+        odd,
+    ],
     "report --log-dir": lambda root, odd: ["report", "--log-dir", odd],
     "tail --log-dir": lambda root, odd: ["tail", "--log-dir", odd],
     "tail --follow --log-dir": lambda root, odd: ["tail", "--follow", "--log-dir", odd],
@@ -71,17 +77,24 @@ def test_an_odd_path_gets_one_line(command, odd, terminal, place):
         pytest.skip("not there yet: --follow waits for the directory to be made")
     if command == "replay CAPTURE" and odd == "a FIFO":
         pytest.skip("a FIFO is a capture being written (tcpdump -w): replay waits for its writer, as cat does")
-    args = [*(AS_NOBODY if odd == "a directory nobody may search" else []), ADDADDR,
-            *COMMANDS[command](place, ODD[odd](place))]
+    args = [
+        *(AS_NOBODY if odd == "a directory nobody may search" else []),
+        ADDADDR,
+        *COMMANDS[command](place, ODD[odd](place)),
+    ]
     if terminal:
         status, stderr = run_on_a_terminal(args)
     else:
-        done = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
-                              timeout=60)
+        done = subprocess.run(
+            args, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", timeout=60
+        )
         status, stderr = done.returncode, done.stderr
     # A progress bar's frames and ANSI codes aside, and click's usage errors (status 2) keep their form.
-    lines = [line for line in stderr.replace("\r", "\n").splitlines()
-             if line.strip() and "replaying" not in line and "exporting" not in line and "\x1b[?25" not in line]
+    lines = [
+        line
+        for line in stderr.replace("\r", "\n").splitlines()
+        if line.strip() and "replaying" not in line and "exporting" not in line and "\x1b[?25" not in line
+    ]
     assert "Traceback" not in stderr, f"got a traceback: {stderr[-1500:]}"
     if (command, odd) == ("export --to", "non-UTF-8 bytes"):
         assert status == 0, f"got exit {status} making a dataset of a name in no encoding: {stderr[-1500:]}"

@@ -16,21 +16,44 @@ from collector.kernel.libbpf import PERF_RECORD_LOST, PERF_RECORD_SAMPLE
 # from collector/kernel/event.py: a parser that drifts from the kernel's layout reads these samples wrong.
 EVENT_SIZE = 104
 EVENT_FIELDS = (  # name, offset, struct format
-    ("ktime_ns", 0, "Q"), ("ifindex", 8, "I"), ("mark", 12, "I"), ("saddr", 16, "16s"), ("daddr", 32, "16s"),
-    ("sport", 48, "H"), ("dport", 50, "H"), ("seq", 52, "I"), ("ack_seq", 56, "I"), ("ip_version", 60, "B"),
-    ("tcp_flags", 61, "B"), ("option_len", 62, "B"), ("option", 64, "40s"),
+    ("ktime_ns", 0, "Q"),
+    ("ifindex", 8, "I"),
+    ("mark", 12, "I"),
+    ("saddr", 16, "16s"),
+    ("daddr", 32, "16s"),
+    ("sport", 48, "H"),
+    ("dport", 50, "H"),
+    ("seq", 52, "I"),
+    ("ack_seq", 56, "I"),
+    ("ip_version", 60, "B"),
+    ("tcp_flags", 61, "B"),
+    ("option_len", 62, "B"),
+    ("option", 64, "40s"),
 )
 
-V4_PAIR = socket.inet_pton(socket.AF_INET, "192.0.2.1").ljust(16, b"\0") + \
-    socket.inet_pton(socket.AF_INET, "198.51.100.2").ljust(16, b"\0")
+V4_PAIR = socket.inet_pton(socket.AF_INET, "192.0.2.1").ljust(16, b"\0") + socket.inet_pton(
+    socket.AF_INET, "198.51.100.2"
+).ljust(16, b"\0")
 OPTION = bytes.fromhex("1e10300103000071") + bytes(8)
 
 
 def sample(ktime_ns: int, ip_version: int = 4, pair: bytes = V4_PAIR) -> bytes:
     """A PERF_RECORD_SAMPLE of one event: header, the raw size, the event, padding to 8 bytes."""
-    values = {"ktime_ns": ktime_ns, "ifindex": 2, "mark": 7, "saddr": pair[:16], "daddr": pair[16:], "sport": 43210,
-              "dport": 443, "seq": 1, "ack_seq": 2, "ip_version": ip_version, "tcp_flags": 0x10,
-              "option_len": len(OPTION), "option": OPTION}
+    values = {
+        "ktime_ns": ktime_ns,
+        "ifindex": 2,
+        "mark": 7,
+        "saddr": pair[:16],
+        "daddr": pair[16:],
+        "sport": 43210,
+        "dport": 443,
+        "seq": 1,
+        "ack_seq": 2,
+        "ip_version": ip_version,
+        "tcp_flags": 0x10,
+        "option_len": len(OPTION),
+        "option": OPTION,
+    }
     event = bytearray(EVENT_SIZE)
     for name, offset, form in EVENT_FIELDS:
         struct.pack_into("=" + form, event, offset, values[name])
@@ -49,8 +72,16 @@ def test_a_run_of_samples_reads_whole_in_order():
     assert [e.ktime_ns for e in events] == list(range(1000)), "got events out of order or missing"
     assert dropped == 0
     first = events[0]
-    assert (first.src, first.dst, first.sport, first.dport, first.seq, first.ack, first.mark, first.option) == \
-        ("192.0.2.1", "198.51.100.2", 43210, 443, 1, 2, 7, OPTION), f"got {first}"
+    assert (first.src, first.dst, first.sport, first.dport, first.seq, first.ack, first.mark, first.option) == (
+        "192.0.2.1",
+        "198.51.100.2",
+        43210,
+        443,
+        1,
+        2,
+        7,
+        OPTION,
+    ), f"got {first}"
 
 
 def test_lost_and_unknown_records_between_samples_are_read_on_their_own():

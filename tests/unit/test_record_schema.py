@@ -10,8 +10,12 @@ from collector.logs.reader import read_records
 from collector.logs.schema import SCHEMA, TIME_MAX, problem
 from tests.support.log_records import VALID
 
-REQUIRED = [(kind, field) for kind, fields in SCHEMA.items() for field, types in fields.items()
-            if type(None).__name__ not in {t.__name__ for t in types} and "_Absent" not in {t.__name__ for t in types}]
+REQUIRED = [
+    (kind, field)
+    for kind, fields in SCHEMA.items()
+    for field, types in fields.items()
+    if type(None).__name__ not in {t.__name__ for t in types} and "_Absent" not in {t.__name__ for t in types}
+]
 
 
 def test_every_kind_has_a_valid_example():
@@ -34,7 +38,9 @@ def test_missing_field(kind, field):
 @pytest.mark.parametrize("kind, field", [(k, f) for k, fields in SCHEMA.items() for f in fields])
 def test_wrong_type(kind, field):
     wrong = "a string" if list in SCHEMA[kind][field] else []
-    assert f"{field!r} is " in (problem({**VALID[kind], field: wrong}) or ""), f"want {kind}.{field} = {wrong!r} refused"
+    assert f"{field!r} is " in (problem({**VALID[kind], field: wrong}) or ""), (
+        f"want {kind}.{field} = {wrong!r} refused"
+    )
 
 
 @pytest.mark.parametrize("kind", [k for k in SCHEMA if k != "header"])
@@ -48,20 +54,29 @@ def test_header_times(field):
     assert "not a time" in problem({**VALID["header"], field: math.nan})
 
 
-@pytest.mark.parametrize("record, why", [
-    ({"time": 1.0}, "no 'kind'"),
-    ({"kind": 5, "time": 1.0}, "'kind' is int, not str"),
-    ({"kind": ["add_addr"], "time": 1.0}, "'kind' is list, not str"),
-    ([1, 2], "a list, not a map"),
-    (7, "a int, not a map"),
-    ({**VALID["header"], "host": ["a", "b"]}, "header: 'host' is list, not str or absent or None"),
-    ({**VALID["header"], "interfaces": ["eth0", 3]}, "header: 'interfaces' holds something other than str"),
-    ({**VALID["add_addr"], "family": "ipv5"}, "add_addr: 'family' 'ipv5' is not one of ipv4, ipv6"),
-    ({**VALID["add_addr"], "embedded_ipv4": {"address": "192.0.2.4"}}, "add_addr: 'embedded_ipv4': no field 'class'"),
-    ({**VALID["remove_addr"], "address_ids": [1, "2"]}, "remove_addr: 'address_ids' holds something other than int"),
-    ({**VALID["add_addr"], "echo": 0}, "add_addr: 'echo' is int, not bool"),
-    ({**VALID["add_addr"], "port": True}, "add_addr: 'port' is bool, not int or None"),
-])
+@pytest.mark.parametrize(
+    "record, why",
+    [
+        ({"time": 1.0}, "no 'kind'"),
+        ({"kind": 5, "time": 1.0}, "'kind' is int, not str"),
+        ({"kind": ["add_addr"], "time": 1.0}, "'kind' is list, not str"),
+        ([1, 2], "a list, not a map"),
+        (7, "a int, not a map"),
+        ({**VALID["header"], "host": ["a", "b"]}, "header: 'host' is list, not str or absent or None"),
+        ({**VALID["header"], "interfaces": ["eth0", 3]}, "header: 'interfaces' holds something other than str"),
+        ({**VALID["add_addr"], "family": "ipv5"}, "add_addr: 'family' 'ipv5' is not one of ipv4, ipv6"),
+        (
+            {**VALID["add_addr"], "embedded_ipv4": {"address": "192.0.2.4"}},
+            "add_addr: 'embedded_ipv4': no field 'class'",
+        ),
+        (
+            {**VALID["remove_addr"], "address_ids": [1, "2"]},
+            "remove_addr: 'address_ids' holds something other than int",
+        ),
+        ({**VALID["add_addr"], "echo": 0}, "add_addr: 'echo' is int, not bool"),
+        ({**VALID["add_addr"], "port": True}, "add_addr: 'port' is bool, not int or None"),
+    ],
+)
 def test_wrong_shapes_are_named(record, why):
     assert problem(record) == why
 

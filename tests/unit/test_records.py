@@ -94,7 +94,9 @@ def test_add_addr_from_the_client_on_a_join_subflow():
     _, records = connected(JOIN.up(ACK, add_addr("10.1.2.3"), 2))
     record = only(records, "add_addr")
     assert (record["connection"], record["announcer"], record["subflow"]) == (
-        TOKEN, "client", "join",
+        TOKEN,
+        "client",
+        "join",
     )
 
 
@@ -104,7 +106,9 @@ def test_add_addr_from_the_server_is_classified_with_its_embedded_ipv4():
     assert (record["connection"], record["announcer"]) == (TOKEN, "server")
     assert (record["family"], record["class"], record["global"]) == ("ipv6", "6to4", False)
     assert record["embedded_ipv4"] == {
-        "address": "192.0.2.1", "class": "documentation", "global": False,
+        "address": "192.0.2.1",
+        "class": "documentation",
+        "global": False,
     }
 
 
@@ -170,9 +174,7 @@ def test_attempt_record_when_the_handshake_never_completes():
 
 def test_fin_on_every_subflow_ends_the_connection():
     recorder, records = connected(fin(INITIAL, 2), fin(JOIN, 3), OTHER.up(ACK, DSS, 4))
-    assert records == [
-        {"kind": "connection_end", "time": WALL, "connection": TOKEN, "reason": "closed"}
-    ]
+    assert records == [{"kind": "connection_end", "time": WALL, "connection": TOKEN, "reason": "closed"}]
     assert recorder.counters()["connections_tracked"] == 0
 
 
@@ -180,9 +182,7 @@ def test_expire_ends_idle_connections_in_a_quiet_spell():
     recorder, _ = connected()
     assert recorder.expire(WALL + 300) == []
     records = recorder.expire(WALL + 700)
-    assert records == [
-        {"kind": "connection_end", "time": WALL + 700, "connection": TOKEN, "reason": "idle"}
-    ]
+    assert records == [{"kind": "connection_end", "time": WALL + 700, "connection": TOKEN, "reason": "idle"}]
 
 
 def test_fastclose_and_tcp_rst_on_one_rst_segment_name_the_connection():
@@ -222,10 +222,16 @@ def test_mp_join_syn_records_the_token_and_the_connection():
         }
     ]
     # SYN/ACK and ACK forms change nothing worth a record.
-    assert feed(recorder, [
-        JOIN.down(SYN_ACK, MpJoin("synack", 0, False, None, 5, HMAC), 1.1),
-        JOIN.up(ACK, MpJoin("ack", None, None, None, None, bytes(20)), 1.2),
-    ]) == []
+    assert (
+        feed(
+            recorder,
+            [
+                JOIN.down(SYN_ACK, MpJoin("synack", 0, False, None, 5, HMAC), 1.1),
+                JOIN.up(ACK, MpJoin("ack", None, None, None, None, bytes(20)), 1.2),
+            ],
+        )
+        == []
+    )
 
 
 def test_bogus_join_is_recorded_without_a_connection_and_counted():
@@ -237,7 +243,9 @@ def test_bogus_join_is_recorded_without_a_connection_and_counted():
     # Its subflow is known, so who announces on it is too.
     record = only(feed(recorder, [JOIN.down(ACK, add_addr("10.9.9.9"), 1)]), "add_addr")
     assert (record["connection"], record["announcer"], record["subflow"]) == (
-        None, "server", "join",
+        None,
+        "server",
+        "join",
     )
 
 
@@ -245,7 +253,9 @@ def test_remove_addr_names_connection_announcer_and_ids():
     _, records = connected(INITIAL.down(ACK, RemoveAddr((2, 5)), 2))
     record = only(records, "remove_addr")
     assert (record["connection"], record["announcer"], record["address_ids"]) == (
-        TOKEN, "server", [2, 5],
+        TOKEN,
+        "server",
+        [2, 5],
     )
 
 
@@ -294,14 +304,29 @@ def test_every_segment_record_starts_with_the_segment_keys_in_order():
     records += feed(Recorder(), [join_syn(JOIN, TOKEN, 1)])
     segments = [r for r in records if r["kind"] not in ("connection", "connection_end")]
     assert [r["kind"] for r in segments] == [
-        "add_addr", "remove_addr", "malformed", "fastclose", "tcp_rst", "mp_join",
+        "add_addr",
+        "remove_addr",
+        "malformed",
+        "fastclose",
+        "tcp_rst",
+        "mp_join",
     ]
     assert list(only(records, "fastclose")) == SEGMENT_KEYS
     for record in segments:
-        assert list(record)[:len(SEGMENT_KEYS)] == SEGMENT_KEYS, record["kind"]
-    assert list(only(records, "add_addr"))[len(SEGMENT_KEYS):] == [
-        "announcer", "subflow", "version", "echo", "address_id", "address", "port", "hmac", "family", "class",
-        "global", "embedded_ipv4",
+        assert list(record)[: len(SEGMENT_KEYS)] == SEGMENT_KEYS, record["kind"]
+    assert list(only(records, "add_addr"))[len(SEGMENT_KEYS) :] == [
+        "announcer",
+        "subflow",
+        "version",
+        "echo",
+        "address_id",
+        "address",
+        "port",
+        "hmac",
+        "family",
+        "class",
+        "global",
+        "embedded_ipv4",
     ]
 
 

@@ -45,8 +45,20 @@ def test_shutdown_writes_in_batches_what_one_close_would(tmp_path, monkeypatch):
     # makes no record must not stop the shutdown before the connections behind it.
     def events():
         for i in range(5):
-            yield OptionEvent(i, 2, 0, 4, "10.0.9.9", "10.0.0.1", 30000 + i, 443, 7, 0, SYN,
-                              encode(MpJoin("syn", 1, False, 0xDEAD, 1, None)))
+            yield OptionEvent(
+                i,
+                2,
+                0,
+                4,
+                "10.0.9.9",
+                "10.0.0.1",
+                30000 + i,
+                443,
+                7,
+                0,
+                SYN,
+                encode(MpJoin("syn", 1, False, 0xDEAD, 1, None)),
+            )
         for i in range(7):
             syn = MpCapable(1, 0x81, None, None, None, None)
             ack = MpCapable(1, 0x81, CLIENT_KEY + i, SERVER_KEY + i, None, None)
@@ -64,8 +76,9 @@ def test_shutdown_writes_in_batches_what_one_close_would(tmp_path, monkeypatch):
         session.close(2.0)
         assert session.recorder.tracker.subflows_tracked == 0
     ended = [r for r in read_records(tmp_path) if r["kind"] == "connection_end"]
-    assert len(ended) == 7 and ended == [r for r in expected if r["kind"] == "connection_end"], \
+    assert len(ended) == 7 and ended == [r for r in expected if r["kind"] == "connection_end"], (
         f"got {len(ended)} connections ended in batches; want the 7 that one close ends, in its order"
+    )
 
 
 # In a process of its own: glibc's threshold is per process, and this one's may have risen already.
@@ -90,6 +103,7 @@ print(before - anon_kib())
 
 def test_a_large_block_freed_after_another_leaves_no_resident_memory():
     # A tracker past its cap reallocates its tables again and again.
-    returned = subprocess.run([sys.executable, "-c", _TABLE_FREED], capture_output=True, text=True,
-                              check=True, timeout=60)
+    returned = subprocess.run(
+        [sys.executable, "-c", _TABLE_FREED], capture_output=True, text=True, check=True, timeout=60
+    )
     assert int(returned.stdout) >= 15 << 10

@@ -27,8 +27,9 @@ def test_forked_child_dies_on_sigterm_and_the_action_stays_ours():
         os.close(ready)
         os.kill(child, signal.SIGTERM)
         _, status = os.waitpid(child, 0)
-        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, \
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, (
             f"got child status {status:#x}; want it killed by SIGTERM, not running our handler"
+        )
         os.kill(os.getpid(), signal.SIGTERM)
         assert acted == [os.getpid()], f"got the action run in {acted}; want once, in this process"
     finally:

@@ -33,11 +33,14 @@ def by_number(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("path", sorted(set(PACKAGE.rglob("*.py")) - {OWNER}),
-                         ids=lambda p: str(p.relative_to(PACKAGE)))
+@pytest.mark.parametrize(
+    "path", sorted(set(PACKAGE.rglob("*.py")) - {OWNER}), ids=lambda p: str(p.relative_to(PACKAGE))
+)
 def test_no_other_module_makes_a_system_call_by_number(path):
     found = by_number(path)
-    assert not found, f"got {path.relative_to(REPO)} calling by number ({', '.join(found)}); use collector.kernel.syscall"
+    assert not found, (
+        f"got {path.relative_to(REPO)} calling by number ({', '.join(found)}); use collector.kernel.syscall"
+    )
 
 
 def test_the_check_sees_a_call_by_number(tmp_path):
@@ -56,8 +59,14 @@ def test_every_claimed_machine_has_every_number():
 
 @pytest.mark.skipif(not shutil.which("cc"), reason="no C compiler to read this machine's <sys/syscall.h>")
 def test_this_machines_numbers_are_those_of_its_headers():
-    defines = subprocess.run(["cc", "-dM", "-E", "-include", "sys/syscall.h", "-"], input="", capture_output=True,
-                             text=True, check=True, timeout=30).stdout
+    defines = subprocess.run(
+        ["cc", "-dM", "-E", "-include", "sys/syscall.h", "-"],
+        input="",
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
     headers = {name: int(number) for name, number in re.findall(r"#define __NR_(\w+) (\d+)$", defines, re.MULTILINE)}
     row = syscall.NUMBERS[syscall.MACHINE]
     assert row == {name: headers[name] for name in row}
@@ -68,7 +77,9 @@ def test_a_machine_not_in_the_table_gets_enosys_in_one_line(monkeypatch):
     with pytest.raises(OSError) as raised:
         syscall.call("bpf", 0, None, 0)
     assert raised.value.errno == errno.ENOSYS
-    assert raised.value.strerror == ("bpf() on vax is not known to addaddr, which knows its number on x86_64, aarch64, "
-                                     "riscv64, loongarch64, ppc64le, s390x")
+    assert raised.value.strerror == (
+        "bpf() on vax is not known to addaddr, which knows its number on x86_64, aarch64, "
+        "riscv64, loongarch64, ppc64le, s390x"
+    )
     # As from a kernel without bpf(): no tcx there, so auto attaches with clsact.
     assert tcx.available() is False

@@ -10,10 +10,25 @@ from collector.cli import main
 from collector.logs.writer import LogWriter
 
 ANNOUNCEMENT = {
-    "kind": "add_addr", "time": 1700000000.25, "src": "10.200.0.2", "sport": 40000, "dst": "10.200.0.1",
-    "dport": 5201, "ifindex": 3, "connection": 0x668B4134, "announcer": "client", "subflow": "initial",
-    "version": 1, "echo": False, "address_id": 1, "address": "2002:c000:201::1", "port": None,
-    "hmac": bytes.fromhex("544d6738bcd9ef69"), "family": "ipv6", "class": "6to4", "global": False,
+    "kind": "add_addr",
+    "time": 1700000000.25,
+    "src": "10.200.0.2",
+    "sport": 40000,
+    "dst": "10.200.0.1",
+    "dport": 5201,
+    "ifindex": 3,
+    "connection": 0x668B4134,
+    "announcer": "client",
+    "subflow": "initial",
+    "version": 1,
+    "echo": False,
+    "address_id": 1,
+    "address": "2002:c000:201::1",
+    "port": None,
+    "hmac": bytes.fromhex("544d6738bcd9ef69"),
+    "family": "ipv6",
+    "class": "6to4",
+    "global": False,
     "embedded_ipv4": {"address": "192.0.2.1", "class": "documentation", "global": False},
 }
 
@@ -33,8 +48,24 @@ def test_json_shows_the_promised_fields(tmp_path):
     assert record["connection"] == "668b4134", f"got {record['connection']}; want the token as monitor prints it"
     assert record["hmac"] == "544d6738bcd9ef69", f"got {record['hmac']}"
     assert record["embedded_ipv4"]["class"] == "documentation", f"got {record['embedded_ipv4']}"
-    promised = {"time", "kind", "src", "sport", "dst", "dport", "connection", "announcer", "version", "echo",
-                "address_id", "address", "port", "class", "global", "embedded_ipv4"}
+    promised = {
+        "time",
+        "kind",
+        "src",
+        "sport",
+        "dst",
+        "dport",
+        "connection",
+        "announcer",
+        "version",
+        "echo",
+        "address_id",
+        "address",
+        "port",
+        "class",
+        "global",
+        "embedded_ipv4",
+    }
     assert promised <= record.keys(), f"got no {promised - record.keys()}"
 
 

@@ -65,8 +65,11 @@ def test_close_leaves_a_file_it_did_not_lock(lock_dir):
     assert open(name).read() == "123\n", "got another run's lock file removed"
 
 
-@pytest.mark.parametrize("plant, says", [(os.symlink, "cannot lock eth7"), (os.link, "not a lock file addaddr made")],
-                         ids=["symlink", "hard link"])
+@pytest.mark.parametrize(
+    "plant, says",
+    [(os.symlink, "cannot lock eth7"), (os.link, "not a lock file addaddr made")],
+    ids=["symlink", "hard link"],
+)
 def test_a_planted_link_is_not_written_through(plant, says, lock_dir, tmp_path):
     os.mkdir(lock_dir, 0o700)
     target = tmp_path / "precious"

@@ -18,8 +18,10 @@ from . import anonymize, export, kernel, logs, memory, overhead, pipeline, repla
 from . import ROOT
 from .measure import Result, markdown_table
 
-BENCHMARKS = {module.__name__.rsplit(".", 1)[1]: module for module in
-              (kernel, overhead, pipeline, replay, report, export, memory, logs, anonymize, startup)}
+BENCHMARKS = {
+    module.__name__.rsplit(".", 1)[1]: module
+    for module in (kernel, overhead, pipeline, replay, report, export, memory, logs, anonymize, startup)
+}
 LATEST = ROOT / "docs" / "benchmarks.md"
 
 
@@ -44,8 +46,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller inputs and fewer rounds: under two minutes")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as one JSON object")
-    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, metavar="NAME",
-                        help=f"run only these ({', '.join(BENCHMARKS)})")
+    parser.add_argument(
+        "--only", nargs="+", choices=BENCHMARKS, metavar="NAME", help=f"run only these ({', '.join(BENCHMARKS)})"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         parser.error("needs root: BPF programs, network namespaces")
@@ -61,7 +64,9 @@ def main() -> None:
                 print(f"bench: {name} took {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         sys.exit("bench: interrupted; its namespaces are removed")
-    command = "scripts/bench" + (" --quick" if args.quick else "") + (f" --only {' '.join(args.only)}" if args.only else "")
+    command = (
+        "scripts/bench" + (" --quick" if args.quick else "") + (f" --only {' '.join(args.only)}" if args.only else "")
+    )
     section = performance_section(results, command, time.perf_counter() - started)
     if args.json:
         args.json.write_text(json.dumps({result.name: result.as_json() for result in results}, indent=2) + "\n")

@@ -43,21 +43,41 @@ def run(quick: bool) -> Result:
         values = [rng.getrandbits(bits) for _ in range(ours_n)]
         texts = [str(kind(value)) for value in values]
         reference, other = CryptoPAn(key), _pycryptodome(key)
-        assert all(Anonymizer(key).anonymize_address(t) == str(ipaddress.ip_address(reference.anonymize(t)))
-                   for t in texts[:200]), "the benchmark's mapping is not Crypto-PAn"
+        assert all(
+            Anonymizer(key).anonymize_address(t) == str(ipaddress.ip_address(reference.anonymize(t)))
+            for t in texts[:200]
+        ), "the benchmark's mapping is not Crypto-PAn"
         mapping = CryptoPan(key)
         ours, theirs, mapped, aes = rounds(
             count,
             lambda: _rate(Anonymizer(key).anonymize_address, texts),  # a new instance: an empty cache
             lambda: _rate(reference.anonymize, texts[:theirs_n]),
             lambda: _rate(lambda value: mapping.map(value, bits), values),
-            lambda: _rate(lambda value: other.map(value, bits), values))
-        result.rows.append(Row(f"IPv{version} addresses/s", sample(ours), sample(theirs), "yacryptopan",
-                               ratio(ours, theirs), SPEEDUP_LIMIT, better="higher"))
-        result.rows.append(Row(f"IPv{version} mapping alone (int to int), addresses/s", sample(mapped), sample(aes),
-                               "pycryptodome AES", ratio(mapped, aes)))
+            lambda: _rate(lambda value: other.map(value, bits), values),
+        )
+        result.rows.append(
+            Row(
+                f"IPv{version} addresses/s",
+                sample(ours),
+                sample(theirs),
+                "yacryptopan",
+                ratio(ours, theirs),
+                SPEEDUP_LIMIT,
+                better="higher",
+            )
+        )
+        result.rows.append(
+            Row(
+                f"IPv{version} mapping alone (int to int), addresses/s",
+                sample(mapped),
+                sample(aes),
+                "pycryptodome AES",
+                ratio(mapped, aes),
+            )
+        )
     result.notes.append(
         f"{'--quick: ' if quick else ''}{ours_n:,} distinct random addresses per family for ours ({theirs_n:,} "
         f"for yacryptopan, 0.5–2 ms each), {count} round(s); 'addresses/s' includes parsing and printing the "
-        "address, the mapping alone works on integers.")
+        "address, the mapping alone works on integers."
+    )
     return result

@@ -40,8 +40,11 @@ _KEY_STEP = 0x9E37_79B9_7F4A_7C15  # odd, so i -> i * step mod 2**64 never repea
 
 def dss_data(data_ack: int, dsn: int, subflow_seq: int, length: int) -> bytes:
     """DSS with a 4-byte data ACK (A) and a 4-byte mapping (M), then two NOPs: Linux's data segment."""
-    return bytes([30, 18, 0x20, 0x05]) + struct.pack("!IIIH", data_ack & 0xFFFFFFFF, dsn & 0xFFFFFFFF,
-                                                     subflow_seq, length) + b"\x01\x01"
+    return (
+        bytes([30, 18, 0x20, 0x05])
+        + struct.pack("!IIIH", data_ack & 0xFFFFFFFF, dsn & 0xFFFFFFFF, subflow_seq, length)
+        + b"\x01\x01"
+    )
 
 
 def client_of(i: int, join: bool = False) -> tuple[str, int]:
@@ -55,8 +58,14 @@ class MptcpTraffic(Capture):
 
     def connect(self, i: int) -> Connection:
         client_key = (i + 1) * _KEY_STEP & 0xFFFF_FFFF_FFFF_FFFF
-        return self.handshake(f"c{i}", client_of(i), (SERVER, SERVER_PORT), client_key,
-                              client_key ^ 0x5A5A_5A5A_5A5A_5A5A, (i * 7919 & 0xFFFFFF, i * 104729 & 0xFFFFFF))
+        return self.handshake(
+            f"c{i}",
+            client_of(i),
+            (SERVER, SERVER_PORT),
+            client_key,
+            client_key ^ 0x5A5A_5A5A_5A5A_5A5A,
+            (i * 7919 & 0xFFFFFF, i * 104729 & 0xFFFFFF),
+        )
 
     def data(self, label: str, conn: Connection, flow: Subflow, n: int) -> None:
         """The client's n-th data segment of `PAYLOAD` bytes, mapped by a DSS, and the server's ACK."""

@@ -10,8 +10,20 @@ from __future__ import annotations
 import time
 
 import bcc
-from tests.support.frames import (ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, dest_options, ether, hop_by_hop, ipv4, ipv6,
-                    routing, tcp, udp)
+from tests.support.frames import (
+    ETH_P_IP,
+    ETH_P_IPV6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    dest_options,
+    ether,
+    hop_by_hop,
+    ipv4,
+    ipv6,
+    routing,
+    tcp,
+    udp,
+)
 
 from collector.live.run import WAKEUP_EVENTS
 from collector.kernel.program import CaptureProgram
@@ -41,17 +53,31 @@ def frames() -> list[tuple[str, bytes, float | None]]:
     timestamps = b"\x01\x01\x08\x0a" + bytes(range(8))
     v6_chain = [hop_by_hop(8), routing(8), dest_options(16)]
     return [
-        ("UDP", ether(ETH_P_IP, ipv4("10.0.0.1", "10.0.0.2", IPPROTO_UDP, udp(5353, 5353, bytes(64)))),
-         NON_MPTCP_LIMIT),
-        ("TCP, no options", ether(ETH_P_IP, ipv4("10.0.0.1", "10.0.0.2", IPPROTO_TCP, tcp(40000, 443))),
-         NON_MPTCP_LIMIT),
-        ("TCP, timestamps", ether(ETH_P_IP, ipv4("10.0.0.1", "10.0.0.2", IPPROTO_TCP,
-                                                 tcp(40000, 443, options=timestamps, payload=bytes(1400)))),
-         NON_MPTCP_LIMIT),
-        ("IPv6 + 3 extension headers, TCP timestamps",
-         ether(ETH_P_IPV6, ipv6("fd00::1", "fd00::2", IPPROTO_TCP, tcp(40000, 443, options=timestamps),
-                                ext=v6_chain)),
-         NON_MPTCP_LIMIT),
+        (
+            "UDP",
+            ether(ETH_P_IP, ipv4("10.0.0.1", "10.0.0.2", IPPROTO_UDP, udp(5353, 5353, bytes(64)))),
+            NON_MPTCP_LIMIT,
+        ),
+        (
+            "TCP, no options",
+            ether(ETH_P_IP, ipv4("10.0.0.1", "10.0.0.2", IPPROTO_TCP, tcp(40000, 443))),
+            NON_MPTCP_LIMIT,
+        ),
+        (
+            "TCP, timestamps",
+            ether(
+                ETH_P_IP,
+                ipv4("10.0.0.1", "10.0.0.2", IPPROTO_TCP, tcp(40000, 443, options=timestamps, payload=bytes(1400))),
+            ),
+            NON_MPTCP_LIMIT,
+        ),
+        (
+            "IPv6 + 3 extension headers, TCP timestamps",
+            ether(
+                ETH_P_IPV6, ipv6("fd00::1", "fd00::2", IPPROTO_TCP, tcp(40000, 443, options=timestamps), ext=v6_chain)
+            ),
+            NON_MPTCP_LIMIT,
+        ),
         ("MPTCP data, DSS", by_label["dss"], DSS_LIMIT),
         ("MPTCP ADD_ADDR (event)", by_label["add_addr"], None),
     ]
@@ -84,8 +110,9 @@ def run(quick: bool) -> Result:
 
         for name, frame, limit in frames():
             mine, floor = rounds(count, lambda: timed(our_runner, frame), lambda: timed(empty_runner, frame))
-            result.rows.append(Row(f"{name} (ns/packet)", sample(mine), sample(floor), "empty", ratio(mine, floor),
-                                   limit))
+            result.rows.append(
+                Row(f"{name} (ns/packet)", sample(mine), sample(floor), "empty", ratio(mine, floor), limit)
+            )
         counters = ours.counters()
     finally:
         ours.close()
@@ -96,5 +123,6 @@ def run(quick: bool) -> Result:
         f"runs emitted {seen['events']:,} events into a {EVENT_PAGES * 4 // 1024} MiB-per-CPU perf "
         f"buffer, woken every {WAKEUP_EVENTS} samples as `addaddr run` asks, and lost {seen['lost']:,} (kernel "
         f"event_errors {counters['event_errors']:,}): every event was really written, none dropped for a full "
-        "buffer (~350 ns, cheaper than a write). Timings are the kernel's mean over a run, in whole ns.")
+        "buffer (~350 ns, cheaper than a write). Timings are the kernel's mean over a run, in whole ns."
+    )
     return result

@@ -105,8 +105,13 @@ def _report_rate(code: Path | None, log_dir: Path, count: int) -> float:
     env = dict(os.environ, PYTHONPATH=str(code)) if code else None
     began = time.perf_counter()
     # `-m` puts the working directory first on the path, before PYTHONPATH: in `code`, its collector runs.
-    subprocess.run([sys.executable, "-m", "collector.cli", "report", "--log-dir", str(log_dir), "--format", "json"],
-                   check=True, stdout=subprocess.DEVNULL, env=env, cwd=code)
+    subprocess.run(
+        [sys.executable, "-m", "collector.cli", "report", "--log-dir", str(log_dir), "--format", "json"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env=env,
+        cwd=code,
+    )
     return count / (time.perf_counter() - began)
 
 
@@ -114,27 +119,40 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
 
 
-def measure(quick: bool, before: Path | None, trials: int | None = None,
-            rounds: int | None = None) -> tuple[Result, list[str]]:
+def measure(
+    quick: bool, before: Path | None, trials: int | None = None, rounds: int | None = None
+) -> tuple[Result, list[str]]:
     rounds = rounds or (1 if quick else 3)
     lines: list[str] = []
     result = Result("logs")
     old = _load_before(before) if before else None
     with tempfile.TemporaryDirectory(prefix="addaddr-logs-") as scratch_name:
         scratch = Path(scratch_name)
-        records = [{**r, "time": r["time"] + i * 1e-6}
-                   for i, r in enumerate(log_records(RECORDS // 9 + 1, 1)) if i < RECORDS]
+        records = [
+            {**r, "time": r["time"] + i * 1e-6} for i, r in enumerate(log_records(RECORDS // 9 + 1, 1)) if i < RECORDS
+        ]
         readers = {"format 2": (2, CURRENT.read_records), "format 1": (1, (old or CURRENT).read_records)}
         trials = trials or (4 if quick else 30)
         found = damage(records, trials, readers, scratch)
         for name, outcomes in found.items():
             got = [n for n, _ in outcomes]
-            lines.append(f"damage, {name}: {len(records):,} records, {trials} trials: recovered min {min(got):,} "
-                         f"median {statistics.median(got):,.0f} max {max(got):,}; wrong records "
-                         f"{sum(w for _, w in outcomes)}")
+            lines.append(
+                f"damage, {name}: {len(records):,} records, {trials} trials: recovered min {min(got):,} "
+                f"median {statistics.median(got):,.0f} max {max(got):,}; wrong records "
+                f"{sum(w for _, w in outcomes)}"
+            )
         two, one = ([n for n, _ in found[name]] for name in ("format 2", "format 1"))
-        result.rows.append(Row(f"records recovered of {len(records):,}, one damaged byte", sample(two), sample(one),
-                               "format 1", ratio(two, one), digits=0, better="higher"))
+        result.rows.append(
+            Row(
+                f"records recovered of {len(records):,}, one damaged byte",
+                sample(two),
+                sample(one),
+                "format 1",
+                ratio(two, one),
+                digits=0,
+                better="higher",
+            )
+        )
 
         # Throughput: the same records, written and read by each side, round by round.
         big = list(log_records((50_000 if quick else 1_000_000) // 9, 1))
@@ -155,8 +173,11 @@ def measure(quick: bool, before: Path | None, trials: int | None = None,
                 count = len(records) if what == "write" else len(big)
                 lines.append(f"{what} {side}: {_spread(rates[side][what])} records/s over {count:,} records")
         after = rates["after"]
-        result.rows.append(Row(f"`report` records/s over {len(big):,} records", sample(after["report"]),
-                               limit=500_000, better="higher"))
+        result.rows.append(
+            Row(
+                f"`report` records/s over {len(big):,} records", sample(after["report"]), limit=500_000, better="higher"
+            )
+        )
     return result, lines
 
 
@@ -166,8 +187,9 @@ def run(quick: bool) -> Result:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m tools.bench.logs", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench.logs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--before", type=Path, metavar="DIR", help="a checkout of the code before format 2")
     parser.add_argument("--trials", type=int, help="damaged bytes tried (default 30, --quick 6)")

@@ -98,7 +98,9 @@ class Row:
 
     def cells(self) -> list[str]:
         met = {True: "yes", False: "NO", None: ""}[self.met]
-        reference = "" if self.reference is None else f"{self.reference.text(self.digits)} {self.reference_name}".strip()
+        reference = (
+            "" if self.reference is None else f"{self.reference.text(self.digits)} {self.reference_name}".strip()
+        )
         ratio = "" if self.ratio is None else self.ratio.text(3 if self.ratio.median < 1 else 2)
         return [self.figure, self.ours.text(self.digits), reference, ratio, self.target, met]
 
@@ -205,8 +207,9 @@ def finish(process: subprocess.Popen, start: float, anon: bool = False, launched
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, process.args))} exited with {process.returncode}")
-    return Cost(wall, usage.ru_utime + usage.ru_stime, usage.ru_utime, usage.ru_maxrss / 1024,
-                max_anon if anon else None)
+    return Cost(
+        wall, usage.ru_utime + usage.ru_stime, usage.ru_utime, usage.ru_maxrss / 1024, max_anon if anon else None
+    )
 
 
 def _anon_mib(pids: Sequence[int]) -> float:
@@ -259,8 +262,9 @@ def interrupt(process: subprocess.Popen) -> None:
     process.send_signal(signal.SIGINT)
 
 
-def wait_for_text(path: Path, text: str, process: subprocess.Popen, timeout: float = 60.0,
-                  interval: float = 0.05) -> None:
+def wait_for_text(
+    path: Path, text: str, process: subprocess.Popen, timeout: float = 60.0, interval: float = 0.05
+) -> None:
     """Until `text` appears in the file a process writes its stderr to (its 'ready' line), looking
     every `interval` seconds."""
     deadline = time.monotonic() + timeout

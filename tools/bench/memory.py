@@ -65,20 +65,44 @@ def run(quick: bool) -> Result:
     past = f"{connections:,} vs {PAST_CAP:,} connections"
     versus = f"{connections:,} vs {FILLS_CAP:,} connections"
     result.rows += [
-        Row(f"peak anonymous RSS (MiB), {past}", sample([cost.max_anon_mib]), sample([past_cap.max_anon_mib]),
-            "past the cap", ratio([cost.max_anon_mib], [past_cap.max_anon_mib]), RSS_LIMIT, digits=1),
-        Row(f"peak anonymous RSS (MiB), {versus}", sample([cost.max_anon_mib]), sample([at_cap.max_anon_mib]),
-            "at the cap", ratio([cost.max_anon_mib], [at_cap.max_anon_mib]), digits=1),
-        Row(f"peak RSS, mapped capture included (MiB), {versus}", sample([cost.max_rss_mib]),
-            sample([at_cap.max_rss_mib]), "at the cap", ratio([cost.max_rss_mib], [at_cap.max_rss_mib]), digits=1),
+        Row(
+            f"peak anonymous RSS (MiB), {past}",
+            sample([cost.max_anon_mib]),
+            sample([past_cap.max_anon_mib]),
+            "past the cap",
+            ratio([cost.max_anon_mib], [past_cap.max_anon_mib]),
+            RSS_LIMIT,
+            digits=1,
+        ),
+        Row(
+            f"peak anonymous RSS (MiB), {versus}",
+            sample([cost.max_anon_mib]),
+            sample([at_cap.max_anon_mib]),
+            "at the cap",
+            ratio([cost.max_anon_mib], [at_cap.max_anon_mib]),
+            digits=1,
+        ),
+        Row(
+            f"peak RSS, mapped capture included (MiB), {versus}",
+            sample([cost.max_rss_mib]),
+            sample([at_cap.max_rss_mib]),
+            "at the cap",
+            ratio([cost.max_rss_mib], [at_cap.max_rss_mib]),
+            digits=1,
+        ),
         Row(f"connections held at the end (cap {FILLS_CAP:,})", sample([held]), limit=FILLS_CAP),
-        Row("evictions counted (≥ connections past the cap)", sample([tracker["evictions"]]),
-            limit=connections - FILLS_CAP, better="higher"),
+        Row(
+            "evictions counted (≥ connections past the cap)",
+            sample([tracker["evictions"]]),
+            limit=connections - FILLS_CAP,
+            better="higher",
+        ),
     ]
     result.notes.append(
         f"{'--quick: ' if quick else ''}{connections:,} connections ({3 * connections:,} packets) against "
         f"{PAST_CAP:,}, past the cap and its step, and {FILLS_CAP:,}, which fill the {DEFAULT_MAX_ENTRIES:,} "
         "entries exactly; one replay each (minutes apiece), and the peak anonymous RSS varies between "
         "replays by some 5%: a ratio within that of its target may land on either side of it; tokens are "
-        "32 bits, so a few of a million share one.")
+        "32 bits, so a few of a million share one."
+    )
     return result

@@ -42,10 +42,24 @@ class VethPair:
                     self._made.pop()
                     raise
                 ip("-n", ns, "link", "set", "lo", "up")
-            ip("link", "add", self.sender_if, "netns", self.sender, "type", "veth",
-               "peer", "name", self.receiver_if, "netns", self.receiver)
-            for ns, ifname, address in ((self.sender, self.sender_if, SENDER_ADDRESS),
-                                        (self.receiver, self.receiver_if, RECEIVER_ADDRESS)):
+            ip(
+                "link",
+                "add",
+                self.sender_if,
+                "netns",
+                self.sender,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                self.receiver_if,
+                "netns",
+                self.receiver,
+            )
+            for ns, ifname, address in (
+                (self.sender, self.sender_if, SENDER_ADDRESS),
+                (self.receiver, self.receiver_if, RECEIVER_ADDRESS),
+            ):
                 ip("-n", ns, "addr", "add", f"{address}/24", "dev", ifname)
                 ip("-n", ns, "link", "set", ifname, "up")
             # In the try: a signal while printing comes before `with` has taken __exit__ on.
@@ -59,10 +73,15 @@ class VethPair:
         while self._made:
             ns = self._made.pop()
             removed = subprocess.run(["ip", "netns", "del", ns], capture_output=True, text=True)
-            if removed.returncode != 0 and ns in subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                                                text=True).stdout.split():
-                print(f"bench: namespace {ns} left: {removed.stderr.strip()}; remove it with ip netns del {ns}",
-                      file=sys.stderr, flush=True)
+            if (
+                removed.returncode != 0
+                and ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+            ):
+                print(
+                    f"bench: namespace {ns} left: {removed.stderr.strip()}; remove it with ip netns del {ns}",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def run_in(self, netns: str, *command: str) -> list[str]:
         """`command` run inside `netns`."""

@@ -60,7 +60,8 @@ def window(pair: VethPair, listener: socket.socket, proto: int, cpu: int, second
     """Gbit/s received over `seconds` of a new connection, from its first byte; the sender on `cpu`."""
     sender = subprocess.Popen(
         pair.run_in(pair.sender, sys.executable, "-c", f"from tools.bench.overhead import send; send({proto})"),
-        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+    )
     try:
         conn, _ = listener.accept()
         with conn:
@@ -102,27 +103,51 @@ def run(quick: bool) -> Result:
                                 return window(pair, listener, proto, sender_cpu, seconds)
                             finally:
                                 attachment.detach()
+
                         return measure
 
-                    ours, floor, plain = rounds(count, filtered(program.fd), filtered(empty_fd),
-                                                lambda: window(pair, listener, proto, sender_cpu, seconds))
+                    ours, floor, plain = rounds(
+                        count,
+                        filtered(program.fd),
+                        filtered(empty_fd),
+                        lambda: window(pair, listener, proto, sender_cpu, seconds),
+                    )
                     packets = program.counters()["packets"] - seen
                 result.rows += [
-                    Row(f"{name} throughput (Gbit/s)", sample(ours), sample(plain), "without", ratio(ours, plain),
-                        TARGET, better="higher", digits=2),
-                    Row(f"{name} throughput vs an empty filter", sample(ours), sample(floor), "empty filter",
-                        ratio(ours, floor), digits=2),
+                    Row(
+                        f"{name} throughput (Gbit/s)",
+                        sample(ours),
+                        sample(plain),
+                        "without",
+                        ratio(ours, plain),
+                        TARGET,
+                        better="higher",
+                        digits=2,
+                    ),
+                    Row(
+                        f"{name} throughput vs an empty filter",
+                        sample(ours),
+                        sample(floor),
+                        "empty filter",
+                        ratio(ours, floor),
+                        digits=2,
+                    ),
                 ]
                 kib = sum(ours) * seconds * 1e9 / 8 / 1024 / max(packets, 1)
-                result.notes.append(f"{name}: the filter saw {packets:,} packets, ~{kib:.0f} KiB each (veth hands "
-                                    "the receiver whole TSO segments).")
+                result.notes.append(
+                    f"{name}: the filter saw {packets:,} packets, ~{kib:.0f} KiB each (veth hands "
+                    "the receiver whole TSO segments)."
+                )
     finally:
         os.sched_setaffinity(0, everywhere)
         program.close()
         empty.cleanup()
-    result.notes.insert(0, f"{count} windows of {seconds:g} s each with our filter, with the empty program of "
-                           "`kernel` and without a filter, in a shuffled order, a new connection each; sender and "
-                           "receiver processes in two namespaces over one veth, both on one CPU for TCP, on one "
-                           "each for MPTCP (on one CPU it falls to ~1 Gbit/s here), 4 MiB socket buffers, 1 MiB writes, 128 KiB reads (MPTCP reads of 256 KiB or more crawl at ~0.3 "
-                           "Gbit/s on this kernel, filter or not); ratios round by round.")
+    result.notes.insert(
+        0,
+        f"{count} windows of {seconds:g} s each with our filter, with the empty program of "
+        "`kernel` and without a filter, in a shuffled order, a new connection each; sender and "
+        "receiver processes in two namespaces over one veth, both on one CPU for TCP, on one "
+        "each for MPTCP (on one CPU it falls to ~1 Gbit/s here), 4 MiB socket buffers, 1 MiB writes, 128 KiB reads (MPTCP reads of 256 KiB or more crawl at ~0.3 "
+        "Gbit/s on this kernel, filter or not); ratios round by round.",
+    )
     return result

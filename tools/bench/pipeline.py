@@ -49,9 +49,12 @@ class Replay:
     def send(self, pps: float | None = None) -> tuple[int, float]:
         """(packets sent, seconds) of one tcpreplay at `pps` packets/s, at top speed without."""
         speed = ["--topspeed"] if pps is None else ["--pps", f"{pps:.0f}"]
-        sent = subprocess.run(self.pair.run_in(self.pair.sender, "tcpreplay", "-i", self.pair.sender_if,
-                                                *speed, str(self.capture)),
-                              capture_output=True, text=True, check=True)
+        sent = subprocess.run(
+            self.pair.run_in(self.pair.sender, "tcpreplay", "-i", self.pair.sender_if, *speed, str(self.capture)),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         found = _TCPREPLAY.search(sent.stdout)
         if found is None:
             raise RuntimeError(f"tcpreplay said: {sent.stdout.strip()[-500:]} {sent.stderr.strip()[-500:]}")
@@ -75,32 +78,43 @@ class Replay:
                 process.kill()
                 process.wait()
                 raise
-        return {"cpu": cost.cpu - before, "stderr": stderr.read_text(errors="replace"), "packets": packets,
-                "seconds": seconds}
+        return {
+            "cpu": cost.cpu - before,
+            "stderr": stderr.read_text(errors="replace"),
+            "packets": packets,
+            "seconds": seconds,
+        }
 
     def collector(self, pps: float | None = None) -> dict:
         logs = tempfile.mkdtemp(dir=self.scratch)
-        seen = self.watch([ADDADDR, "run", "--iface", self.pair.receiver_if, "--netns", self.pair.receiver,
-                           "--log-dir", logs], "collecting on", pps)
+        seen = self.watch(
+            [ADDADDR, "run", "--iface", self.pair.receiver_if, "--netns", self.pair.receiver, "--log-dir", logs],
+            "collecting on",
+            pps,
+        )
         shutil.rmtree(logs)
         seen["events"] = _number(r"stopped: (\d+) events", seen["stderr"])
         seen["lost"] = _number(r"(\d+) lost", seen["stderr"])
         return seen
 
     def tshark(self) -> dict:
-        seen = self.watch(self.pair.run_in(self.pair.receiver, "tshark", "-i", self.pair.receiver_if, "-Y", "mptcp"),
-                          "Capturing on")
+        seen = self.watch(
+            self.pair.run_in(self.pair.receiver, "tshark", "-i", self.pair.receiver_if, "-Y", "mptcp"), "Capturing on"
+        )
         seen["missed"] = max(0, seen["packets"] - _number(r"(\d+) packets? captured", seen["stderr"]))
         return seen
 
     def tcpdump_then_tshark(self) -> dict:
         written = self.scratch / "tcpdump.pcap"
-        seen = self.watch(self.pair.run_in(self.pair.receiver, "tcpdump", "-i", self.pair.receiver_if,
-                                           "-w", str(written)), "listening on")
+        seen = self.watch(
+            self.pair.run_in(self.pair.receiver, "tcpdump", "-i", self.pair.receiver_if, "-w", str(written)),
+            "listening on",
+        )
         seen["missed"] = _number(r"(\d+) packets? dropped by kernel", seen["stderr"])
         started = time.perf_counter()
-        analysis = subprocess.Popen(["tshark", "-r", str(written), "-Y", "mptcp"], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
+        analysis = subprocess.Popen(
+            ["tshark", "-r", str(written), "-Y", "mptcp"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         seen["cpu"] += finish(analysis, started).cpu
         written.unlink()
         return seen
@@ -148,20 +162,40 @@ def run(quick: bool) -> Result:
 
     our_cpu = figure(ours, "cpu")
     result.rows += [
-        Row("packets/s offered by tcpreplay", sample(rate(ours, "packets")), sample(rate(tshark, "packets")),
-            "under tshark"),
+        Row(
+            "packets/s offered by tcpreplay",
+            sample(rate(ours, "packets")),
+            sample(rate(tshark, "packets")),
+            "under tshark",
+        ),
         Row("events/s logged", sample(rate(ours, "events"))),
         # Past this rate, held for as long as the perf buffers take to fill, the first event is lost.
-        Row("events/s the collector keeps up with (events / its CPU s)",
-            sample([r["events"] / r["cpu"] for r in ours])),
+        Row(
+            "events/s the collector keeps up with (events / its CPU s)", sample([r["events"] / r["cpu"] for r in ours])
+        ),
         Row("events lost", sample(figure(ours, "lost")), limit=0),
         Row("events/s offered at the first loss (tcpreplay --pps, bisected)", sample([offered(lossy)]))
-        if lossy else Row("events/s offered at the first loss: none, up to top speed's",
-                          sample([max(offered(r) for r in ours)])),
-        Row("CPU s vs tshark -i -Y mptcp", sample(our_cpu), sample(figure(tshark, "cpu")), "tshark",
-            ratio(our_cpu, figure(tshark, "cpu")), CPU_LIMIT, digits=2),
-        Row("CPU s vs tcpdump -w, tshark -r", sample(our_cpu), sample(figure(tcpdump, "cpu")), "tcpdump+tshark",
-            ratio(our_cpu, figure(tcpdump, "cpu")), digits=2),
+        if lossy
+        else Row(
+            "events/s offered at the first loss: none, up to top speed's", sample([max(offered(r) for r in ours)])
+        ),
+        Row(
+            "CPU s vs tshark -i -Y mptcp",
+            sample(our_cpu),
+            sample(figure(tshark, "cpu")),
+            "tshark",
+            ratio(our_cpu, figure(tshark, "cpu")),
+            CPU_LIMIT,
+            digits=2,
+        ),
+        Row(
+            "CPU s vs tcpdump -w, tshark -r",
+            sample(our_cpu),
+            sample(figure(tcpdump, "cpu")),
+            "tcpdump+tshark",
+            ratio(our_cpu, figure(tcpdump, "cpu")),
+            digits=2,
+        ),
         Row("packets tshark -i missed", sample(figure(tshark, "missed"))),
         Row("packets tcpdump -w dropped", sample(figure(tcpdump, "missed"))),
     ]
@@ -171,16 +205,22 @@ def run(quick: bool) -> Result:
         "tcpreplay's seconds. CPU: the watcher's rusage at exit less its CPU when ready (start-up left out, "
         "draining kept), children included; tcpdump's figure adds the whole `tshark -r` run. The collector "
         "keeps up with events/s up to its events over its CPU seconds (one CPU's worth): an offered rate "
-        "above that loses its first event once the perf buffers are full.")
+        "above that loses its first event once the perf buffers are full."
+    )
     if lossy:
-        below = (f"; {offered(lossless):,.0f} events/s ({lossless['packets'] / lossless['seconds']:,.0f} packets/s) "
-                 "lost none" if lossless else "; every rate tried lost some")
+        below = (
+            f"; {offered(lossless):,.0f} events/s ({lossless['packets'] / lossless['seconds']:,.0f} packets/s) "
+            "lost none"
+            if lossless
+            else "; every rate tried lost some"
+        )
         result.notes.append(
             f"First loss: the collector alone under tcpreplay --pps, the packet rate bisected {FIRST_LOSS_STEPS} "
             f"times between none and top speed; {offered(lossy):,.0f} events/s offered "
             f"({lossy['packets'] / lossy['seconds']:,.0f} packets/s) lost {lossy['lost']:,}{below}. One run of "
             f"the capture each: a longer burst fills the perf buffers at a lower rate, down to the events/s the "
-            f"collector keeps up with.")
+            f"collector keeps up with."
+        )
     else:
         result.notes.append("First loss: none at top speed, in any round; no slower rate is tried.")
     return result

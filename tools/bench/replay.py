@@ -21,10 +21,21 @@ from .measure import QUIET, Cost, Result, Row, ratio, rounds, run as cost_of, sa
 
 # What the study needs from each packet: the option's subtype, the announced address and its id, the
 # echo flag, the keys and token that tie subflows to connections.
-TSHARK_FIELDS = ["frame.time_epoch", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "tcp.options.mptcp.subtype",
-                 "tcp.options.mptcp.addrid", "tcp.options.mptcp.ipv4", "tcp.options.mptcp.ipv6",
-                 "tcp.options.mptcp.echo", "tcp.options.mptcp.sendkey", "tcp.options.mptcp.recvkey",
-                 "tcp.options.mptcp.recvtok"]
+TSHARK_FIELDS = [
+    "frame.time_epoch",
+    "ip.src",
+    "ip.dst",
+    "tcp.srcport",
+    "tcp.dstport",
+    "tcp.options.mptcp.subtype",
+    "tcp.options.mptcp.addrid",
+    "tcp.options.mptcp.ipv4",
+    "tcp.options.mptcp.ipv6",
+    "tcp.options.mptcp.echo",
+    "tcp.options.mptcp.sendkey",
+    "tcp.options.mptcp.recvkey",
+    "tcp.options.mptcp.recvtok",
+]
 TSHARK_LIMIT = 5.0
 TCPDUMP_LIMIT = 1.0
 # Userspace CPU on top of the kernel's (issue 13), microseconds.
@@ -50,8 +61,11 @@ class _Ours:
         try:
             status = Path(scratch) / "status"
             with open(status, "w") as err:
-                cost = cost_of([ADDADDR, "replay", str(self.capture), "--log-dir", f"{scratch}/logs"],
-                               stdout=QUIET["stdout"], stderr=err)
+                cost = cost_of(
+                    [ADDADDR, "replay", str(self.capture), "--log-dir", f"{scratch}/logs"],
+                    stdout=QUIET["stdout"],
+                    stderr=err,
+                )
             found = _EVENTS.search(status.read_text())
             if found is None:
                 raise RuntimeError(f"replay of {self.capture} printed no event count")
@@ -69,21 +83,35 @@ def run(quick: bool) -> Result:
         empty = Path(scratch) / "empty.pcap"
         empty.write_bytes(PcapWriter().getvalue())
         startup = [cost.user for cost in rounds(count, _Ours(empty))[0]]
-    mixes = [_compare(result, name, count, connections if data_segments == captures.EVENT_DENSE else connections // 8,
-                      data_segments, quick)
-             for name, data_segments in MIXES]
+    mixes = [
+        _compare(
+            result,
+            name,
+            count,
+            connections if data_segments == captures.EVENT_DENSE else connections // 8,
+            data_segments,
+            quick,
+        )
+        for name, data_segments in MIXES
+    ]
     per_frame, per_event = _userspace_split(startup, *mixes)
     result.rows += [
-        Row("userspace CPU per replayed frame (µs), on top of the kernel's test run", sample(per_frame),
-            limit=PER_FRAME_LIMIT, digits=2),
+        Row(
+            "userspace CPU per replayed frame (µs), on top of the kernel's test run",
+            sample(per_frame),
+            limit=PER_FRAME_LIMIT,
+            digits=2,
+        ),
         Row("userspace CPU per event (µs), replay", sample(per_event), limit=PER_EVENT_LIMIT, digits=2),
     ]
-    solved = ", ".join(f"{name}: {frames:,} frames, {events:,} events"
-                       for (name, _), (frames, events, _) in zip(MIXES, mixes))
+    solved = ", ".join(
+        f"{name}: {frames:,} frames, {events:,} events" for (name, _), (frames, events, _) in zip(MIXES, mixes)
+    )
     result.notes.append(
         "Userspace split: each round, user CPU s of the two replays less that of an empty capture's "
         f"(start-up, median {sample(startup).median:.2f} s) = frames x per-frame + events x per-event, "
-        f"solved for the two ({solved}).")
+        f"solved for the two ({solved})."
+    )
     return result
 
 
@@ -100,8 +128,9 @@ def _userspace_split(startup: list[float], dense: tuple, heavy: tuple) -> tuple[
     return per_frame, per_event
 
 
-def _compare(result: Result, name: str, count: int, connections: int, data_segments: int,
-             quick: bool) -> tuple[int, int, list[float]]:
+def _compare(
+    result: Result, name: str, count: int, connections: int, data_segments: int, quick: bool
+) -> tuple[int, int, list[float]]:
     """Rows of one capture against tshark and tcpdump; returns its frames, events and our user CPU s."""
     capture, packets = captures.made(connections, data_segments=data_segments)
     ours = _Ours(capture)
@@ -110,8 +139,12 @@ def _compare(result: Result, name: str, count: int, connections: int, data_segme
         fields = [arg for field in TSHARK_FIELDS for arg in ("-e", field)]
         # MPTCP analysis (tshark's default, stated so a local preference cannot turn it off) ties
         # subflows to their connection, as our tracker does.
-        return packets / cost_of(["tshark", "-o", "mptcp.analyze_mptcp:TRUE", "-r", str(capture), "-T", "fields",
-                                  *fields], **QUIET).wall
+        return (
+            packets
+            / cost_of(
+                ["tshark", "-o", "mptcp.analyze_mptcp:TRUE", "-r", str(capture), "-T", "fields", *fields], **QUIET
+            ).wall
+        )
 
     def tcpdump() -> float:
         return packets / cost_of(["tcpdump", "-nn", "-r", str(capture)], **QUIET).wall
@@ -119,13 +152,28 @@ def _compare(result: Result, name: str, count: int, connections: int, data_segme
     costs, theirs, dumped = rounds(count, ours, tshark, tcpdump)
     mine = [packets / cost.wall for cost in costs]
     result.rows += [
-        Row(f"{name}: packets/s vs tshark -r -T fields", sample(mine), sample(theirs), "tshark", ratio(mine, theirs),
-            TSHARK_LIMIT, better="higher"),
-        Row(f"{name}: packets/s vs tcpdump -nn -r", sample(mine), sample(dumped), "tcpdump", ratio(mine, dumped),
-            TCPDUMP_LIMIT, better="higher"),
+        Row(
+            f"{name}: packets/s vs tshark -r -T fields",
+            sample(mine),
+            sample(theirs),
+            "tshark",
+            ratio(mine, theirs),
+            TSHARK_LIMIT,
+            better="higher",
+        ),
+        Row(
+            f"{name}: packets/s vs tcpdump -nn -r",
+            sample(mine),
+            sample(dumped),
+            "tcpdump",
+            ratio(mine, dumped),
+            TCPDUMP_LIMIT,
+            better="higher",
+        ),
     ]
     result.notes.append(
         f"{name}{' (--quick, smaller)' if quick else ''}: {packets:,} packets, {connections:,} MPTCP connections "
         f"(handshake, 4 ADD_ADDR each echoed, a join, {data_segments} 1,400-byte data segments each acked, the close), "
-        f"{count} round(s) of the three in turn; tshark -o mptcp.analyze_mptcp:TRUE -e {' '.join(TSHARK_FIELDS)}; output to /dev/null.")
+        f"{count} round(s) of the three in turn; tshark -o mptcp.analyze_mptcp:TRUE -e {' '.join(TSHARK_FIELDS)}; output to /dev/null."
+    )
     return packets, ours.events, [cost.user for cost in costs]

@@ -35,14 +35,24 @@ REPEATS = (1, 7)
 STATS_EVERY = 10_000
 WRITE_BATCH = 1_000
 T0 = 1_700_000_000.0
-HEADER = {"host": socket.gethostname(), "interfaces": ["bench0"], "netns": None, "collector_version": "bench",
-          "started": T0, "source": "live"}
+HEADER = {
+    "host": socket.gethostname(),
+    "interfaces": ["bench0"],
+    "netns": None,
+    "collector_version": "bench",
+    "started": T0,
+    "source": "live",
+}
 
 
 def _classes(address: str) -> dict:
     c = classify(address)
-    return {"family": c.family, "class": c.address_class, "global": c.is_global,
-            "embedded_ipv4": None if c.embedded_ipv4 is None else c.embedded_ipv4.as_json()}
+    return {
+        "family": c.family,
+        "class": c.address_class,
+        "global": c.is_global,
+        "embedded_ipv4": None if c.embedded_ipv4 is None else c.embedded_ipv4.as_json(),
+    }
 
 
 def log_records(connections: int, repeats: int) -> Iterator[dict]:
@@ -53,28 +63,55 @@ def log_records(connections: int, repeats: int) -> Iterator[dict]:
         time = T0 + i * 0.001
         token = (i * 2_654_435_761) & 0xFFFF_FFFF
         client, port = client_of(i)
-        key = {"src": client, "sport": port, "dst": SERVER, "dport": SERVER_PORT, "ifindex": 2,
-               "connection": token}
+        key = {"src": client, "sport": port, "dst": SERVER, "dport": SERVER_PORT, "ifindex": 2, "connection": token}
         back = key | {"src": SERVER, "sport": SERVER_PORT, "dst": client, "dport": port}
-        records = [{"kind": "connection", "time": time, "connection": token, "version": 1, "client": client,
-                    "client_port": port, "server": SERVER, "server_port": SERVER_PORT,
-                    "client_key": i, "server_key": i ^ 0x5A5A_5A5A_5A5A_5A5A}]
+        records = [
+            {
+                "kind": "connection",
+                "time": time,
+                "connection": token,
+                "version": 1,
+                "client": client,
+                "client_port": port,
+                "server": SERVER,
+                "server_port": SERVER_PORT,
+                "client_key": i,
+                "server_key": i ^ 0x5A5A_5A5A_5A5A_5A5A,
+            }
+        ]
         for _ in range(repeats):
             for n in range(ANNOUNCED_PER_CONNECTION):
                 address = ANNOUNCED[(i + n) % len(ANNOUNCED)]
-                add_addr = {"kind": "add_addr", "time": time, "subflow": "initial", "version": 1,
-                            "address_id": n + 1, "address": address, "port": None, **classes[address]}
+                add_addr = {
+                    "kind": "add_addr",
+                    "time": time,
+                    "subflow": "initial",
+                    "version": 1,
+                    "address_id": n + 1,
+                    "address": address,
+                    "port": None,
+                    **classes[address],
+                }
                 records.append(key | add_addr | {"announcer": "client", "echo": False, "hmac": bytes(8)})
                 records.append(back | add_addr | {"announcer": "server", "echo": True, "hmac": None})
-        records.append(key | {"kind": "mp_join", "time": time, "token": token, "address_id": 2,
-                              "backup": False, "form": "syn"})
+        records.append(
+            key | {"kind": "mp_join", "time": time, "token": token, "address_id": 2, "backup": False, "form": "syn"}
+        )
         records.append({"kind": "connection_end", "time": time, "connection": token, "reason": "closed"})
         for record in records:
             yield record
             written += 1
             if written % STATS_EVERY == 0:
-                yield {"kind": "stats", "time": time, "kernel": {"packets": written}, "tracker": {},
-                       "events": written, "announcements": written, "lost": 0, "unwritten": 0}
+                yield {
+                    "kind": "stats",
+                    "time": time,
+                    "kernel": {"packets": written},
+                    "tracker": {},
+                    "events": written,
+                    "announcements": written,
+                    "lost": 0,
+                    "unwritten": 0,
+                }
                 written += 1
 
 
@@ -99,22 +136,33 @@ def run(quick: bool) -> Result:
         sizes = [write_log(log, connections, repeats) for log, repeats in zip(logs, REPEATS)]
 
         def report(log: Path):
-            return lambda: cost_of([ADDADDR, "report", "--log-dir", str(log), "--format", "json"], anon=True,
-                                   stdout=subprocess.DEVNULL)
+            return lambda: cost_of(
+                [ADDADDR, "report", "--log-dir", str(log), "--format", "json"], anon=True, stdout=subprocess.DEVNULL
+            )
 
         small, large = rounds(count, report(logs[0]), report(logs[1]))
-    result.rows.append(Row(f"records/s over {sizes[1]:,} records", sample([sizes[1] / c.wall for c in large]),
-                           limit=RECORDS_LIMIT, better="higher"))
+    result.rows.append(
+        Row(
+            f"records/s over {sizes[1]:,} records",
+            sample([sizes[1] / c.wall for c in large]),
+            limit=RECORDS_LIMIT,
+            better="higher",
+        )
+    )
     versus = f"{sizes[1]:,} vs {sizes[0]:,} records"
-    for figure, memory in ((f"peak anonymous RSS, all processes (MiB), {versus}", lambda c: c.max_anon_mib),
-                           (f"peak RSS, largest process (MiB), {versus}", lambda c: c.max_rss_mib)):
+    for figure, memory in (
+        (f"peak anonymous RSS, all processes (MiB), {versus}", lambda c: c.max_anon_mib),
+        (f"peak RSS, largest process (MiB), {versus}", lambda c: c.max_rss_mib),
+    ):
         mine, fewer = [memory(c) for c in large], [memory(c) for c in small]
-        result.rows.append(Row(figure, sample(mine), sample(fewer), f"{sizes[0]:,} records", ratio(mine, fewer),
-                               RSS_LIMIT, digits=1))
+        result.rows.append(
+            Row(figure, sample(mine), sample(fewer), f"{sizes[0]:,} records", ratio(mine, fewer), RSS_LIMIT, digits=1)
+        )
     result.notes.append(
         f"{'--quick, smaller logs: ' if quick else ''}both logs hold the same {connections:,} connections "
         f"({connections * ANNOUNCED_PER_CONNECTION:,} distinct (connection, address) pairs); {count} round(s), "
         "each command timed whole, start-up included. The report reads big logs with a process per part of a file: its "
         "memory is that of all of them together (RssAnon summed, sampled every 10 ms), and the ru_maxrss of "
-        "the largest (the command's own, not the benchmark's).")
+        "the largest (the command's own, not the benchmark's)."
+    )
     return result

@@ -55,9 +55,12 @@ def _ready(pair: VethPair, scratch: Path, env: dict) -> float:
     stderr = scratch / "stderr"
     with open(stderr, "w") as err:
         start = time.perf_counter()
-        process = subprocess.Popen([ADDADDR, "run", "--iface", pair.receiver_if, "--netns", pair.receiver,
-                                    "--log-dir", str(scratch / "logs")], env=env, stdout=subprocess.DEVNULL,
-                                   stderr=err)
+        process = subprocess.Popen(
+            [ADDADDR, "run", "--iface", pair.receiver_if, "--netns", pair.receiver, "--log-dir", str(scratch / "logs")],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
         try:
             wait_for_text(stderr, "collecting on", process, interval=READY_POLL)
             ready = time.perf_counter() - start
@@ -74,8 +77,10 @@ def _verified_insns() -> dict[str, int]:
         processed = {}
         for name, ethernet in ((FUNCTION, True), (RAW_IP_FUNCTION, False)):
             info = ctypes.create_string_buffer(PROG_INFO_BYTES)
-            tcx.call(tcx.BPF_OBJ_GET_INFO_BY_FD,
-                     tcx.attr("=IIQ", program.fd_for(ethernet), PROG_INFO_BYTES, ctypes.addressof(info)))
+            tcx.call(
+                tcx.BPF_OBJ_GET_INFO_BY_FD,
+                tcx.attr("=IIQ", program.fd_for(ethernet), PROG_INFO_BYTES, ctypes.addressof(info)),
+            )
             processed[name] = struct.unpack_from("=I", info, VERIFIED_INSNS_AT)[0]
         return processed
     finally:
@@ -97,32 +102,63 @@ def run(quick: bool) -> Result:
         with VethPair() as pair:
             # --quick leaves out the slowest reference, bcc compiling for `run` (as long as for replay).
             envs = [BUILT] if quick else [BUILT, BCC]
-            ready, ready_bcc = rounds(count, *(lambda env=env: _ready(pair, Path(scratch), env) for env in envs)) + \
-                [[]] * quick
+            ready, ready_bcc = (
+                rounds(count, *(lambda env=env: _ready(pair, Path(scratch), env) for env in envs)) + [[]] * quick
+            )
     wall, wall_bcc = [c.wall for c in built], [c.wall for c in compiled]
     cpu, cpu_bcc = [c.cpu for c in built], [c.cpu for c in compiled]
     rss, rss_bcc = [c.max_rss_mib for c in built], [c.max_rss_mib for c in compiled]
     result.rows += [
-        Row("replay of an empty capture, wall (s)", sample(wall), sample(wall_bcc), "bcc", ratio(wall, wall_bcc),
-            digits=2),
+        Row(
+            "replay of an empty capture, wall (s)",
+            sample(wall),
+            sample(wall_bcc),
+            "bcc",
+            ratio(wall, wall_bcc),
+            digits=2,
+        ),
         Row("replay of an empty capture, wall (s), absolute", sample(wall), limit=WALL_LIMIT, digits=2),
-        Row("replay of an empty capture, CPU (s)", sample(cpu), sample(cpu_bcc), "bcc", ratio(cpu, cpu_bcc),
-            digits=2),
-        Row("replay of an empty capture, peak RSS (MiB)", sample(rss), sample(rss_bcc), "bcc", ratio(rss, rss_bcc),
-            digits=0),
+        Row("replay of an empty capture, CPU (s)", sample(cpu), sample(cpu_bcc), "bcc", ratio(cpu, cpu_bcc), digits=2),
+        Row(
+            "replay of an empty capture, peak RSS (MiB)",
+            sample(rss),
+            sample(rss_bcc),
+            "bcc",
+            ratio(rss, rss_bcc),
+            digits=0,
+        ),
         Row("replay of an empty capture, peak RSS (MiB), absolute", sample(rss), limit=RSS_LIMIT, digits=0),
-        *([Row("run ready: filter attached (s)", sample(ready), sample(ready_bcc), "bcc", ratio(ready, ready_bcc),
-               digits=2)] if ready_bcc else []),
+        *(
+            [
+                Row(
+                    "run ready: filter attached (s)",
+                    sample(ready),
+                    sample(ready_bcc),
+                    "bcc",
+                    ratio(ready, ready_bcc),
+                    digits=2,
+                )
+            ]
+            if ready_bcc
+            else []
+        ),
         Row("run ready: filter attached (s), absolute", sample(ready), limit=WALL_LIMIT, digits=2),
-        *(Row(f"verifier: instructions processed, {name}", sample([insns]), digits=0)
-          for name, insns in _verified_insns().items()),
-        Row("run's perf buffers, locked (MiB, all CPUs)", sample([locked_bytes(PERF_PAGES) / 2**20]),
-            limit=math.ceil(locked_bytes(MAX_PERF_PAGES) / 2**20), digits=0),
+        *(
+            Row(f"verifier: instructions processed, {name}", sample([insns]), digits=0)
+            for name, insns in _verified_insns().items()
+        ),
+        Row(
+            "run's perf buffers, locked (MiB, all CPUs)",
+            sample([locked_bytes(PERF_PAGES) / 2**20]),
+            limit=math.ceil(locked_bytes(MAX_PERF_PAGES) / 2**20),
+            digits=0,
+        ),
     ]
     result.notes.append(
         f"{count} round(s) of each; bcc is the same command with {COMPILE_ENV}=1 (compiling bpf/ at start). "
         f"Locked perf memory is (pages + 1) x page size per online CPU: run's default {PERF_PAGES} pages is "
         f"{_per_cpu_mib(PERF_PAGES):.0f} MiB per CPU, --perf-pages at most {MAX_PERF_PAGES} "
         f"({_per_cpu_mib(MAX_PERF_PAGES):.0f} MiB per CPU); replay takes {REPLAY_PAGES} pages "
-        f"({_per_cpu_mib(REPLAY_PAGES):.0f} MiB per CPU).")
+        f"({_per_cpu_mib(REPLAY_PAGES):.0f} MiB per CPU)."
+    )
     return result

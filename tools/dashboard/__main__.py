@@ -33,13 +33,16 @@ def main() -> None:
 
     # SIGTERM and SIGHUP unwind like Ctrl-C: the collector and prometheus stop, the testbed goes.
     with unwinding(), TestRun() as run:
-        progress(f"testbed {run.bed.name}, collector and prometheus ({run.prometheus}) up; traffic for "
-                 f"{args.minutes} min")
+        progress(
+            f"testbed {run.bed.name}, collector and prometheus ({run.prometheus}) up; traffic for {args.minutes} min"
+        )
         start, end = run.traffic(args.minutes, progress)
         version = run.prometheus_version()
-        note = (f"A rendering of the dashboard's PromQL queries, evaluated by Prometheus {version} over a "
-                f"{(end - start) / 60:.1f}-minute test run on the namespace testbed and drawn with "
-                f"matplotlib (scripts/render-dashboard): not Grafana itself.")
+        note = (
+            f"A rendering of the dashboard's PromQL queries, evaluated by Prometheus {version} over a "
+            f"{(end - start) / 60:.1f}-minute test run on the namespace testbed and drawn with "
+            f"matplotlib (scripts/render-dashboard): not Grafana itself."
+        )
         counts = draw(args.dashboard, run.prometheus, start, end, SCRAPE_SECONDS, args.out, note)
     for title, count in counts.items():
         progress(f"{count:3d} series: {title}")

@@ -59,17 +59,26 @@ def series(prometheus: str, panel: dict, values: dict, start: float, end: float,
     drawn = []
     for target in panel["targets"]:
         expr = expand(target["expr"], values)
-        results = query_range(prometheus, expr, end, end, step) if target.get("instant") else \
-            query_range(prometheus, expr, start, end, step)
+        results = (
+            query_range(prometheus, expr, end, end, step)
+            if target.get("instant")
+            else query_range(prometheus, expr, start, end, step)
+        )
         for result in results:
             times = [datetime.fromtimestamp(t, timezone.utc) for t, _ in result["values"]]
-            drawn.append((legend(target.get("legendFormat", ""), result["metric"]), times,
-                          [float(v) for _, v in result["values"]]))
+            drawn.append(
+                (
+                    legend(target.get("legendFormat", ""), result["metric"]),
+                    times,
+                    [float(v) for _, v in result["values"]],
+                )
+            )
     return sorted(drawn, key=lambda one: one[0])
 
 
-def draw(dashboard_path: Path, prometheus: str, start: float, end: float, step: int, out: Path,
-         note: str) -> dict[str, int]:
+def draw(
+    dashboard_path: Path, prometheus: str, start: float, end: float, step: int, out: Path, note: str
+) -> dict[str, int]:
     """Draws every panel into `out` where its gridPos puts it; returns the number of series each
     panel's queries gave."""
     dashboard = json.loads(dashboard_path.read_text())
@@ -104,8 +113,9 @@ def _areas(figure, place: dict, rows: int, content: float):
     height = place["h"] * row - MARGIN_BOTTOM - MARGIN_TOP
     legend_width = LEGEND_COLUMNS * column
     plot = figure.add_axes((left, bottom, place["w"] * column - legend_width - MARGIN_LEFT, height))
-    key = figure.add_axes((left + place["w"] * column - legend_width - MARGIN_LEFT + 0.005, bottom,
-                           legend_width - 0.01, height))
+    key = figure.add_axes(
+        (left + place["w"] * column - legend_width - MARGIN_LEFT + 0.005, bottom, legend_width - 0.01, height)
+    )
     key.axis("off")
     return plot, key
 
@@ -119,8 +129,9 @@ def _lines(plot, key, panel: dict, drawn: list[tuple]) -> None:
     if defaults["custom"]["stacking"]["mode"] == "normal" and len({len(t) for _, t, _ in drawn}) == 1:
         handles = plot.stackplot(drawn[0][1], *[v for _, _, v in drawn], colors=colours, alpha=0.85)
     else:
-        handles = [plot.plot(t, v, linewidth=1.2, color=colours[i % len(colours)])[0]
-                   for i, (_, t, v) in enumerate(drawn)]
+        handles = [
+            plot.plot(t, v, linewidth=1.2, color=colours[i % len(colours)])[0] for i, (_, t, v) in enumerate(drawn)
+        ]
     key.legend(handles, labels, loc="upper left", fontsize=6.5, frameon=False)
     plot.set_ylim(bottom=0)
     plot.set_ylabel(UNIT_LABELS.get(defaults.get("unit"), ""), fontsize=8)

@@ -70,17 +70,43 @@ class TestRun:
         status = self.scratch / "collector.stderr"
         interfaces = [arg for ifname in self.bed.server_interfaces for arg in ("--iface", ifname)]
         with status.open("w") as err:
-            _started(stack, subprocess.Popen(
-                [ADDADDR, "run", "--netns", self.bed.server, *interfaces, "--log-dir", str(self.scratch / "logs"),
-                 "--metrics", "127.0.0.1:0"], stderr=err))
-        target = wait_for("metrics address from the collector",
-                          lambda: re.search(r"metrics at http://(\S+)/metrics", status.read_text()))
+            _started(
+                stack,
+                subprocess.Popen(
+                    [
+                        ADDADDR,
+                        "run",
+                        "--netns",
+                        self.bed.server,
+                        *interfaces,
+                        "--log-dir",
+                        str(self.scratch / "logs"),
+                        "--metrics",
+                        "127.0.0.1:0",
+                    ],
+                    stderr=err,
+                ),
+            )
+        target = wait_for(
+            "metrics address from the collector",
+            lambda: re.search(r"metrics at http://(\S+)/metrics", status.read_text()),
+        )
         port = free_port()
         config = self.scratch / "prometheus.yml"
         config.write_text(PROMETHEUS_CONFIG.format(scrape=SCRAPE_SECONDS, target=target.group(1)))
-        _started(stack, subprocess.Popen(
-            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={self.scratch / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        _started(
+            stack,
+            subprocess.Popen(
+                [
+                    "prometheus",
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={self.scratch / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+        )
         self.prometheus = f"http://127.0.0.1:{port}"
         wait_for("ready prometheus", self._ready)
 
