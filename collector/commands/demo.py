@@ -3,8 +3,8 @@
 import os
 
 from collector.commands import console
-from collector.lab.demo import demo
 from collector.errors import CollectorError
+from collector.lab.demo import demo
 from collector.report.formats import render
 
 

@@ -5,9 +5,9 @@ import stat
 from collections.abc import Callable
 
 from collector.commands import console
-from collector.replay.run import replay
-from collector.pipeline.session import hold_collections, map_large_blocks
 from collector.live.signals import unwinding
+from collector.pipeline.session import hold_collections, map_large_blocks
+from collector.replay.run import replay
 
 # As a shell reports a command ended by Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130

@@ -3,9 +3,9 @@
 import tempfile
 
 from collector.commands import console
+from collector.lab.replay_traffic import replay_traffic
 from collector.report.figures import report
 from collector.report.formats import render
-from collector.lab.replay_traffic import replay_traffic
 
 
 def replay_as_traffic(capture: str, pps: int | None, log_dir: str | None, form: str) -> int:

@@ -6,8 +6,10 @@ import sys
 from collector.commands import console
 from collector.commands.log_dirs import require_log_dirs
 from collector.commands.skipped import Skipped
-from collector.logs.reader import follow as follow_log, read_records
-from collector.report.render import as_json as record_json, as_text
+from collector.logs.reader import follow as follow_log
+from collector.logs.reader import read_records
+from collector.report.render import as_json as record_json
+from collector.report.render import as_text
 
 
 def tail(log_dir: str, follow: bool, as_json: bool) -> int:

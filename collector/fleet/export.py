@@ -22,7 +22,7 @@ import secrets
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -31,11 +31,10 @@ import pyarrow.parquet as pq
 from collector.addresses.anonymize import Anonymizer
 from collector.errors import CollectorError
 from collector.fleet.rows import MANIFEST, TABLE_COLUMNS, Connections, Row, RowMaker
-from collector.logs.directory import kind_of
-from collector.logs.directory import expand
+from collector.fleet.schema import arrow_table
+from collector.logs.directory import expand, kind_of
 from collector.logs.framing import DamageHandler
 from collector.logs.reader import read_file_from
-from collector.fleet.schema import arrow_table
 from collector.report.render import iso_time
 
 LOCK = "_addaddr_export.lock"
@@ -68,7 +67,7 @@ def partition_value(text: str) -> str:
 
 
 def _day(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d")
 
 
 def _hidden(path: Path) -> Path:
@@ -336,7 +335,7 @@ def _export(root, manifest, log_dirs, since, until, anonymize_key, on_progress, 
     )
     _check_same(manifest, "key", key, "--anonymize-key", lambda _: "a key")
     _remove_strays(root, manifest)
-    run = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+    run = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
     result = ExportResult()
     files = _Files(root, run)
     buckets = _Buckets(files, result)

@@ -15,8 +15,8 @@ import os
 import sys
 import time
 
-from collector.report.figures import parse_time
 from collector.fleet.study import TABLES, figures, statements, window_microseconds
+from collector.report.figures import parse_time
 
 
 def spark_report(spark, dataset: str, since: float | None = None, until: float | None = None) -> dict:

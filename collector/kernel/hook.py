@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from collector.kernel import clsact
-from collector.kernel import tcx
 from collector.errors import CollectorError
+from collector.kernel import clsact, tcx
 from collector.kernel.link_layer import has_ethernet_header
 from collector.kernel.program import CaptureProgram
 

@@ -16,8 +16,8 @@ import signal
 import tempfile
 import threading
 from collections import deque
+from collections.abc import Callable
 from functools import cache
-from typing import Callable
 
 from collector.errors import CollectorError
 

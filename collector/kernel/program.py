@@ -11,8 +11,8 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from collector.errors import CollectorError
 from collector.kernel.event import OptionEvent, PerfRecords

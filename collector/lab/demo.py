@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from collector.addresses.classify import classify
 from collector.errors import CollectorError
-from collector.live.run import BackgroundRun, RunOptions
-from collector.report.figures import report
-from collector.live.signals import unwinding
 from collector.lab.testbed import DEFAULT_PLANS, Testbed, Traffic
+from collector.live.run import BackgroundRun, RunOptions
+from collector.live.signals import unwinding
+from collector.report.figures import report
 
 
 @dataclass

@@ -14,10 +14,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector.replay.capture import read_capture
 from collector.errors import CollectorError
 from collector.live.run import BackgroundRun, RunOptions
 from collector.pipeline.session import Session
+from collector.replay.capture import read_capture
 
 # veth takes frames up to its MTU; captures taken after GRO hold segments of up to 64 KiB.
 VETH_MTU = 65535

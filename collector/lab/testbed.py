@@ -145,7 +145,7 @@ class Testbed:
     def server_interfaces(self) -> list[str]:
         return [link.server_if for link in self.links]
 
-    def __enter__(self) -> "Testbed":
+    def __enter__(self) -> Testbed:
         try:
             self.up()
         except BaseException:
@@ -290,7 +290,7 @@ class _EchoServer:
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._accept, args=(s,), daemon=True) for s in self._listeners]
 
-    def __enter__(self) -> "_EchoServer":
+    def __enter__(self) -> _EchoServer:
         for thread in self._threads:
             thread.start()
         return self
@@ -312,7 +312,7 @@ class _EchoServer:
         while not self._stop.is_set():
             try:
                 conn, peer = listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             threading.Thread(target=self._echo, args=(conn, peer), daemon=True).start()
 

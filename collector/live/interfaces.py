@@ -14,11 +14,11 @@ import socket
 import struct
 import time
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
+from collector.errors import CollectorError
 from collector.kernel import hook
 from collector.kernel.clsact import Attachment
-from collector.errors import CollectorError
 from collector.kernel.link_layer import has_ethernet_header
 from collector.kernel.netns import socket_in
 from collector.kernel.program import CaptureProgram

@@ -6,22 +6,22 @@ import mmap
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from collector import __version__
 from collector.addresses.anonymize import Anonymizer
 from collector.errors import CollectorError
 from collector.kernel.event import OptionEvent
 from collector.kernel.hook import choose
-from collector.live.interfaces import WatchedInterfaces
 from collector.kernel.libbpf import LIFT_MEMLOCK
-from collector.logs.writer import LogWriter
-from collector.live.privileges import check_user, drop_to, missing_capabilities
 from collector.kernel.program import CaptureProgram, locked_bytes
+from collector.live.interfaces import WatchedInterfaces
+from collector.live.privileges import check_user, drop_to, missing_capabilities
+from collector.live.signals import on_signals
+from collector.logs.writer import LogWriter
 from collector.pipeline.records import Recorder
 from collector.pipeline.session import Session, host_name
-from collector.live.signals import on_signals
 
 POLL_MS = 100
 # Per CPU, a power of two: 4096 pages (16 MiB) hold ~130,000 events, some seconds of a burst faster
@@ -308,7 +308,7 @@ class BackgroundRun:
             self._error = exc
             self._ready.set()
 
-    def __enter__(self) -> "BackgroundRun":
+    def __enter__(self) -> BackgroundRun:
         self._thread.start()
         self._ready.wait()
         if self._error is not None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 
 def on_signals(action: Callable[[], None], signums=(signal.SIGINT, signal.SIGTERM)) -> dict:

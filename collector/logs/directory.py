@@ -17,7 +17,7 @@ import re
 import stat
 import time
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 NAME_FORMAT = "addaddr-%Y%m%dT%H%M%S.%fZ.msgpack"
@@ -53,7 +53,7 @@ def log_files(log_dir: str | os.PathLike) -> list[Path]:
 def stamp_of(path: Path) -> datetime | None:
     """The creation time a log file's name gives, or None for a name no clock makes (month 13)."""
     try:
-        return datetime.strptime(path.name, NAME_FORMAT).replace(tzinfo=timezone.utc)
+        return datetime.strptime(path.name, NAME_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return None
 
@@ -65,7 +65,7 @@ def writer_stamp(path: Path, now: float | None = None) -> datetime | None:
     here: taken for the newest file, they would stop the next file from being named after it.
     """
     stamp = stamp_of(path)
-    latest = datetime.fromtimestamp(time.time() if now is None else now, timezone.utc) + FUTURE_SLACK
+    latest = datetime.fromtimestamp(time.time() if now is None else now, UTC) + FUTURE_SLACK
     return stamp if stamp is not None and stamp <= latest else None
 
 

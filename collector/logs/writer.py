@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from collector.logs.directory import NAME_FORMAT, written_files
@@ -139,7 +139,7 @@ class LogWriter:
         self.close()
 
     def _open(self, now: float) -> None:
-        stamp = datetime.fromtimestamp(now, timezone.utc)
+        stamp = datetime.fromtimestamp(now, UTC)
         files = written_files(self.log_dir, now)
         if files:
             # Same-microsecond rotations and clock steps back must still sort last.

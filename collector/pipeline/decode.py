@@ -12,9 +12,10 @@ an option seen again (an ADD_ADDR echo, the MP_CAPABLE SYN) is decoded once.
 
 import hashlib
 import struct
+from collections.abc import Callable
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 __all__ = [
     "decode",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from collector.addresses.classify import classify_decoded
+from collector.kernel.event import OptionEvent
 from collector.pipeline.connections import (
     AttemptEnd,
     ConnectionEnd,
@@ -17,7 +18,6 @@ from collector.pipeline.connections import (
     Notice,
     Subflow,
 )
-from collector.kernel.event import OptionEvent
 from collector.pipeline.decode import (
     AddAddr,
     FastClose,

@@ -11,8 +11,8 @@ import socket
 import time
 from bisect import bisect_right
 from collections import Counter
+from collections.abc import Callable
 from operator import attrgetter
-from typing import Callable
 
 from collector.addresses.anonymize import Anonymizer
 from collector.kernel.event import OptionEvent

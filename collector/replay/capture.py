@@ -217,7 +217,7 @@ _FRAMERS = {
     LINKTYPE_RAW: _raw_ip,
     LINKTYPE_IPV4: _raw_ip,
     LINKTYPE_IPV6: _raw_ip,
-    **{link_type: _raw_ip for link_type in DLT_RAW_BSD},
+    **dict.fromkeys(DLT_RAW_BSD, _raw_ip),
 }
 
 

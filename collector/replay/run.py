@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 from collector import __version__
 from collector.addresses.anonymize import Anonymizer
-from collector.replay.capture import Capture, CaptureError
 from collector.errors import CollectorError
-from collector.logs.writer import LogWriter
 from collector.kernel.program import CaptureProgram, locked_bytes
+from collector.kernel.testrun import TestRunner
+from collector.logs.writer import LogWriter
 from collector.pipeline.records import Recorder
 from collector.pipeline.session import Session, host_name
-from collector.kernel.testrun import TestRunner
+from collector.replay.capture import Capture, CaptureError
 
 # Frames run between two reads of the perf buffer. With at most 13 MPTCP options a segment, a chunk
 # yields at most ~13,000 events (~1.7 MiB), inside REPLAY_PAGES per CPU: nothing is lost to speed.

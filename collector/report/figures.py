@@ -21,7 +21,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from itertools import chain
 from pathlib import Path
@@ -61,7 +61,7 @@ def parse_time(text: str) -> float:
             f"cannot read {text!r} as a time: give ISO 8601 (2024-05-01T12:00:00Z) or epoch seconds (1714564800)"
         ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 
@@ -144,7 +144,7 @@ class Announcements:
             embedded_class = None if embedded is None else embedded["class"]
             self.classes[address] = (record["family"], record["class"], embedded_class)
 
-    def merge(self, other: "Announcements") -> None:
+    def merge(self, other: Announcements) -> None:
         """Adds `other`'s announcements, taking its sets over (other is used up)."""
         self.announcements += other.announcements
         self.with_port += other.with_port
@@ -213,7 +213,7 @@ class Report:
         self.__dict__.update(state)
         self._bind()
 
-    def merge(self, other: "Report") -> None:
+    def merge(self, other: Report) -> None:
         """Adds what `other` read (other files of the same logs, with the same window)."""
         self.client.merge(other.client)
         self.server.merge(other.server)

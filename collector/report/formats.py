@@ -12,8 +12,8 @@ import json
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from collector.report.table import render_table
 from collector.report.figures import GLOBAL
+from collector.report.table import render_table
 
 FAMILY_NAMES = {"ipv4": "IPv4", "ipv6": "IPv6"}
 # Top-level scalars have no section of their own in CSV.

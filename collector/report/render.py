@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from collector.logs.schema import TIME_MAX, TIME_MIN
 
@@ -12,7 +12,7 @@ TIME_FIELDS = frozenset({"time", "started", "file_started"})
 
 
 def iso_time(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def token_text(token: int | None) -> str | None:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support import fuzzing
 from collector.kernel.program import CaptureProgram
+from tests.support import fuzzing
 from tests.support.frames import (
     ETH_P_IP,
     ETH_P_IPV6,

@@ -9,6 +9,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
+from collector.kernel.testrun import TestRunner
 from collector.pipeline.decode import (
     AddAddr,
     FastClose,
@@ -18,7 +19,6 @@ from collector.pipeline.decode import (
     TcpRst,
     decode,
 )
-from collector.kernel.testrun import TestRunner
 from tests.support.frames import (
     ACK,
     CWR,

@@ -9,14 +9,14 @@ import time
 from ipaddress import IPv4Address
 
 import pytest
-from tests.support.frames import ACK, ETH_P_IP, IPPROTO_TCP, ether, ipv4, tcp
-from tests.support.mptcp_encoder import encode
 
 from collector.logs.writer import LogWriter
 from collector.pipeline.decode import AddAddr
 from collector.pipeline.records import Recorder
 from collector.pipeline.session import Session
+from tests.support.frames import ACK, ETH_P_IP, IPPROTO_TCP, ether, ipv4, tcp
 from tests.support.log_records import lost_records
+from tests.support.mptcp_encoder import encode
 
 OPTION = encode(AddAddr(1, 7, IPv4Address("203.0.113.9"), None, False, bytes(8)))
 FRAME = ether(

@@ -19,13 +19,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support.paths import ADDADDR, REPO
-from tests.support import fuzzing
 from collector.errors import CollectorError
 from collector.kernel.event import MptcpEvent
 from collector.kernel.libbpf import PROG_TYPE_SCHED_CLS, BpfObject, Features, _check_kernel, library
 from collector.kernel.program import OBJECT, CaptureCounters, CaptureProgram
 from collector.kernel.testrun import TestRunner
+from tests.support import fuzzing
+from tests.support.paths import ADDADDR, REPO
 from tests.support.replay_fixtures import scenario
 
 EVENT_H = REPO / "bpf" / "event.h"

@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import ip_address
@@ -22,10 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.paths import ADDADDR, PUBLIC_CAPTURES
-from tests.support.capture_writer import LINKTYPE_IEEE802_11, PcapngWriter, PcapWriter
 from collector.addresses.classify import classify
 from collector.report.render import iso_time
+from tests.support.capture_writer import LINKTYPE_IEEE802_11, PcapngWriter, PcapWriter
+from tests.support.commands import addaddr, assert_succeeded, replay, replay_stats, report, tail
+from tests.support.paths import ADDADDR, PUBLIC_CAPTURES
 from tests.support.replay_fixtures import (
     ADDRESS_A,
     ADDRESS_B,
@@ -36,7 +36,6 @@ from tests.support.replay_fixtures import (
     oversized,
     scenario,
 )
-from tests.support.commands import addaddr, assert_succeeded, replay, replay_stats, report, tail
 from tests.support.tshark import assert_report_matches_tshark, tshark_figures
 from tests.support.waiting import wait_for_line
 

@@ -7,17 +7,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from tests.support.paths import ADDADDR
+from collector.lab.testbed import ClientPlan, Testbed
 from collector.logs.directory import log_files
 from collector.logs.reader import read_records
-from collector.lab.testbed import ClientPlan, Testbed
 from tests.support.collector_process import Collector, announcements, ours_on
+from tests.support.paths import ADDADDR
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, BPF, tmpfs)"), pytest.mark.slow]
@@ -38,7 +37,7 @@ class Load:
         while not self._stop.is_set():
             self._bed.drive(2)
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         self._thread.start()
         return self
 

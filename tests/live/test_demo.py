@@ -6,13 +6,11 @@ import os
 import re
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.support.paths import ADDADDR
 from collector.lab.demo import demo
+from tests.support.paths import ADDADDR
 from tests.support.waiting import run_to_end, wait_for_line
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the demo needs root (namespaces, BPF)"), pytest.mark.slow]

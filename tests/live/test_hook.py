@@ -11,19 +11,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from tests.support.foreign_tcx import NAME as FOREIGN, ForeignProgram
-from tests.support.our_hook import clsact_filters, ifindex, ours_attached, tcx_programs
 from pyroute2 import IPRoute
 
+from collector.cli import ATTACH_MODES
 from collector.kernel import tcx
 from collector.kernel.clsact import ETH_P_ALL, INGRESS, has_clsact
-from collector.cli import ATTACH_MODES
 from collector.kernel.hook import MODES
-from collector.live.run import BackgroundRun, RunOptions
-from collector.logs.reader import read_records
 from collector.kernel.program import FUNCTION
 from collector.lab.testbed import Testbed
+from collector.live.run import BackgroundRun, RunOptions
+from collector.logs.reader import read_records
 from tests.support.collector_process import ONE_CLIENT, Collector
+from tests.support.foreign_tcx import NAME as FOREIGN
+from tests.support.foreign_tcx import ForeignProgram
+from tests.support.our_hook import clsact_filters, ifindex, ours_attached, tcx_programs
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="attaching programs needs root"), pytest.mark.slow]
 

@@ -3,23 +3,21 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
-import ipaddress
-
 import pytest
-from tests.support.paths import ADDADDR
-from tests.support.tcpdump import Tcpdump
 
 from collector.addresses.classify import classify
-from collector.live.run import BackgroundRun, RunOptions
 from collector.lab.testbed import Testbed
+from collector.live.run import BackgroundRun, RunOptions
+from tests.support.paths import ADDADDR
+from tests.support.tcpdump import Tcpdump
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="live tests need root (namespaces, BPF)"), pytest.mark.slow]
 

@@ -26,19 +26,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.frames import ETH_P_IP, IPPROTO_TCP, ether, ipv4, tcp
-from tests.support.mptcp_encoder import encode
-from tests.support.systemd_unit import unit_capabilities, unit_value
-
-from collector.logs.directory import log_files
-from collector.logs.reader import read_records
-from collector.pipeline.decode import AddAddr
 from collector.kernel.netns import socket_in
 from collector.live.privileges import (
     CAP_NUMBERS,
     missing_capabilities,
     required_capabilities,
 )
+from collector.logs.directory import log_files
+from collector.logs.reader import read_records
+from collector.pipeline.decode import AddAddr
+from tests.support.frames import ETH_P_IP, IPPROTO_TCP, ether, ipv4, tcp
+from tests.support.mptcp_encoder import encode
+from tests.support.systemd_unit import unit_capabilities, unit_value
 
 USER = "nobody"
 IFACE, PEER = "pv0", "pv1"

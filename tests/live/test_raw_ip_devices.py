@@ -8,9 +8,9 @@ import os
 
 import pytest
 
+from collector.lab.testbed import ClientPlan, Testbed
 from collector.live.run import BackgroundRun, RunOptions
 from collector.logs.reader import read_records
-from collector.lab.testbed import ClientPlan, Testbed
 
 PLAN = (ClientPlan(("10.1.2.3", "192.168.7.9", "2001:db8::5", "fd12:3456::1")),)
 CONNECTIONS = 3

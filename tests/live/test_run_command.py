@@ -7,21 +7,19 @@ import re
 import resource
 import signal
 import subprocess
-import sys
-from pathlib import Path
-
 import urllib.request
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.paths import ADDADDR
 from collector.kernel.clsact import ETH_P_ALL, FILTER_NAME, INGRESS
-from collector.logs.reader import read_records
 from collector.lab.testbed import Testbed
-from tests.support.waiting import wait_until
+from collector.logs.reader import read_records
 from tests.support.collector_process import ONE_CLIENT, Collector, announcements
 from tests.support.our_hook import ours_attached
+from tests.support.paths import ADDADDR
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="attaching filters needs root")
 

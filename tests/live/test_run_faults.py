@@ -11,8 +11,8 @@ import urllib.request
 
 import pytest
 
-from collector.logs.reader import read_records
 from collector.lab.testbed import Testbed
+from collector.logs.reader import read_records
 from tests.support.collector_process import Collector, ours_on
 from tests.support.paths import ADDADDR
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from collector.lab.testbed import Testbed
+from collector.live.run import BackgroundRun, RunOptions
 from tests.support.paths import ADDADDR, REPO
 from tests.support.tcpdump import Tcpdump
-
-from collector.live.run import BackgroundRun, RunOptions
-from collector.lab.testbed import Testbed
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, BPF, tcpreplay)"), pytest.mark.slow]
 

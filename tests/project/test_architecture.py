@@ -1,10 +1,9 @@
 """docs/architecture.md and collector/__init__.py describe the modules that exist, all of them."""
 
 import re
-from pathlib import Path
 
-from tests.support.paths import REPO
 import collector
+from tests.support.paths import REPO
 
 DOC = (REPO / "docs" / "architecture.md").read_text()
 # Every module of the package at any depth, and every file of the kernel program. The command modules

@@ -7,12 +7,10 @@ import re
 import shutil
 import signal
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from tests.support.paths import REPO
-
 from tests.support.waiting import run_to_end, wait_for_line
 
 BENCH = REPO / "scripts" / "bench"

@@ -10,13 +10,11 @@ import re
 import shutil
 import signal
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from tests.support.paths import REPO
-
 from collector.live.metrics import families
+from tests.support.paths import REPO
 from tests.support.waiting import wait_for_line
 
 RENDER = REPO / "scripts" / "render-dashboard"
@@ -24,9 +22,8 @@ DASHBOARD = json.loads((REPO / "docs" / "grafana-dashboard.json").read_text())
 GRID_COLUMNS = 24
 # Every kernel and tracker counter the collector has, and announcements: all families and labels.
 FIGURES = {
-    "kernel": {
-        name: 1
-        for name in (
+    "kernel": dict.fromkeys(
+        (
             "packets",
             "not_tcp",
             "fragments",
@@ -37,20 +34,13 @@ FIGURES = {
             "events",
             "event_errors",
             "subtype_0",
-        )
-    },
-    "tracker": {
-        name: 1
-        for name in (
-            "connections_tracked",
-            "subflows_tracked",
-            "connections",
-            "attempts",
-            "evictions",
-            "bogus_joins",
-            "malformed",
-        )
-    },
+        ),
+        1,
+    ),
+    "tracker": dict.fromkeys(
+        ("connections_tracked", "subflows_tracked", "connections", "attempts", "evictions", "bogus_joins", "malformed"),
+        1,
+    ),
     "events": 1,
     "lost": 0,
     "unwritten": 0,

@@ -25,10 +25,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from tests.support import frames
 from collector.kernel.event import OptionEvent
 from collector.kernel.program import CaptureProgram
 from collector.kernel.testrun import MIN_FRAME, TestRunner
+from tests.support import frames
 from tests.support.reference_parser import TCPOPT_MPTCP, ExpectedEvent, Verdict, expect
 
 TC_ACT_UNSPEC = -1

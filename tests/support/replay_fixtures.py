@@ -15,8 +15,8 @@ import struct
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 
-from tests.support.capture_writer import PcapWriter
 from collector.pipeline.decode import AddAddr, MpCapable, MpJoin, OtherSuboption, token
+from tests.support.capture_writer import PcapWriter
 from tests.support.frames import (
     ACK,
     ETH_P_IP,

@@ -22,7 +22,7 @@ class Tcpdump:
         self._command = ["ip", "netns", "exec", netns, "tcpdump", *FLAGS, "-w", str(pcap), *args]
         self.stderr = ""
 
-    def __enter__(self) -> "Tcpdump":
+    def __enter__(self) -> Tcpdump:
         self._proc = subprocess.Popen(self._command, stderr=subprocess.PIPE, text=True)
         try:
             wait_for_line(self._proc, self._proc.stderr, "listening on", 60, "tcpdump to listen")

@@ -9,15 +9,14 @@ import ipaddress
 import os
 import random
 import stat
-import sys
-from pathlib import Path
 
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from yacryptopan import CryptoPAn
 
-from collector.addresses.classes import BLOCKS
 from collector.addresses.anonymize import ADDRESS_FIELDS, KEY_BYTES, Anonymizer
+from collector.addresses.classes import BLOCKS
 from collector.addresses.classify import classify
 from collector.errors import CollectorError
 from collector.logs.writer import LogWriter

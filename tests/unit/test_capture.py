@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support.paths import PUBLIC_CAPTURES
+from collector.errors import CollectorError
+from collector.replay.capture import PROGRESS_STEP, CaptureError, Packet, read_capture
 from tests.support.capture_writer import (
     LINKTYPE_ETHERNET,
     LINKTYPE_IEEE802_11,
@@ -26,9 +27,8 @@ from tests.support.capture_writer import (
     PcapngWriter,
     PcapWriter,
 )
-from collector.replay.capture import PROGRESS_STEP, CaptureError, Packet, read_capture
-from collector.errors import CollectorError
 from tests.support.frames import ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, MAC_A, MAC_B, ether, ipv4, ipv6, tcp
+from tests.support.paths import PUBLIC_CAPTURES
 
 NO_PUBLIC_CAPTURES = f"no public captures: {PUBLIC_CAPTURES} (the project's shared/) is absent"
 

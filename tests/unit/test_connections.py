@@ -7,14 +7,14 @@ import time as clock
 
 import pytest
 
+from collector.kernel.event import OptionEvent
 from collector.pipeline.connections import (
+    DEFAULT_MAX_ENTRIES,
     AttemptEnd,
     ConnectionEnd,
     ConnectionStart,
     ConnectionTracker,
-    DEFAULT_MAX_ENTRIES,
 )
-from collector.kernel.event import OptionEvent
 from collector.pipeline.decode import FastClose, MpJoin, TcpRst, decode, token
 from tests.support.mptcp_encoder import encode
 from tests.support.option_events import (

@@ -8,7 +8,7 @@ import random
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgpack
@@ -16,12 +16,11 @@ import pytest
 from click.testing import CliRunner
 
 from collector.cli import main
-from collector.logs.directory import NAME_FORMAT, written_files
+from collector.live.privileges import _hand_over
+from collector.logs.directory import NAME_FORMAT, log_files, written_files
 from collector.logs.framing import MARKER, FileCursor, frame
-from collector.logs.directory import log_files
 from collector.logs.reader import follow, read_records
 from collector.logs.writer import LogWriter
-from collector.live.privileges import _hand_over
 
 HEADER = {"host": "test-host", "interfaces": ["eth0"]}
 SECRET = b"a file outside the log dir that root must not change\n"
@@ -49,7 +48,7 @@ def counts(records):
 
 
 def name_at(seconds):
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime(NAME_FORMAT)
+    return datetime.fromtimestamp(seconds, UTC).strftime(NAME_FORMAT)
 
 
 # --- format 2: one damaged byte costs at most the record it hit -------------------------------------

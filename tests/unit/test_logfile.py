@@ -11,13 +11,12 @@ from datetime import timedelta
 
 import msgpack
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from collector.logs.directory import NAME_FORMAT, stamp_of
+from collector.logs.directory import NAME_FORMAT, log_files, stamp_of
 from collector.logs.framing import frame, pack_record
-from collector.logs.directory import log_files
 from collector.logs.reader import LogDamageWarning, follow, read_records
-from collector.logs.repair import Repair
 from collector.logs.writer import LogWriter
 from tests.support.log_records import VALID
 

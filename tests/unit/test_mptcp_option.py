@@ -4,13 +4,11 @@ the token, and the ADD_ADDR ground truth of public captures (in ../shared, when 
 import csv
 import hashlib
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.support.paths import PUBLIC_CAPTURES
 from collector.pipeline.decode import (
     AddAddr,
     FastClose,
@@ -24,6 +22,7 @@ from collector.pipeline.decode import (
     token,
 )
 from tests.support.mptcp_encoder import encode
+from tests.support.paths import PUBLIC_CAPTURES
 
 SHARED_CAPTURES = PUBLIC_CAPTURES
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.support.mptcp_encoder import encode
-
 from collector.kernel.event import OptionEvent
 from collector.logs.reader import read_records
 from collector.logs.writer import LogWriter
@@ -15,6 +13,7 @@ from collector.pipeline import session as session_module
 from collector.pipeline.decode import MpCapable, MpJoin
 from collector.pipeline.records import Recorder
 from collector.pipeline.session import Session
+from tests.support.mptcp_encoder import encode
 
 SYN, ACK = 0x02, 0x10
 CLIENT_KEY, SERVER_KEY = 0x1111, 0x2222

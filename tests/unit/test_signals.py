@@ -38,13 +38,12 @@ def test_forked_child_dies_on_sigterm_and_the_action_stays_ours():
 
 def test_unwinding_raises_once_so_the_cleanup_runs_to_its_end():
     cleaned = []
-    with pytest.raises(KeyboardInterrupt):
-        with unwinding():
-            try:
-                os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(10)  # the signal interrupts this
-            finally:
-                os.kill(os.getpid(), signal.SIGHUP)  # a second signal during cleanup is not raised
-                cleaned.append(True)
+    with pytest.raises(KeyboardInterrupt), unwinding():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)  # the signal interrupts this
+        finally:
+            os.kill(os.getpid(), signal.SIGHUP)  # a second signal during cleanup is not raised
+            cleaned.append(True)
     assert cleaned == [True], "got the cleanup cut short"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, "got our handler left after the block"

@@ -50,7 +50,7 @@ def test_the_check_sees_a_call_by_number(tmp_path):
 
 
 def test_every_claimed_machine_has_every_number():
-    assert CLAIMED <= set(syscall.NUMBERS), f"got no numbers for {sorted(CLAIMED - set(syscall.NUMBERS))}"
+    assert set(syscall.NUMBERS) >= CLAIMED, f"got no numbers for {sorted(CLAIMED - set(syscall.NUMBERS))}"
     names = {name for row in syscall.NUMBERS.values() for name in row}
     assert names == {"bpf", "seccomp"}
     missing = {machine: sorted(names - set(row)) for machine, row in syscall.NUMBERS.items() if names - set(row)}

@@ -9,13 +9,12 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from collector.live.signals import unwinding
 
-from . import anonymize, export, kernel, logs, memory, overhead, pipeline, replay, report, startup
-from . import ROOT
+from . import ROOT, anonymize, export, kernel, logs, memory, overhead, pipeline, replay, report, startup
 from .measure import Result, markdown_table
 
 BENCHMARKS = {
@@ -30,7 +29,7 @@ def performance_section(results: list[Result], command: str, seconds: float) -> 
     lines = [
         "## Performance",
         "",
-        f"`{command}` on {datetime.now(timezone.utc):%Y-%m-%d} ({machine}, a shared machine: medians of "
+        f"`{command}` on {datetime.now(UTC):%Y-%m-%d} ({machine}, a shared machine: medians of "
         f"repeated rounds, lowest–highest in brackets; ratios taken round by round), {seconds / 60:.1f} min:",
         "",
         markdown_table(results),

@@ -10,11 +10,10 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
+from collector.lab.testbed import DEFAULT_PLANS
 from tests.support.capture_writer import PcapWriter
 from tests.support.frames import ACK, PSH
 from tests.support.replay_fixtures import SERVER, SERVER_PORT, T0_NS, Capture, Connection, Subflow, dss_ack
-
-from collector.lab.testbed import DEFAULT_PLANS
 
 # The IPv4 classes the study tabulates, as the testbed's first client announces them. IPv6 ones are
 # left out: a 28-byte ADD_ADDR for IPv6 with its HMAC does not fit beside the timestamps and the DSS

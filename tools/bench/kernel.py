@@ -10,6 +10,10 @@ from __future__ import annotations
 import time
 
 import bcc
+
+from collector.kernel.program import CaptureProgram
+from collector.kernel.testrun import TestRunner
+from collector.live.run import WAKEUP_EVENTS
 from tests.support.frames import (
     ETH_P_IP,
     ETH_P_IPV6,
@@ -24,10 +28,6 @@ from tests.support.frames import (
     tcp,
     udp,
 )
-
-from collector.live.run import WAKEUP_EVENTS
-from collector.kernel.program import CaptureProgram
-from collector.kernel.testrun import TestRunner
 
 from .captures import MptcpTraffic
 from .measure import Result, Row, ratio, rounds, sample

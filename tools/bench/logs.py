@@ -29,8 +29,8 @@ from types import SimpleNamespace
 import msgpack
 
 from collector.logs import framing as log_format
-
-from collector.logs import reader as log_reader, writer as log_writer
+from collector.logs import reader as log_reader
+from collector.logs import writer as log_writer
 
 from .measure import Result, Row, ratio, sample
 from .report import HEADER, log_records

@@ -24,11 +24,12 @@ from __future__ import annotations
 import shutil
 import tempfile
 
-from collector.pipeline.connections import DEFAULT_MAX_ENTRIES
 from collector.logs.reader import read_records
+from collector.pipeline.connections import DEFAULT_MAX_ENTRIES
 
 from . import ADDADDR, captures
-from .measure import QUIET, Cost, Result, Row, ratio, run_alone as cost_of, sample
+from .measure import QUIET, Cost, Result, Row, ratio, sample
+from .measure import run_alone as cost_of
 
 # A connection takes two entries of the state: itself and its initial subflow.
 FILLS_CAP = DEFAULT_MAX_ENTRIES // 2

@@ -30,7 +30,7 @@ class VethPair:
         self.sender_if, self.receiver_if = f"{name}t", f"{name}r"
         self._made: list[str] = []
 
-    def __enter__(self) -> "VethPair":
+    def __enter__(self) -> VethPair:
         try:
             for ns in (self.sender, self.receiver):
                 # Listed first: a signal right after `ip netns add` must not leave it unlisted. Unlisted

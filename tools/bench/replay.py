@@ -17,7 +17,8 @@ from pathlib import Path
 from tests.support.capture_writer import PcapWriter
 
 from . import ADDADDR, captures
-from .measure import QUIET, Cost, Result, Row, ratio, rounds, run as cost_of, sample
+from .measure import QUIET, Cost, Result, Row, ratio, rounds, sample
+from .measure import run as cost_of
 
 # What the study needs from each packet: the option's subtype, the announced address and its id, the
 # echo flag, the keys and token that tie subflows to connections.

@@ -18,14 +18,14 @@ from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 
-from tests.support.replay_fixtures import SERVER, SERVER_PORT
-
 from collector.addresses.classify import classify
 from collector.logs.writer import LogWriter
+from tests.support.replay_fixtures import SERVER, SERVER_PORT
 
 from . import ADDADDR
 from .captures import ANNOUNCED, client_of
-from .measure import Result, Row, ratio, rounds, run_alone as cost_of, sample
+from .measure import Result, Row, ratio, rounds, sample
+from .measure import run_alone as cost_of
 
 RECORDS_LIMIT = 500_000
 RSS_LIMIT = 1.1  # "the same peak RSS", give or take the noise of the allocator

@@ -22,10 +22,9 @@ import time
 from pathlib import Path
 
 from collector.kernel import tcx
-from collector.live.run import MAX_PERF_PAGES, PERF_PAGES
 from collector.kernel.program import COMPILE_ENV, FUNCTION, RAW_IP_FUNCTION, CaptureProgram, locked_bytes
+from collector.live.run import MAX_PERF_PAGES, PERF_PAGES
 from collector.replay.run import REPLAY_PAGES
-
 from tests.support.capture_writer import PcapWriter
 
 from . import ADDADDR

@@ -7,7 +7,7 @@ import json
 import re
 import urllib.parse
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import matplotlib
@@ -65,7 +65,7 @@ def series(prometheus: str, panel: dict, values: dict, start: float, end: float,
             else query_range(prometheus, expr, start, end, step)
         )
         for result in results:
-            times = [datetime.fromtimestamp(t, timezone.utc) for t, _ in result["values"]]
+            times = [datetime.fromtimestamp(t, UTC) for t, _ in result["values"]]
             drawn.append(
                 (
                     legend(target.get("legendFormat", ""), result["metric"]),
@@ -135,7 +135,7 @@ def _lines(plot, key, panel: dict, drawn: list[tuple]) -> None:
     key.legend(handles, labels, loc="upper left", fontsize=6.5, frameon=False)
     plot.set_ylim(bottom=0)
     plot.set_ylabel(UNIT_LABELS.get(defaults.get("unit"), ""), fontsize=8)
-    plot.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S", tz=timezone.utc))
+    plot.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S", tz=UTC))
     plot.tick_params(labelsize=7)
     plot.grid(alpha=0.3)
 

@@ -55,7 +55,7 @@ class TestRun:
         self.prometheus = ""
         self._stack = ExitStack()
 
-    def __enter__(self) -> "TestRun":
+    def __enter__(self) -> TestRun:
         with ExitStack() as stack:  # unwound here should starting fail
             self.scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="addaddr-dashboard-")))
             self.bed = stack.enter_context(Testbed())
