@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The `addaddr` command line: click options over collector.commands, one module per command.
 
 Data goes to stdout, messages to stderr as one line `addaddr: error: ...`. Exit codes: 0 when all went

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The one exception the CLI turns into a one-line message and a non-zero exit."""
 
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """What every folder of tests shares, one section per area: a marker per folder, the hypothesis profile, the
 processes a test starts, run's lock files. A folder's own fixtures are in its conftest.py."""
 

@@ -1,1 +1,2 @@
+# SPDX-License-Identifier: MIT
 """What an address is: the IANA special-purpose classes, the classifier, Crypto-PAn anonymization."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Keyed, prefix-preserving anonymization of the addresses in log records: standard Crypto-PAn.
 
 Crypto-PAn (Xu, Fan, Ammar, Moon, "Prefix-preserving IP address anonymization", 2002) as its

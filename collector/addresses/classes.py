@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The prefix table that announced addresses are classified by: data only, one row per registry block.
 
 A row's class is the vocabulary name (docs/address-classes.md) of the block that holds it: a block that a

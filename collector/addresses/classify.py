@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Classify an address by the longest prefix of the table in `address_classes` that holds it.
 
 `ipaddress` only parses here: its is_private/is_global flags disagree with the registries and change

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """One module per `addaddr` command, between the command line and the library.
 
 cli.py parses options with click and calls these; they call the library and print: data on stdout,

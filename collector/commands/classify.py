@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`addaddr classify`: addresses by the IANA special-purpose registries, as a table or JSON lines."""
 
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Where commands print: data on stdout, one-line messages on stderr, and the exit statuses."""
 
 import errno

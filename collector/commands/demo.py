@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`addaddr demo`: real MPTCP clients in namespaces, the collector at the server, then the report."""
 
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`addaddr export`: log directories to a Parquet dataset, adding only what earlier exports did not take."""
 
 from collections.abc import Callable

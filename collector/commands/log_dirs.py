@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The check every reading command makes before it starts: the log directories exist."""
 
 import errno

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`addaddr replay`: captures through the kernel program into logs, as `run` writes them."""
 
 import os

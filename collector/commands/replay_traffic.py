@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`addaddr replay-traffic` (scripts/replay-traffic): a capture sent as real traffic past a live run."""
 
 import tempfile

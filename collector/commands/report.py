@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`addaddr report`: the study's figures over log directories, in one of the report formats."""
 
 from pathlib import Path

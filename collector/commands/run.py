@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`addaddr run`: collect at the ingress of interfaces until SIGINT or SIGTERM."""
 
 from collector.commands import console

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """What readers skipped in the logs, one line each on stderr, and the exit status it makes."""
 
 from pathlib import Path

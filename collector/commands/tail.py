@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`addaddr tail`: the logged records, readable or as JSON lines, optionally following the log."""
 
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`export`: log directories to a Parquet dataset, hive-partitioned by host and date, incrementally.
 
 PATH/_addaddr_export.json (the manifest) names, for every log file read, the offset after its last

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Log records to the rows of the export's tables (docs/records.md, "Parquet export").
 
 One row per record, except `connections`: one row per connection, made of its `connection` record,

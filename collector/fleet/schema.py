@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The Parquet types of the export's tables (docs/records.md, "Parquet export"), and rows to Arrow tables.
 
 Times are UTC timestamps in microseconds, rounded as `iso_time` rounds them, so that the figures

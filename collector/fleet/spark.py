@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The study on Spark: study.sql over an export's dataset, the report's JSON on stdout.
 
     spark-submit collector/fleet/spark.py PATH [--since T] [--until T]     (or python -m collector.fleet.spark)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The study's figures from the Parquet export: the statements of study.sql, then the report's dict.
 
 Any engine that runs SQL over the dataset (DuckDB here, Spark in collector/fleet/spark.py) gives its

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Our filter on an interface's clsact ingress hook, with pyroute2: add it, and later remove just it.
 
 Like libbpf-bootstrap's tc.c, detaching undoes only what attaching did: our filter always, the clsact

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Kernel events as Python values: perf ring records parsed into OptionEvents. MptcpEvent, the ctypes
 form of bpf/event.h, is the layout the parser's struct formats are checked against."""
 

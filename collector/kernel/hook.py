@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Where the program goes on each interface: first in the tcx chain (kernel >= 6.6), or a clsact filter,
 with the entry point that fits the device's link layer; and, in clsact, what would hide packets from us.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """libbpf.so.1 (Debian's libbpf1) through ctypes: the only way userspace reaches the kernel's BPF.
 
 Loads a prebuilt object (program fd, map fds), checks first that the kernel has what the program

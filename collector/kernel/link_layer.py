@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """What a device's packets start with at TC ingress, from its type (ARPHRD_*, linux/if_arp.h): an
 Ethernet header, or the IP header itself (the stack gives such devices a zero-length link header)."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Sockets inside a named network namespace, from this process (Python 3.11 has no os.setns).
 
 setns(CLONE_NEWNET) switches only the calling thread, and a socket stays in the namespace it was

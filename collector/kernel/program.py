@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The kernel program: the object built ahead from bpf/ (scripts/build-bpf), its counters and its
 event stream.
 

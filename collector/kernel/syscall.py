@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The system calls glibc has no wrapper for, bpf() and seccomp(), by number: the one place that knows
 their numbers, for every machine addaddr runs on.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The tcx hook (kernel >= 6.6): our program linked at ingress through the bpf() link API, and what else
 runs there.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Frames through the loaded kernel program with BPF_PROG_TEST_RUN: the replay path and the tests.
 
 libbpf's bpf_prog_test_run_opts on a `struct bpf_test_run_opts` prepared once: per frame, one

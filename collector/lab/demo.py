@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`addaddr demo`: the whole system on real kernel MPTCP, in a minute, on any MPTCP-capable host.
 
 A namespace testbed (collector/lab/testbed.py) whose clients announce addresses of every class the study

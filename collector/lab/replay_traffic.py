@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Replay a capture as real traffic (tcpreplay) into a veth whose peer runs the collector.
 
 Both ends live in namespaces made here: tcpreplay sends from one, the collector watches the other's

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A namespace testbed of real kernel MPTCP: one server, clients that announce addresses of many classes.
 
 Network rule: traffic stays inside the namespaces made here. None has a default route, the server

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A wire between two tun devices in two namespaces: what one end's stack sends, the other end's
 receives, as a VPN (WireGuard, OpenVPN) would carry it. For testbeds of devices without an Ethernet
 header: this kernel has tun but no ipip, sit, gre or wireguard.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The interfaces a run watches: checked before anything is made, locked, attached, and followed while
 the run lasts, so that one deleted is reported at once and watched again when it returns.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """One `addaddr run` per interface: a flock'd file per (network namespace, interface) in LOCK_DIR.
 
 A second run on an interface another one watches would take its filter over (same prio and handle)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`run --metrics ADDR:PORT`: the collector's figures at /metrics for Prometheus, through
 prometheus_client: a custom collector turns the figures into metric families at each scrape, and the
 library's WSGI app negotiates the format (Prometheus text, or OpenMetrics when the scraper asks) and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Least privilege for `addaddr run`: the capabilities it needs without full root, and the drop to an
 unprivileged user once the program is loaded, attached and its perf buffer open (like tcpdump -Z).
 

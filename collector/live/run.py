@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`addaddr run`: the kernel program on live interfaces, until SIGINT or SIGTERM."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """SIGINT/SIGTERM handlers that act only in the process that set them.
 
 pyroute2 opens sockets in network namespaces from a forked helper and stops it with SIGTERM. A

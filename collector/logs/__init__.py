@@ -1,1 +1,2 @@
+# SPDX-License-Identifier: MIT
 """record → log: framed, checksummed files; written, read past damage, followed, repaired."""

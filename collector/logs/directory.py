@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The files of a log directory, and opening them without trusting what else may be in there.
 
 A log directory holds files named ``addaddr-YYYYMMDDTHHMMSS.ffffffZ.msgpack`` (UTC of creation), so

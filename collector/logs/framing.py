@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The bytes of a log file, and a reader of one file that skips what is damaged and goes on.
 
 Format 2 (written now) frames every record, so that a reader finds the next record after damage:

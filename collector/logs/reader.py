@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Log files read: finished ones in order, one resumed from an offset, a growing directory followed.
 
 Readers skip what is damaged or of the wrong shape (collector/logs/framing.py, collector/logs/schema.py),

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """What a writer does to the newest log file before starting its own: cut a torn tail, nothing else.
 
 A writer that died (a crash, kill -9, power) can have left one incomplete record at the end of the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The shape every log record must have before anything reads it: one table, docs/records.md in code.
 
 `problem(record)` is None for a record that readers may use as docs/records.md describes it, or why it

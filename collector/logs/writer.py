@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Append-only log files written: rotation, fsync, crash repair before the first write.
 
 Names and safe opening are in collector/logs/directory.py, the bytes of a file (format 2: every record

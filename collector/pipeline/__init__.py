@@ -1,1 +1,2 @@
+# SPDX-License-Identifier: MIT
 """event → record: options decoded, connections and subflows tracked, log records made and written."""

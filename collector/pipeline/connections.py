@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """MPTCP connections and their subflows, as far as the segments seen tell: pure state, no I/O.
 
 A connection is named by its token: the server's (the side that received the MP_CAPABLE SYN), which

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Decode one MPTCP TCP option (kind 30) from its wire bytes.
 
 The kernel side hands over the option exactly as on the wire; every interpretation happens here.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Kernel events to log records: decode the option, track the connection, classify the address.
 
 Records are dicts of msgpack-friendly values; docs/records.md is their schema. An option that does

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Kernel events to log records: the part of the data path that live capture and replay share.
 
 packet (kernel) -> OptionEvent (event.py) -> records (records.py) -> log (logfile.py)

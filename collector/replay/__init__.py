@@ -1,1 +1,2 @@
+# SPDX-License-Identifier: MIT
 """`addaddr replay`: capture files through the kernel program into the same logs as `run`."""

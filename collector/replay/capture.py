@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Capture files (pcap and pcapng) read as Ethernet frames, for replay through BPF_PROG_TEST_RUN.
 
 `read_capture(path)` yields one `Packet(time, frame, index)` per packet of the file. The kernel

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`addaddr replay`: packets of captures through the kernel program, into the same logs as `run`.
 
 The program runs on each frame through BPF_PROG_TEST_RUN, so a capture goes through exactly the code

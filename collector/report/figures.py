@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The ADD_ADDR study over logs: one streaming pass over the records, figures as a plain dict.
 
 `report(paths)` reproduces "A first look at multipath-tcp.org: ADD_ADDR usage": how many MPTCP

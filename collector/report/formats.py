@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The report dict (collector/report/figures.py) as text: a table for people, JSON, CSV, or Markdown for papers.
 
 Every format is drawn from the one dict: CSV flattens it to `section,key,value` rows; the table and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`addaddr report --plot`: the class shares of clients' announced addresses, IPv4 and IPv6 side by side.
 
 matplotlib is the optional `plot` extra, so it is imported here only, when a plot is asked for.

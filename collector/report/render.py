@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Log records for people and for programs: one JSON object a line, or one readable line."""
 
 from __future__ import annotations

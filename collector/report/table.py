@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Rows laid out in aligned columns, as the table outputs of `classify` and `report` print them."""
 
 from collections.abc import Sequence

@@ -1,1 +1,2 @@
+# SPDX-License-Identifier: MIT
 """The kernel program run through BPF_PROG_TEST_RUN (root), and replays of captures through it."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The kernel program, loaded once per session and run by BPF_PROG_TEST_RUN: the fixtures of tests/kernel."""
 
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`addaddr replay --anonymize-key` through the kernel program: the header names the scheme, every announced
 address maps as yacryptopan maps it, and the report equals the one of the plain replay."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Differential fuzzing of the kernel program against the reference parser, short form (a few
 thousand frames; `scripts/fuzz` runs millions): every frame must emit exactly the events the
 reference names, move exactly its counters, and return TC_ACT_UNSPEC."""

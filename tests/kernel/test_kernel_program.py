@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The kernel program (bpf/addaddr.c) run by BPF_PROG_TEST_RUN on crafted frames: which MPTCP
 options become events and with what segment fields, through which headers, and which counter each
 packet moves. Every run is also checked to return TC_ACT_UNSPEC, to move `packets` by exactly 1 and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Events lost in the kernel are counted once, everywhere lost is shown: perf's lost count and the
 program's event_errors see the same loss, and `lost` records add up to the larger of the two (the
 session's arithmetic alone: tests/unit/test_lost_records.py)."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The kernel program built ahead (bpf/addaddr.bpf.o): built from bpf/ byte for byte, read by userspace
 as bpf/event.h lays it out, behaving as the bcc build of the same source, and refusing clearly what the
 kernel lacks. The wheel that ships it: tests/project/test_wheel.py."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`addaddr replay` then `addaddr report`, end to end through the real command and the kernel program.
 
 Four witnesses: real kernel MPTCP captured by tcpdump, replayed, must report what the live collector

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Fixtures of the live tests: a testbed, a directory nobody may reach."""
 
 import shutil

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The collector killed, stopped and starved of disk under load: logs stay readable, nothing is lost
 silently, the next run starts clean."""
 

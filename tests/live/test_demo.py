@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`addaddr demo` end to end, and that nothing of the testbed outlives a run that fails."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Sharing the ingress hook: tcx beside a stand-in for Cilium (a foreign tcx program that passes every
 packet), clsact with the warnings about what runs in front of it, and what kill -9 leaves behind in
 each mode."""

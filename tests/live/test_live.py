@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`addaddr run` on real kernel MPTCP traffic in namespaces, with tcpdump and the kernel's own
 `ip mptcp monitor` as witnesses."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The drop to an unprivileged user (collector/live/privileges.py) done for real, in a child process that
 loads, attaches and opens what `run` does first; and the systemd unit deploy/addaddr.service (its
 bounding set checked without root in tests/unit/test_capabilities.py, its syntax in

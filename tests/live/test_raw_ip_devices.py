@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Devices without an Ethernet header (tun here; WireGuard, ipip, sit, gre, raw-IP modems alike): real
 MPTCP over a pair of tun devices between namespaces, the server's end watched in both modes (how a link
 type is told: tests/unit/test_link_layer.py)."""

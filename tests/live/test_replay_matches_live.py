@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Real kernel MPTCP on a testbed, seen twice: by the live collector at the server's ingress and by tcpdump
 there; the capture, replayed through the command once the testbed is gone, must report what the live
 collector reported and what tshark decodes from the same file."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`addaddr run` as a user runs it: a real process, its filter among others', its errors."""
 
 from __future__ import annotations

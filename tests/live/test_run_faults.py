@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Faults under a live `addaddr run`, in namespaces the tests make: a second run on its interface, its
 interface deleted and back, its namespace deleted."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A live `addaddr run --metrics`: what /metrics serves, in both formats, equals what the run logs."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """scripts/replay-traffic: a capture replayed as real traffic gives the figures `addaddr replay` gives."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """docs/architecture.md and collector/__init__.py describe the modules that exist, all of them."""
 
 import re

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Smoke test of scripts/bench: `--quick` completes and writes valid JSON. The figures themselves are
 not judged here (the machine is shared and noisy); scripts/bench prints which targets they meet."""
 

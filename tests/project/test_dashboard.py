@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """docs/grafana-dashboard.json: every query names metrics and labels that `run --metrics` serves, and
 the panels tile the dashboard's grid. (scripts/render-dashboard evaluates the queries themselves with
 Prometheus over a live run: too slow for the suite.)"""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Imports run one way: cli → commands → the library, and inside the library down the data path's stages;
 click only in cli."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """scripts/setup and the Vagrant VM it provisions: the first thing a newcomer runs."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The code passes the linter and the formatter configured in pyproject.toml ([tool.ruff])."""
 
 import subprocess

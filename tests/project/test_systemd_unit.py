@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The systemd unit deploy/addaddr.service as systemd reads it: `systemd-analyze verify` finds nothing to say."""
 
 import shutil

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The package as a new user gets it: the wheel, built once from a copy of the checkout, installed with
 [fleet] into a fresh venv, every command run from outside the checkout, so that nothing the checkout
 holds and the wheel lacks can be imported or read."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Writers of pcap and pcapng files, to make capture fixtures for the tests.
 
 Times are given as integer nanoseconds since the epoch, so a test knows the exact time it wrote.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`addaddr run` as a background process on a testbed's server, and what it left: the announcements it
 logged, what of ours is attached at the interface it watched."""
 

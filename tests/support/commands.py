@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """addaddr's commands as a user runs them, and what they answer read back: the installed command in a
 process (with stderr on a terminal if need be), and `report` in this process through click's runner,
 where a test only wants the figures."""

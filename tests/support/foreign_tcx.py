@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A stand-in for Cilium: a program of someone else's on the same hook, which returns pass (TCX_PASS,
 the same value as TC_ACT_OK) for every packet and counts the packets it sees in an array map.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Frames for tests, packed by hand: Ethernet with 802.1Q/802.1ad tags, ARP, IPv4 (options,
 fragments), IPv6 with extension headers, TCP (any option bytes), UDP and ICMP.
 

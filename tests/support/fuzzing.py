@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Differential fuzzing of the kernel program against tests/support/reference_parser.py.
 
 Frames come from hypothesis strategies (structured: VLAN tags, IPv4 with options and fragment

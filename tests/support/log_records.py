@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Records as the collector writes them (docs/records.md): one valid record of every kind, builders of
 the connection, add_addr and attempt records, a log written of them and read back, and the hand-built log
 whose figures tests/unit/test_report.py works out by hand."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Encode MPTCP option records back to wire bytes, for round-trip tests of the decoder.
 
 Kept with the tests on purpose: the collector only ever reads options. Reserved bits are

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Events as the kernel program would hand them over for an MPTCP connection's segments: the subflows'
 4-tuples, TCP flags, the MP_CAPABLE handshake in either version, joins and FINs."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """What of ours is attached at an interface's ingress, in either mode: clsact filters named ours, and
 tcx programs loaded under our entry points' names."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Where the tests find the checkout, the public captures beside it, and the command under test."""
 
 import sys

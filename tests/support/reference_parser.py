@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """What the kernel program (bpf/addaddr.c) must do with one Ethernet frame, written from the
 standards and the program's documented policy, never from its C: the fuzzer's oracle.
 

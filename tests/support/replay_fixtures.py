@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Crafted MPTCP captures for the replay tests: both directions of real-looking subflows.
 
 `Subflow` keeps each side's sequence number, so every segment carries the seq and ack a real stack

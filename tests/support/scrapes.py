@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A scrape of /metrics read back with prometheus_client's own parsers, in either format it is served in."""
 
 from prometheus_client import parser as text_parser

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The systemd unit deploy/addaddr.service, read as the tests need it: a key's value, its bounding set."""
 
 import re

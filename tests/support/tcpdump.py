@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """tcpdump as a witness in a test namespace: started before the traffic, stopped after, nothing dropped."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """tshark: an independent decoding of a capture, counted into the study's figures with nothing of ours
 but the classifier, and compared with what `addaddr report` says of the same capture."""
 

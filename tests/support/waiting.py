@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Waits with a deadline. A test that waits says what for, and fails saying so when it gives up, instead
 of hanging CI until pytest-timeout (or the CI runner) kills the whole session."""
 

@@ -1,1 +1,2 @@
+# SPDX-License-Identifier: MIT
 """Pure Python: no root, no kernel program, no namespace."""

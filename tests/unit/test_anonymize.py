@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """collector.addresses.anonymize: standard Crypto-PAn (the reference implementation's sample pairs, equality with
 yacryptopan on random addresses and keys), its prefix-preserving properties, the key file's creation and
 refusals, anonymized records, and reports over anonymized logs equal to those over the originals (the

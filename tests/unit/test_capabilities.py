@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """collector.live.privileges without dropping anything: the capabilities a run needs for what it is asked,
 the unit's bounding set holding exactly those, and the one line for an unknown user."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The capture reader: pcap and pcapng files written by capture_writer, the public tcpdump captures,
 and damaged files of every kind."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Tests of collector.pipeline.connections: handshakes, joins, departures and the bounds on the state.
 
 The events are built as the kernel program would hand them over (tests/support/option_events.py).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The Parquet export and the study over it: DuckDB's and Spark's figures equal `report` over the logs."""
 
 from __future__ import annotations

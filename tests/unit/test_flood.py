@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A flood of distinct MP_CAPABLE SYNs and joins with bogus tokens cannot grow the collector's memory
 past its documented cap (README, Security and reliability)."""
 

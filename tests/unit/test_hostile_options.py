@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The decoder and the collector under hostile options: every MPTCP subtype at every option length
 with garbage around it, absurd addresses and ports. `decode` may raise MalformedOption and nothing
 else; `Recorder.handle` raises nothing, and an option that does not decode becomes a `malformed`

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """collector.kernel.link_layer: whether a device's frames begin with an Ethernet header, told by its link
 type, and the one error for a type that is neither Ethernet nor raw IP."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Logs as damage, a crash or a hostile user leaves them: readers skip what they must and read the
 rest, repair destroys nothing, and nothing planted in the log dir is written, blocks or crashes."""
 

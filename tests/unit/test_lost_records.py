@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The session's count of lost events: `lost` records add up to the larger of perf's lost count and the
 kernel program's event_errors, whichever reports first (tests/kernel/test_lost_events.py loses real ones)."""
 

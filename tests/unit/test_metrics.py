@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """collector.live.metrics: what a scrape of /metrics says, read back by prometheus_client's parsers, in the
 Prometheus text format and in OpenMetrics, gzipped or not, HEAD, label escaping, where the server may
 listen, 404s, a port freed by stop(); tests/live/test_served_metrics.py has those of a live run."""

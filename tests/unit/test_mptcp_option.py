@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Tests of collector.pipeline.decode: hand-built wire bytes, round trips, malformed forms, fuzzing,
 the token, and the ADD_ADDR ground truth of public captures (in ../shared, when present)."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Odd paths given to every command that takes one: a file where a directory is expected, a path under
 a file, a FIFO, /dev/zero, a dangling link, a name too long, non-UTF-8 bytes, and (as nobody) a file in
 a directory nobody may search. Each gets one line on stderr, never a traceback, also with stderr on a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """collector/kernel/event.py's reading of a perf ring's records, byte by byte as the kernel lays them out:
 runs of samples at their stride, the kernel's lost record (and any other) between them."""
 

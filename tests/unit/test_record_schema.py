@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Every record kind against its schema: a record of the wrong shape is named, never used."""
 
 import math

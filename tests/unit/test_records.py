@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Tests of collector.pipeline.records: the records each kind of event makes, as docs/records.md has them."""
 
 from ipaddress import ip_address

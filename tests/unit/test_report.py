@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`addaddr report` and collector.report.figures over real log files: figures worked out by hand, the client /
 server / echo / retransmission split, hosts kept apart, time windows, every format, the plot, and
 memory that does not grow with the records."""

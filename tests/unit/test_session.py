@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The session's ordering of events read from several CPUs' perf buffers, and the memory of a process
 that runs it."""
 

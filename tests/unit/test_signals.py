@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Our SIGTERM handlers must not act in processes forked from ours (pyroute2's namespace helpers)."""
 
 from __future__ import annotations

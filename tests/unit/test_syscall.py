@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """System calls by number go through collector/kernel/syscall.py alone, which knows each number on every
 machine addaddr claims."""
 

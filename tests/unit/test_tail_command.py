@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`addaddr tail` over logs: JSON and readable forms, and a log whose last record was cut by a crash."""
 
 from __future__ import annotations

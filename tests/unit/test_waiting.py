@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The deadlines the live tests wait with: they give up, say what for, and consume nothing past the line."""
 
 from __future__ import annotations

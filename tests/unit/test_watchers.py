@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """collector.live.locks: one lock per (namespace, interface), made without following what is planted."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The benchmarks of `scripts/bench`: one module each, run by __main__.py; measure.py is what they share.
 
 The frames and captures are built with the tests' own builders (tests/support/frames.py,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """scripts/bench [--quick] [--json FILE] [--only NAME ...]: runs the benchmarks, prints the table and
 the Markdown `Performance` section for the README; a full run also writes it to docs/benchmarks.md."""
 

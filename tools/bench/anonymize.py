@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """anonymize: addresses/s of `--anonymize-key` (standard Crypto-PAn, AES-128 from `cryptography`, an
 address's blocks encrypted in one call) against yacryptopan, the Python implementation it must equal,
 and against the same construction on pycryptodome's AES, the other maintained AES that was measured

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """MPTCP traffic for the benchmarks, built with the tests' frame builders (tests/support/replay_fixtures.py,
 which keeps sequence numbers, keys, tokens and HMACs as a real stack would) and written to a pcap
 as it is made, so a capture of millions of packets never sits in memory.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """export: records/s, CPU seconds and peak RSS of `addaddr export` of a log of 5 million records
 (--quick: 200,000) into a new dataset, against `addaddr report --format json` over the same log in the
 same rounds (the reference: the study over the msgpack logs), and the dataset's size against the log's.

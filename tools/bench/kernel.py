@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """kernel: nanoseconds per packet through BPF_PROG_TEST_RUN, our program against an empty one.
 
 The reference is the floor of any TC program: an empty SCHED_CLS program returning TC_ACT_UNSPEC,

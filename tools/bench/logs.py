@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """logs: what one damaged byte costs a reader (format 1 against format 2), and the speed of writing,
 reading and `addaddr report`, before and after format 2.
 

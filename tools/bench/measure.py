@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """What every benchmark shares: repeated figures with their median and spread, rows of the table,
 and the cost of a process (wall time, CPU seconds, peak RSS) read from the kernel.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """memory: peak memory of `addaddr replay` while a capture opens 1,000,000 distinct MPTCP connections
 (SYN, SYN/ACK and third ACK each, none closed, all within the idle timeout), against a capture that
 opens just as many as the connection state holds. The same anonymous memory shows the state bounded

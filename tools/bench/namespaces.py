@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Two network namespaces joined by one veth pair, made for a benchmark and always removed after it.
 
 Network rule: the traffic stays inside: neither namespace has a route beyond its own /24, and the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """overhead: bulk TCP and MPTCP throughput over a veth between two namespaces, with and without our
 filter at the receiver's ingress, in windows of a fixed length alternated in a shuffled order.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """pipeline: tcpreplay at top speed of an ADD_ADDR-rich capture into a veth, watched in turn by
 `addaddr run`, by `tshark -i IFACE -Y mptcp`, and by `tcpdump -w` followed by `tshark -r -Y mptcp`.
 Then, if top speed lost events, the lowest offered rate that does: the collector alone under

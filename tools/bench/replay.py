@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """replay: packets/s of `addaddr replay` against tshark (MPTCP fields) and plain tcpdump reading the
 same capture (an event-dense one, then a data-heavy one), each a whole command timed from start to
 exit, start-up included (tshark loads its dissectors in ~0.3 s).

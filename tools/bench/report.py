@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """report: records/s and peak RSS of `addaddr report --format json` over two logs of the same
 connections, one with five times the records of the other (each connection announcing its
 addresses again and again, as retransmissions do): the same peak RSS shows that memory follows the

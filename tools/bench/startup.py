@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """startup: what it costs to start with the kernel program built ahead (bpf/addaddr.bpf.o, loaded by
 libbpf) against compiling it with bcc at start (ADDADDR_COMPILE=1), the way every start went before:
 `addaddr replay` of an empty capture, whole command, wall time, CPU seconds and peak RSS (its own,

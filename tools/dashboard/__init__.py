@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """scripts/render-dashboard: a live test run scraped by Prometheus, and the Grafana dashboard's
 queries over it drawn as the dashboard lays them out.
 

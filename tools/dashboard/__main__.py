@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """scripts/render-dashboard [--minutes N] [--out FILE]: a test run on the namespace testbed, scraped
 by Debian's prometheus, and the Grafana dashboard's queries over it drawn into a PNG."""
 

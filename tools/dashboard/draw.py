@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The dashboard's panels drawn with matplotlib: each target's PromQL evaluated over a time range by
 Prometheus's HTTP API (/api/v1/query_range), laid out on the dashboard's own 24-column grid."""
 

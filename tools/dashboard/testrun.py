@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A test run to scrape: the namespace testbed, `addaddr run --metrics` at its server, Debian's
 prometheus scraping it on loopback, and traffic in waves of varying size."""
 
