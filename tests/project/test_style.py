@@ -20,3 +20,27 @@ def test_ruff_passes(command):
         [str(RUFF), *command, "--no-cache", "."], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, f"ruff {' '.join(command)} found:\n{result.stdout}{result.stderr}"
+
+
+def _sources() -> list[Path]:
+    """Every tracked source file: Python, the kernel program's C, and the scripts (by their #! line)."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    sources = []
+    for name in tracked.split():
+        path = REPO / name
+        if path.is_symlink() or not path.is_file():
+            continue
+        if path.suffix in (".py", ".c", ".h") or path.read_bytes()[:2] == b"#!":
+            sources.append(path)
+    return sources
+
+
+def test_every_source_file_names_its_license():
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout: the tracked files are not known")
+    missing = [
+        str(p.relative_to(REPO))
+        for p in _sources()
+        if "SPDX-License-Identifier:" not in "".join(p.read_text().splitlines(True)[:2])
+    ]
+    assert not missing, f"got source files without an SPDX-License-Identifier line at the top: {missing}"
