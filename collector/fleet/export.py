@@ -312,20 +312,18 @@ def export(
     """Adds to the dataset at `to` the records of `log_dirs` that no earlier export of it took."""
     root = Path(to)
     manifest = _open_dataset(root)
-    lock = open(root / LOCK, "w")
-    try:
+    with open(root / LOCK, "w") as lock:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CollectorError(f"another export is writing {root}; wait for it to finish") from None
-        return _export(root, manifest, list(log_dirs), since, until, anonymize_key, on_progress, on_damage)
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
-        # pyarrow's own words name no path ("Error writing bytes to file. Detail: [errno 28] ...").
-        raise CollectorError(f"no space left on device writing {root}; free space or choose another --to") from None
-    finally:
-        lock.close()
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise CollectorError(f"another export is writing {root}; wait for it to finish") from None
+            return _export(root, manifest, list(log_dirs), since, until, anonymize_key, on_progress, on_damage)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            # pyarrow's own words name no path ("Error writing bytes to file. Detail: [errno 28] ...").
+            raise CollectorError(f"no space left on device writing {root}; free space or choose another --to") from None
 
 
 def _export(root, manifest, log_dirs, since, until, anonymize_key, on_progress, on_damage) -> ExportResult:
@@ -381,7 +379,7 @@ def _export(root, manifest, log_dirs, since, until, anonymize_key, on_progress, 
         result.files_read += 1
         host, offset = seen["host"], seen["offset"]
         start = offset
-        for record, offset in read_file_from(path, offset, on_damage=on_damage):
+        for record, offset in read_file_from(path, start, on_damage=on_damage):
             if record.get("kind") == "header":
                 host, started = record.get("host") or NO_HOST, record.get("file_started")
                 continue

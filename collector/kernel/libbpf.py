@@ -39,7 +39,7 @@ def library() -> ctypes.CDLL:
     """libbpf.so.1 with the signatures used here; a CollectorError naming the package when absent."""
     try:
         lib = ctypes.CDLL(LIBRARY, use_errno=True)
-        lib.perf_buffer__buffer  # the newest symbol used: libbpf >= 1.0
+        lib.perf_buffer__buffer  # noqa: B018 the lookup raises AttributeError before libbpf 1.0: the newest symbol used
     except (OSError, AttributeError) as exc:
         raise CollectorError(
             f"{LIBRARY} is missing or too old ({exc}): install libbpf 1.x "

@@ -8,6 +8,7 @@ Packets written to a tun fd reach the device's ingress, TC included, starting at
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import select
@@ -51,10 +52,8 @@ class TunWire:
             if self._stop_r in ready:
                 return
             for fd in ready:
-                try:
+                with contextlib.suppress(OSError):  # a device down or gone: the packet is lost, as on a real wire
                     os.write(self._peer[fd], os.read(fd, MAX_PACKET))
-                except OSError:
-                    pass  # a device down or gone: the packet is lost, as on a real wire
 
     def close(self) -> None:
         os.write(self._stop_w, b"x")

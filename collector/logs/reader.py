@@ -24,7 +24,9 @@ class LogDamageWarning(UserWarning):
 
 def warn_damage(path: Path, offset: int, reason: str) -> None:
     """Default damage handler: a LogDamageWarning (filterable, catchable in tests)."""
-    warnings.warn(f"{path}: byte {offset}: {reason}", LogDamageWarning)
+    # The damage is in the file, not at a caller's line, and the handler is called from varying depths
+    # (a cursor, open_cursor, report's workers): no level names the caller, 1 keeps the location fixed.
+    warnings.warn(f"{path}: byte {offset}: {reason}", LogDamageWarning, stacklevel=1)
 
 
 def open_cursor(path: Path, on_damage: DamageHandler) -> FileCursor | None:

@@ -34,9 +34,9 @@ class LogWriter:
     Before the first file, the newest file already there is repaired (collector/logs/repair.py): what
     was found is in `repaired`, for the caller to report, and in the first file's header (`repairs`).
     Each call's records are written to the file before it returns (one write() for
-    write_many's batch), so a crash of the process loses none already handed over; the file is fsynced every `sync_records`
-    records or `sync_interval` seconds (checked on write; call flush() from a
-    timer to bound the delay when writes pause), on rotation and on close().
+    write_many's batch), so a crash of the process loses none already handed over; the file is
+    fsynced every `sync_records` records or `sync_interval` seconds (checked on write; call flush()
+    from a timer to bound the delay when writes pause), on rotation and on close().
     A write or flush that fails raises the OSError unchanged after cutting the
     file back to its last complete record; records that did not make it into the
     file are counted in `dropped`, those that did in `written`. Methods may be

@@ -107,18 +107,18 @@ def check(result, options=(), **moved) -> None:
 def check_segment(event, ip_version: int, flags: int, mark: int = 0) -> None:
     """The event carries the segment's fields as the frame built by segment() and OVER has them."""
     src, dst = ADDRESSES[ip_version]
-    want = dict(
-        ifindex=LOOPBACK_IFINDEX,
-        mark=mark,
-        ip_version=ip_version,
-        src=src,
-        dst=dst,
-        sport=SPORT,
-        dport=DPORT,
-        seq=SEQ,
-        ack=ACK_SEQ,
-        tcp_flags=flags,
-    )
+    want = {
+        "ifindex": LOOPBACK_IFINDEX,
+        "mark": mark,
+        "ip_version": ip_version,
+        "src": src,
+        "dst": dst,
+        "sport": SPORT,
+        "dport": DPORT,
+        "seq": SEQ,
+        "ack": ACK_SEQ,
+        "tcp_flags": flags,
+    }
     got = {name: getattr(event, name) for name in want}
     assert got == want, f"got {got}; want {want}"
 

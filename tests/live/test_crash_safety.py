@@ -61,7 +61,7 @@ def test_kill_9_under_load_then_clean_restarts(tmp_path, processes):
             assert ours_on(bed) == 1, f"got {ours_on(bed)} filters of ours; want 1"
             announced = announcements(tmp_path)
             wait_until(
-                lambda: announcements(tmp_path) > announced,
+                lambda announced=announced: announcements(tmp_path) > announced,
                 RECORDS_SECONDS,
                 "new announcements in the log (records flowing when killed)",
             )

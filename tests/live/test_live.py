@@ -34,7 +34,7 @@ def tcpdump_announcements(pcap: Path) -> Counter:
     seen = Counter()
     for line in text.splitlines():
         segment = SEGMENT.search(line)
-        for version, echo, address_id, address, hmac in TCPDUMP_ADD_ADDR.findall(line):
+        for _version, echo, address_id, address, hmac in TCPDUMP_ADD_ADDR.findall(line):
             seen[
                 (
                     *segment.groups(),

@@ -21,9 +21,11 @@ CONNECTIONS = 3
 @pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and BPF need root")
 @pytest.mark.parametrize("mode", ["auto", "clsact"])
 def test_every_announcement_over_tun_is_logged(mode, tmp_path):
-    with Testbed(PLAN, tun=True) as bed:
-        with BackgroundRun(RunOptions(tuple(bed.server_interfaces), bed.server, str(tmp_path), attach=mode)) as run:
-            traffic = bed.drive(CONNECTIONS)
+    with (
+        Testbed(PLAN, tun=True) as bed,
+        BackgroundRun(RunOptions(tuple(bed.server_interfaces), bed.server, str(tmp_path), attach=mode)) as run,
+    ):
+        traffic = bed.drive(CONNECTIONS)
     assert not traffic.failures, f"got {traffic.failures}"
     want = sum(c.announced for c in traffic.connections)
     records = list(read_records(tmp_path))

@@ -37,9 +37,12 @@ def generated(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("generated")
     pcap, live_logs = tmp / "server.pcap", tmp / "live"
     live_logs.mkdir()
-    with Testbed() as bed, Tcpdump(bed.server, pcap, "-i", "any", "tcp") as tcpdump:
-        with BackgroundRun(RunOptions(tuple(bed.server_interfaces), bed.server, str(live_logs))) as run:
-            traffic = bed.drive(CONNECTIONS)
+    with (
+        Testbed() as bed,
+        Tcpdump(bed.server, pcap, "-i", "any", "tcp") as tcpdump,
+        BackgroundRun(RunOptions(tuple(bed.server_interfaces), bed.server, str(live_logs))) as run,
+    ):
+        traffic = bed.drive(CONNECTIONS)
     replayed = replay([pcap], tmp / "replay")
     return {
         "pcap": pcap,

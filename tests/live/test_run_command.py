@@ -257,10 +257,12 @@ def test_namespace_deleted_under_the_run_still_drains_and_writes_final_stats(tmp
     from collector.live.run import BackgroundRun, RunOptions
 
     logs = tmp_path / "logs"
-    with Testbed(ONE_CLIENT) as bed:
-        with BackgroundRun(RunOptions(tuple(bed.server_interfaces), bed.server, str(logs))) as run:
-            traffic = bed.drive(4)
-            subprocess.run(["ip", "netns", "del", bed.server], check=True, timeout=10)
+    with (
+        Testbed(ONE_CLIENT) as bed,
+        BackgroundRun(RunOptions(tuple(bed.server_interfaces), bed.server, str(logs))) as run,
+    ):
+        traffic = bed.drive(4)
+        subprocess.run(["ip", "netns", "del", bed.server], check=True, timeout=10)
     records = list(read_records(logs))
     assert not traffic.failures
     assert records[-1]["kind"] == "stats", f"last record {records[-1]['kind']}; want the final stats"

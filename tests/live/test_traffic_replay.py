@@ -25,9 +25,12 @@ CLOCK_KEYS = ("first_seen", "last_seen")
 def capture(tmp_path_factory) -> Path:
     """Both directions of real MPTCP traffic, as tcpdump saw it on the server."""
     pcap = tmp_path_factory.mktemp("traffic") / "server.pcap"
-    with Testbed() as bed, Tcpdump(bed.server, pcap, "-i", "any", "tcp"):
-        with BackgroundRun(RunOptions(tuple(bed.server_interfaces), bed.server, str(pcap.parent / "live"))):
-            bed.drive(4)
+    with (
+        Testbed() as bed,
+        Tcpdump(bed.server, pcap, "-i", "any", "tcp"),
+        BackgroundRun(RunOptions(tuple(bed.server_interfaces), bed.server, str(pcap.parent / "live"))),
+    ):
+        bed.drive(4)
     return pcap
 
 

@@ -2,6 +2,7 @@
 """The capture reader: pcap and pcapng files written by capture_writer, the public tcpdump captures,
 and damaged files of every kind."""
 
+import contextlib
 import math
 import os
 import shutil
@@ -594,11 +595,8 @@ def piped(data: bytes) -> tuple[list[Packet], str | None]:
     read_end, write_end = os.pipe()
 
     def feed():
-        with open(write_end, "wb") as pipe:
-            try:
-                pipe.write(data)
-            except BrokenPipeError:
-                pass  # the reader stopped at damage before the end
+        with open(write_end, "wb") as pipe, contextlib.suppress(BrokenPipeError):  # the reader stopped at damage
+            pipe.write(data)
 
     feeder = threading.Thread(target=feed)
     feeder.start()

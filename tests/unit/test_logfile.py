@@ -171,7 +171,10 @@ def test_records_reach_the_file_as_written(tmp_path):
     """A crash of the process (kill -9) must lose no record already handed to the writer."""
     clock = FakeClock()
     w = LogWriter(tmp_path, HEADER, sync_records=3, sync_interval=5.0, clock=clock)
-    on_disk = lambda: len(read_all(tmp_path)[0]) - 1
+
+    def on_disk() -> int:
+        return len(read_all(tmp_path)[0]) - 1  # less the file's header
+
     for i in range(5):
         w.write(rec(i))
         assert on_disk() == i + 1, f"got {on_disk()} records in the file; want {i + 1}"

@@ -63,7 +63,8 @@ def test_close_leaves_a_file_it_did_not_lock(lock_dir):
     with open(name, "w") as other:  # made by another run meanwhile
         other.write("123\n")
     lock.close()
-    assert open(name).read() == "123\n", "got another run's lock file removed"
+    with open(name) as other:
+        assert other.read() == "123\n", "got another run's lock file removed"
 
 
 @pytest.mark.parametrize(

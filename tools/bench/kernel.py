@@ -9,6 +9,7 @@ the mean over `repeat` runs in whole nanoseconds, so each figure is ±0.5 ns.
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import bcc
 
@@ -110,7 +111,7 @@ def run(quick: bool) -> Result:
             return duration
 
         for name, frame, limit in frames():
-            mine, floor = rounds(count, lambda: timed(our_runner, frame), lambda: timed(empty_runner, frame))
+            mine, floor = rounds(count, partial(timed, our_runner, frame), partial(timed, empty_runner, frame))
             result.rows.append(
                 Row(f"{name} (ns/packet)", sample(mine), sample(floor), "empty", ratio(mine, floor), limit)
             )

@@ -19,6 +19,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 
 import bcc
 
@@ -89,6 +91,19 @@ def run(quick: bool) -> Result:
     everywhere = os.sched_getaffinity(0)
     try:
         with VethPair() as pair:
+
+            def filtered(fd: int, measure: Callable[[], float]) -> Callable[[], float]:
+                """`measure` with the filter `fd` attached to the receiver while it runs."""
+
+                def attached() -> float:
+                    attachment = attach(fd, pair.receiver_if, pair.receiver)
+                    try:
+                        return measure()
+                    finally:
+                        attachment.detach()
+
+                return attached
+
             for name, proto, sender_cpu, receiver_cpu in PROTOCOLS:
                 os.sched_setaffinity(0, {receiver_cpu})
                 with socket_in(pair.receiver, socket.AF_INET, socket.SOCK_STREAM, proto) as listener:
@@ -97,21 +112,12 @@ def run(quick: bool) -> Result:
                     listener.listen(1)
                     seen = program.counters()["packets"]
 
-                    def filtered(fd: int):
-                        def measure() -> float:
-                            attachment = attach(fd, pair.receiver_if, pair.receiver)
-                            try:
-                                return window(pair, listener, proto, sender_cpu, seconds)
-                            finally:
-                                attachment.detach()
-
-                        return measure
-
+                    unfiltered = partial(window, pair, listener, proto, sender_cpu, seconds)
                     ours, floor, plain = rounds(
                         count,
-                        filtered(program.fd),
-                        filtered(empty_fd),
-                        lambda: window(pair, listener, proto, sender_cpu, seconds),
+                        filtered(program.fd, unfiltered),
+                        filtered(empty_fd, unfiltered),
+                        unfiltered,
                     )
                     packets = program.counters()["packets"] - seen
                 result.rows += [
@@ -148,7 +154,8 @@ def run(quick: bool) -> Result:
         f"{count} windows of {seconds:g} s each with our filter, with the empty program of "
         "`kernel` and without a filter, in a shuffled order, a new connection each; sender and "
         "receiver processes in two namespaces over one veth, both on one CPU for TCP, on one "
-        "each for MPTCP (on one CPU it falls to ~1 Gbit/s here), 4 MiB socket buffers, 1 MiB writes, 128 KiB reads (MPTCP reads of 256 KiB or more crawl at ~0.3 "
-        "Gbit/s on this kernel, filter or not); ratios round by round.",
+        "each for MPTCP (on one CPU it falls to ~1 Gbit/s here), 4 MiB socket buffers, 1 MiB writes, "
+        "128 KiB reads (MPTCP reads of 256 KiB or more crawl at ~0.3 Gbit/s on this kernel, filter or "
+        "not); ratios round by round.",
     )
     return result

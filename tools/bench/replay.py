@@ -176,6 +176,7 @@ def _compare(
     result.notes.append(
         f"{name}{' (--quick, smaller)' if quick else ''}: {packets:,} packets, {connections:,} MPTCP connections "
         f"(handshake, 4 ADD_ADDR each echoed, a join, {data_segments} 1,400-byte data segments each acked, the close), "
-        f"{count} round(s) of the three in turn; tshark -o mptcp.analyze_mptcp:TRUE -e {' '.join(TSHARK_FIELDS)}; output to /dev/null."
+        f"{count} round(s) of the three in turn; tshark -o mptcp.analyze_mptcp:TRUE "
+        f"-e {' '.join(TSHARK_FIELDS)}; output to /dev/null."
     )
     return packets, ours.events, [cost.user for cost in costs]
