@@ -47,6 +47,8 @@ ADDRESS_CLASSES = (
 
 @dataclass(frozen=True, slots=True)
 class Registry:
+    """A registry the rows come from: its name, where it is published, the edition copied."""
+
     name: str
     url: str
     edition: str
@@ -62,6 +64,9 @@ class Ipv4Embedding:
 
 @dataclass(frozen=True, slots=True)
 class Block:
+    """One row: a registry's block (`name`, defined by `reference`), the class of its addresses and
+    whether they are globally reachable; `embedding` when its IPv6 addresses carry an IPv4 one."""
+
     prefix: str
     address_class: str
     is_global: bool
@@ -72,6 +77,7 @@ class Block:
 
     @property
     def network(self) -> IPv4Network | IPv6Network:
+        """The block's `prefix` as a network, for the classifier's prefix index."""
         return ip_network(self.prefix)
 
 

@@ -18,16 +18,23 @@ _IPV4_BITS = 0xFFFF_FFFF
 
 @dataclass(frozen=True, slots=True)
 class EmbeddedIPv4:
+    """The IPv4 address an IPv6 form carries (IPv4-mapped, NAT64, 6to4, Teredo...), classed by the
+    IPv4 rows."""
+
     address: str
     address_class: str
     is_global: bool
 
     def as_json(self) -> dict:
+        """The `embedded_ipv4` map of an add_addr record (docs/records.md)."""
         return {"address": self.address, "class": self.address_class, "global": self.is_global}
 
 
 @dataclass(frozen=True, slots=True)
 class Classification:
+    """What the table says of one address: its family, class and reachability, and the IPv4 address it
+    carries, if it carries one."""
+
     address: str
     family: str
     address_class: str
@@ -35,6 +42,7 @@ class Classification:
     embedded_ipv4: EmbeddedIPv4 | None
 
     def as_json(self) -> dict:
+        """The address's line of `addaddr classify --json`."""
         return {
             "address": self.address,
             "family": self.family,

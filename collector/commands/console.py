@@ -15,14 +15,17 @@ EXIT_USAGE = 2
 
 
 def data(line: str) -> None:
+    """Prints a line of data (records, a report) on stdout."""
     print(line, file=sys.stdout, flush=True)
 
 
 def message(line: str) -> None:
+    """Prints a one-line message on stderr, after the program's name: `addaddr: ...`."""
     print(f"{PROG}: {line}", file=sys.stderr, flush=True)
 
 
 def error(text: str) -> None:
+    """Prints an error the user can act on, as a message: `addaddr: error: ...`."""
     message(f"error: {text}")
 
 

@@ -14,6 +14,8 @@ def _counts(classes: dict[str, int]) -> str:
 
 
 def run_demo(connections: int, keep_logs: str | None) -> int:
+    """`addaddr demo`: a testbed's traffic collected and reported, then what the testbed made, to
+    compare; needs root."""
     if os.geteuid() != 0:
         raise CollectorError("addaddr demo needs root (namespaces, BPF): try sudo")
     result = demo(connections, keep_logs, console.message)

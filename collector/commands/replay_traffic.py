@@ -10,6 +10,8 @@ from collector.report.formats import render
 
 
 def replay_as_traffic(capture: str, pps: int | None, log_dir: str | None, form: str) -> int:
+    """`addaddr replay-traffic`: the capture sent through a live collector, the report of its logs on
+    stdout, what was sent and seen on stderr. Logs in `log_dir`, or in a scratch directory removed after."""
     with tempfile.TemporaryDirectory(prefix="addaddr-traffic-") as scratch:
         logs = log_dir or scratch
         result = replay_traffic(capture, logs, pps)

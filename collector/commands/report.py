@@ -18,6 +18,8 @@ class BadTime(ValueError):
 
 
 def report_time(option: str, text: str | None) -> float | None:
+    """`text`, given to `option` (--since or --until), as epoch seconds; None when not given, BadTime
+    when it does not parse."""
     if text is None:
         return None
     try:
@@ -59,6 +61,8 @@ def report_logs(
 
 
 def parquet_figures(dataset: str, since: float | None, until: float | None) -> dict:
+    """The report's figures from the dataset of an export (`--parquet`), by DuckDB; CollectorError when
+    `dataset` is not one or the `fleet` extra is missing."""
     if not Path(dataset, MANIFEST).is_file():
         raise CollectorError(f"--parquet {dataset}: no {MANIFEST} there; give the --to of `addaddr export`")
     require_fleet("duckdb")

@@ -7,12 +7,13 @@ from collector.commands import console
 
 
 class Skipped:
-    """A damage handler for the log readers (collector/logs/writer.py) that prints and counts."""
+    """A damage handler for the log readers (collector/logs/reader.py) that prints and counts."""
 
     def __init__(self) -> None:
         self.count = 0
 
     def __call__(self, path: Path, offset: int, reason: str) -> None:
+        """Names what was skipped on stderr, `PATH: byte OFFSET: REASON`, and counts it."""
         self.count += 1
         console.error(f"{path}: byte {offset}: {reason}")
 

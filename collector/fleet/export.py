@@ -55,6 +55,9 @@ _KEY_PROBES = ("192.0.2.1", "2001:db8::1")
 
 @dataclass
 class ExportResult:
+    """What an export did: records taken, log files read, rows per table, connections left open for the
+    next export to complete, and the problems (files refused) to report."""
+
     records: int = 0
     files_read: int = 0
     rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLE_COLUMNS, 0))

@@ -91,6 +91,8 @@ def _details(record: dict, columns: Iterable[str]) -> str | None:
 
 
 def event_row(record: dict) -> Row:
+    """The `events` row of a record of no table of its own (join, removal, end, reset, malformed...);
+    the fields without a column in `details`."""
     row = {name: record.get(name) for name in EVENT_COLUMNS}
     row["details"] = _details(record, EVENT_COLUMNS)
     row["time"] = record["time"]
@@ -98,6 +100,7 @@ def event_row(record: dict) -> Row:
 
 
 def stats_row(record: dict) -> Row:
+    """The `stats` row of a stats record; the fields without a column in `details`."""
     row = {name: record.get(name) for name in STATS_COLUMNS}
     row["details"] = _details(record, STATS_COLUMNS)
     row["time"] = record["time"]
@@ -112,6 +115,7 @@ class Connections:
         self.open: dict[tuple[str, int], Row] = {(host, row["connection"]): row for host, row in open_rows}
 
     def start(self, host: str, record: dict) -> None:
+        """Opens the row of a `connection` record; an open one of the same token is over, and emitted."""
         key = (host, record["connection"])
         stale = self.open.pop(key, None)
         if stale is not None:
@@ -122,17 +126,20 @@ class Connections:
         self.open[key] = row
 
     def join(self, host: str, record: dict) -> None:
+        """Counts an MP_JOIN on its connection's open row; one of no open row counts nowhere."""
         row = self.open.get((host, record["connection"]))
         if row is not None:
             row["joins"] += 1
 
     def end(self, host: str, record: dict) -> None:
+        """Completes the open row with the `connection_end`'s time and reason, and emits it."""
         row = self.open.pop((host, record["connection"]), None)
         if row is not None:
             row["ended"], row["end_reason"] = record["time"], record["reason"]
             self._emit("connections", host, row)
 
     def attempt(self, host: str, record: dict) -> None:
+        """Emits the row of an `attempt` record: a connection never established, ended as it was."""
         row = {name: record[name] for name in _ATTEMPT_FIELDS}
         row.update(
             time=record["time"],
@@ -147,6 +154,7 @@ class Connections:
         self._emit("connections", host, row)
 
     def open_rows(self) -> list[tuple[str, Row]]:
+        """The rows still open, (host, row) each: the manifest keeps them for the next export."""
         return [(host, row) for (host, _), row in self.open.items()]
 
 
@@ -163,6 +171,7 @@ class RowMaker:
         self._since, self._until = since, until
 
     def add(self, host: str, record: dict) -> None:
+        """Emits the row `record` of `host` makes, if inside the window; a header makes none."""
         kind, time = record.get("kind"), record.get("time")
         if time is None:
             return  # the header: its host is the caller's

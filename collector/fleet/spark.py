@@ -21,6 +21,8 @@ from collector.report.figures import parse_time
 
 
 def spark_report(spark, dataset: str, since: float | None = None, until: float | None = None) -> dict:
+    """The report's figures: study.sql on the `spark` session over the export at `dataset`, records in
+    [since, until)."""
     low, high = window_microseconds(since, -math.inf), window_microseconds(until, math.inf)
     for table in TABLES:
         frame = spark.read.option("basePath", f"{dataset}/{table}").parquet(f"{dataset}/{table}")
@@ -34,6 +36,7 @@ def spark_report(spark, dataset: str, since: float | None = None, until: float |
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line of the module's docstring: the report's JSON on stdout."""
     parser = argparse.ArgumentParser(prog="spark_study", description=__doc__.splitlines()[0])
     parser.add_argument("dataset", help="the --to of `addaddr export`")
     parser.add_argument("--since", type=parse_time, help="as `addaddr report --since`")

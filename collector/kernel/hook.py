@@ -40,6 +40,7 @@ class TcxLink:
     fd: int
 
     def detach(self) -> None:
+        """Takes our program out of the chain, by closing the link's fd; safe to call twice."""
         # No privilege needed, so this works after --user's drop as well.
         if self.fd >= 0:
             os.close(self.fd)

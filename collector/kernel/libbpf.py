@@ -184,6 +184,7 @@ class BpfObject:
             bpf_map = self._lib.bpf_object__next_map(self._obj, bpf_map)
 
     def map_fd(self, name: str) -> int:
+        """The fd of the object's map `name`; CollectorError when the program has none."""
         fd = self._lib.bpf_object__find_map_fd_by_name(self._obj, name.encode())
         if fd < 0:
             raise CollectorError(f"the kernel program has no map {name}; reinstall addaddr")
@@ -452,6 +453,7 @@ class PerfBuffer:
         return LIBBPF_PERF_EVENT_CONT
 
     def close(self) -> None:
+        """Frees the perf buffer and unmaps its rings; safe to call twice."""
         if self._pb:
             self._rings = []  # their pages are unmapped now: a later read finds nothing to read
             self._lib.perf_buffer__free(self._pb)

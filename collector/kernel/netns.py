@@ -41,5 +41,6 @@ def entered(netns: str):
 
 
 def socket_in(netns: str, family: int, kind: int = socket.SOCK_STREAM, proto: int = 0) -> socket.socket:
+    """A socket made in namespace `netns`: it stays in it whichever namespace the caller is in."""
     with entered(netns):
         return socket.socket(family, kind, proto)

@@ -52,6 +52,7 @@ class CaptureCounters(ctypes.Structure):
 
 
 def compile_requested() -> bool:
+    """Whether ADDADDR_COMPILE (set, and not 0) asks to build bpf/ with bcc instead of loading the object."""
     return os.environ.get(COMPILE_ENV, "") not in ("", "0")
 
 
@@ -182,6 +183,8 @@ class CaptureProgram:
         self._perf.read()
 
     def close(self) -> None:
+        """Closes the perf buffer and the loaded programs and maps: a filter attached by fd keeps its own
+        reference. Safe to call twice."""
         if self._perf is not None:
             self._perf.close()
             self._perf = None

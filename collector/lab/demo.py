@@ -23,6 +23,9 @@ from collector.report.figures import report
 
 @dataclass
 class DemoResult:
+    """What `addaddr demo` found: the report of the logs, the testbed's traffic, and the figures the
+    report must show (expected_figures)."""
+
     report: dict
     traffic: Traffic
     expected: dict

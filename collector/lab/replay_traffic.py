@@ -27,6 +27,8 @@ _PCAP_HEADER = bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000")
 
 @dataclass
 class TrafficReplayResult:
+    """What replay_traffic did: the packets sent, and the session of the collector that saw them."""
+
     packets: int
     session: Session
 

@@ -91,6 +91,9 @@ class ConnectionSeen:
 
 @dataclass
 class Traffic:
+    """What drive() made: the connections as both ends reported them, and one line per connection that
+    failed."""
+
     connections: list[ConnectionSeen] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -144,6 +147,7 @@ class Testbed:
 
     @property
     def server_interfaces(self) -> list[str]:
+        """The server's end of each client's link: the interfaces a collector watches."""
         return [link.server_if for link in self.links]
 
     def __enter__(self) -> Testbed:
@@ -158,6 +162,8 @@ class Testbed:
         self.down()
 
     def up(self) -> None:
+        """Makes the namespaces, each client's link with its addresses, and the MPTCP endpoints that announce
+        them; `with` calls it, and down() if it fails."""
         for ns in (self.server, *self.clients):
             _ip("netns", "add", ns)
             self._made.append(ns)

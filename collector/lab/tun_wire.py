@@ -56,6 +56,7 @@ class TunWire:
                     os.write(self._peer[fd], os.read(fd, MAX_PACKET))
 
     def close(self) -> None:
+        """Stops the thread, then closes the tun fds (which removes the devices) and its pipe."""
         os.write(self._stop_w, b"x")
         self._thread.join()
         for fd in (*self._peer, self._stop_r, self._stop_w):

@@ -34,10 +34,12 @@ GONE, BACK = "gone", "back"
 
 
 def where(netns: str | None) -> str:
+    """`netns` as messages name it: the namespace by name, or the host namespace."""
     return f"network namespace {netns!r}" if netns else "the host namespace"
 
 
 def no_interface(ifname: str, netns: str | None) -> CollectorError:
+    """The error for interface `ifname` missing in `netns`."""
     return CollectorError(f"no interface {ifname!r} in {where(netns)} (see: ip link)")
 
 
@@ -101,6 +103,8 @@ class WatchedInterfaces:
         return hook.attach(program, ifname, index, self._link_type(ifname), self.netns, self.mode, self._say)
 
     def attach_all(self, program: CaptureProgram) -> None:
+        """Attaches `program` to every interface; CollectorError naming one that is gone, before any is
+        attached."""
         indexes = {ifname: self._index(ifname) for ifname in self.interfaces}
         for ifname, index in indexes.items():
             if index is None:
@@ -157,6 +161,8 @@ class WatchedInterfaces:
         }
 
     def detach_all(self) -> None:
+        """Takes the program off every interface; what stands in the way is told to `say`, not raised, so
+        that the drain and the final records still happen."""
         left = []
         for attachment in self.attachments.values():
             try:
@@ -173,6 +179,7 @@ class WatchedInterfaces:
             self._say(f"the filter stays on {', '.join(left)} (no privilege left to remove it)")
 
     def close(self) -> None:
+        """Frees the interfaces' locks and the socket the lookups use."""
         for lock in self._locks:
             lock.close()
         self._locks = []

@@ -106,6 +106,7 @@ class WatchLock:
         return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
     def close(self) -> None:
+        """Frees the lock, and removes its file while it is still ours."""
         # Removed while the lock is still held, and only when the name still leads to our file: never
         # a file another run made since. After --user there is no right left to write /run/addaddr
         # (root's, mode 0700): the file stays, harmless, and the next run on the interface reuses it.

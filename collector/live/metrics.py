@@ -265,6 +265,8 @@ class MetricsServer:
         return self._server.server_address[:2]
 
     def start(self) -> None:
+        """Serves from a daemon thread on the first of the host's addresses that binds; CollectorError when
+        none does."""
         error: OSError | None = None
         # A name may resolve to several addresses (localhost: 127.0.0.1 and ::1): the first that binds.
         for family, _, _, _, sockaddr in _resolve(self._host, self._port):

@@ -93,6 +93,7 @@ def missing_capabilities(netns: bool = False, drop: bool = False) -> list[str]:
 
 
 def check_user(user: str) -> pwd.struct_passwd:
+    """The passwd entry of `user`, for --user; CollectorError when there is no such user."""
     try:
         return pwd.getpwnam(user)
     except KeyError:

@@ -74,6 +74,9 @@ def _largest_pages(budget: int, cpus: int) -> int:
 
 @dataclass
 class RunOptions:
+    """What `addaddr run` is asked to do: the interfaces of `netns` to watch, the log directory, and the
+    options of cli.py."""
+
     interfaces: tuple[str, ...]
     netns: str | None
     log_dir: str
@@ -95,9 +98,11 @@ class KernelClock:
         self.anchor()
 
     def anchor(self) -> None:
+        """Takes the offset from CLOCK_MONOTONIC to the wall clock, as of now."""
         self._offset_ns = time.time_ns() - time.monotonic_ns()
 
     def wall(self, event: OptionEvent) -> float:
+        """The event's kernel time as UTC epoch seconds, by the last anchor."""
         return (event.ktime_ns + self._offset_ns) / 1e9
 
 

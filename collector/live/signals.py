@@ -30,6 +30,7 @@ def on_signals(action: Callable[[], None], signums=(signal.SIGINT, signal.SIGTER
 
 
 def restore(previous: dict) -> None:
+    """Puts back the handlers on_signals() returned."""
     for signum, handler in previous.items():
         signal.signal(signum, handler)
 

@@ -108,6 +108,8 @@ class FileCursor:
         self._head = b""  # the first bytes read (FRAME.size): changed, the file was cut and written again
 
     def records(self, final: bool = False) -> Iterator[dict]:
+        """The valid records from where the last call stopped, damage reported on the way; final=True once
+        no more bytes will come."""
         # Not a generator itself: one level of `yield from` less for every record.
         if self._stopped:
             return iter(())
@@ -354,6 +356,7 @@ class FileCursor:
         self._on_damage(self.path, offset, what)
 
     def close(self) -> None:
+        """Closes the log file; the cursor reads no more."""
         self._file.close()
 
     def __enter__(self) -> FileCursor:

@@ -33,6 +33,7 @@ class Repair:
         return {"file": self.path.name, "offset": self.offset, "cut": self.cut, "reason": self.reason}
 
     def describe(self) -> str:
+        """The line that tells the operator what was found: the file, then the reason."""
         return f"{self.path}: {self.reason}"
 
 

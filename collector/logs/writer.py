@@ -84,6 +84,7 @@ class LogWriter:
         self._open(clock())
 
     def write(self, record: dict) -> None:
+        """Appends one record, as write_many does a batch."""
         self.write_many((record,))
 
     def write_many(self, records: Iterable[dict]) -> None:
@@ -128,6 +129,7 @@ class LogWriter:
             self._flush()
 
     def close(self) -> None:
+        """Writes out what is buffered, fsyncs and closes the file; a later write raises ValueError."""
         with self._lock:
             if not self._closed:
                 self._closed = True

@@ -63,6 +63,9 @@ _SEQ_MASK = 0xFFFFFFFF
 
 @dataclass(slots=True, eq=False)
 class Connection:
+    """An MPTCP connection whose MP_CAPABLE exchange completed, known by its token (from the server's
+    key), with the subflows still tracked."""
+
     token: int
     version: int
     client: str
@@ -76,6 +79,9 @@ class Connection:
 
 @dataclass(slots=True, eq=False)
 class Subflow:
+    """One subflow, keyed by its 4-tuple whichever way a segment goes; `client` sent its SYN, `connection`
+    once it is known."""
+
     key: SubflowKey
     client: str  # the sender of the SYN
     client_port: int
@@ -88,6 +94,7 @@ class Subflow:
     isn: int  # the client's initial sequence number: what tells a repeated SYN from a new subflow
 
     def sent_by_client(self, event: OptionEvent) -> bool:
+        """Whether the event's segment came from the client, the sender of the SYN."""
         return event.sport == self.client_port and event.src == self.client
 
 
@@ -99,6 +106,8 @@ class ConnectionStart(NamedTuple):
 
 
 class ConnectionEnd(NamedTuple):
+    """`connection` left, for `reason`: closed, fastclose, idle, evicted or shutdown."""
+
     connection: Connection
     reason: str
     time: float
@@ -145,9 +154,12 @@ class ConnectionTracker:
 
     @property
     def subflows_tracked(self) -> int:
+        """Subflows held now: of connections, of attempts, and joins of no known token."""
         return len(self._subflows)
 
     def counters(self) -> dict[str, int]:
+        """The tracker's counters, as a stats record's `tracker` has them: entries held now, totals since
+        the start."""
         return {
             "connections_tracked": self.connections_tracked,
             "subflows_tracked": self.subflows_tracked,

@@ -89,6 +89,9 @@ class MalformedOption(ValueError):
 
 
 class AddAddr(NamedTuple):
+    """ADD_ADDR: an address, and maybe a port, the sender announces as `address_id`; an `echo` is the
+    receiver's acknowledgement. `hmac` only on a v1 announcement, not on its echo."""
+
     subtype = MPTCPOPT_ADD_ADDR
     version: int
     address_id: int
@@ -99,6 +102,9 @@ class AddAddr(NamedTuple):
 
 
 class MpCapable(NamedTuple):
+    """MP_CAPABLE: the version and flags; the keys, data-level length and checksum its form carries,
+    None where it has none."""
+
     subtype = MPTCPOPT_MP_CAPABLE
     version: int
     flags: int
@@ -109,6 +115,8 @@ class MpCapable(NamedTuple):
 
 
 class MpJoin(NamedTuple):
+    """MP_JOIN in one of its forms (`form`: syn, synack or ack); a field the form lacks is None."""
+
     subtype = MPTCPOPT_MP_JOIN
     form: str
     address_id: int | None
@@ -119,16 +127,22 @@ class MpJoin(NamedTuple):
 
 
 class RemoveAddr(NamedTuple):
+    """REMOVE_ADDR: the address ids the sender withdraws."""
+
     subtype = MPTCPOPT_RM_ADDR
     address_ids: tuple[int, ...]
 
 
 class FastClose(NamedTuple):
+    """MP_FASTCLOSE: the connection closed at once; `receiver_key` is the receiver's key."""
+
     subtype = MPTCPOPT_MP_FASTCLOSE
     receiver_key: int
 
 
 class TcpRst(NamedTuple):
+    """MP_TCPRST: a subflow reset, with its flags and reason code (RFC 8684, section 3.6)."""
+
     subtype = MPTCPOPT_RST
     flags: int
     reason: int

@@ -83,6 +83,7 @@ class Recorder:
         return _notice_records(self.tracker.close(time, most))
 
     def counters(self) -> dict[str, int]:
+        """The tracker's counters, and `malformed`: options that did not decode."""
         counters = self.tracker.counters()
         counters["malformed"] = self.malformed
         return counters

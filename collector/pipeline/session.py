@@ -147,6 +147,8 @@ class Session:
             self.write([{"kind": "lost", "time": time.time(), "count": count}])
 
     def write(self, records: list[dict]) -> None:
+        """Writes `records` to the log (anonymized, if asked) and counts the announcements that made it.
+        After a write fails (`write_error`), records are only counted in `unwritten`: nothing raises."""
         if self.write_error is not None:
             self.unwritten += len(records)
             return
@@ -167,6 +169,7 @@ class Session:
 
     @property
     def announcements(self) -> int:
+        """Announcements logged, clients' and servers', echoes not counted."""
         return sum(self.announced.values())
 
     def _totals(self, kernel: dict[str, int]) -> dict:

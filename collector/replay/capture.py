@@ -63,6 +63,8 @@ class CaptureError(CollectorError, ValueError):
 
 
 class Packet(NamedTuple):
+    """One packet of a capture: its timestamp, its frame and its place in the file."""
+
     time: float  # UTC epoch seconds
     frame: bytes  # from the Ethernet header on; only the captured bytes, so possibly cut short
     index: int  # 0-based position among the file's packets
@@ -123,6 +125,7 @@ class Capture:
         return self._read(on_progress or _ignore)
 
     def close(self) -> None:
+        """Releases the file: its mapping, or the fd of the pipe it reads."""
         self._source.close()
 
 

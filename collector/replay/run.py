@@ -36,6 +36,9 @@ SANE_TIMES = (0.0, 7258118400.0)
 
 @dataclass
 class ReplayResult:
+    """What a replay did: the packets run (those the kernel refused among them), those of a bad time,
+    the captures that failed, and the session that logged the records."""
+
     packets: int = 0
     refused: int = 0  # frames the kernel will not test-run (shorter than their own headers)
     bad_time: int = 0  # packets whose timestamp is outside SANE_TIMES: not replayed

@@ -86,12 +86,15 @@ class FamilyClasses:
         self.embedded: dict[str, int] = {}
 
     def count(self, address_class: str, embedded_class: str | None, pairs: int) -> None:
+        """Counts `pairs` (connection, address) pairs of one address of `address_class` (and of
+        `embedded_class`, that of the IPv4 address it carries, unless None)."""
         self.addresses += pairs
         self.classes[address_class] = self.classes.get(address_class, 0) + pairs
         if embedded_class is not None:
             self.embedded[embedded_class] = self.embedded.get(embedded_class, 0) + pairs
 
     def figures(self) -> dict:
+        """The family's figures: the pairs, their classes largest first, the global share, the embedded classes."""
         return {
             "addresses": self.addresses,
             "classes": _by_count(self.classes),
@@ -123,6 +126,7 @@ class Announcements:
         self._host = self.by_host.setdefault(host, {})
 
     def add(self, record: dict) -> None:
+        """Counts one announcement, and its (connection, address) pair once per connection and address."""
         self.announcements += 1
         if record["port"] is not None:
             self.with_port += 1
@@ -160,6 +164,7 @@ class Announcements:
             mine.update(connections)
 
     def figures(self) -> dict:
+        """The side's figures: its announcements, then per family the classes of its distinct pairs."""
         families = {family: FamilyClasses() for family in FAMILIES}
         # Connections are many, distinct addresses few: count the pairs of each address, then class it once.
         pairs = Counter(chain.from_iterable(chain.from_iterable(map(dict.values, self.by_host.values()))))
@@ -230,6 +235,7 @@ class Report:
             mine.update(zip(new, map(connections.__getitem__, new)))
 
     def consume(self, records: Iterable[dict]) -> None:
+        """Reads `records` into the figures: those inside the window, and the headers, which name the host."""
         # Hot loop: locals only, one dict probe to dispatch, no object made per record.
         handlers = self._handlers
         since, until = self.since, self.until
@@ -281,6 +287,7 @@ class Report:
         self.lost_events += record["count"]
 
     def figures(self) -> dict:
+        """The report: the figures of the records consumed so far, as `addaddr report --format json` prints them."""
         connections = sum(map(len, self.connections.values()))
         # Only connections seen to start: with --since, one that started before still announces
         # inside the window, and counting it would let the share pass 100%.

@@ -22,12 +22,15 @@ SUMMARY = "summary"
 
 
 class Table(NamedTuple):
+    """One table of the report: a title, the column names and rows of cell text."""
+
     title: str
     header: tuple[str, ...]
     rows: list[tuple[str, ...]]
 
 
 def percent(share: float) -> str:
+    """A share (0 to 1) as a whole percentage: 42%."""
     return f"{round(share * 100)}%"
 
 
@@ -119,6 +122,7 @@ def tables(report: dict) -> list[Table]:
 
 
 def as_table(report: dict) -> str:
+    """The report for a terminal: the headline, then each table in aligned columns."""
     parts = [headline(report)]
     parts += [f"{table.title}\n{render_table(table.header, table.rows)}" for table in tables(report)]
     return "\n\n".join(parts)
@@ -129,6 +133,7 @@ def _markdown_row(cells) -> str:
 
 
 def as_markdown(report: dict) -> str:
+    """The report in Markdown: the headline, then each table as a pipe table."""
     parts = [headline(report)]
     for table in tables(report):
         # Counts and shares right-aligned, names left.
@@ -149,6 +154,7 @@ def rows(figures: dict, section: str = "") -> Iterator[tuple[str, str, object]]:
 
 
 def as_csv(report: dict) -> str:
+    """The report as CSV rows of (section, key, value), one per figure."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(("section", "key", "value"))
@@ -157,6 +163,7 @@ def as_csv(report: dict) -> str:
 
 
 def as_json(report: dict) -> str:
+    """The report dict as indented JSON."""
     return json.dumps(report, indent=2)
 
 
@@ -165,4 +172,5 @@ FORMATS = tuple(RENDERERS)
 
 
 def render(report: dict, form: str) -> str:
+    """The report in format `form`, one of FORMATS."""
     return RENDERERS[form](report)

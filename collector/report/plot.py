@@ -25,6 +25,8 @@ class SharePlot:
         self._figure = Figure
 
     def save(self, report: dict) -> None:
+        """Draws the class shares of clients' announced addresses, a chart per family, into the PNG at
+        `path`; CollectorError when it cannot be written."""
         figure = self._figure(figsize=(11, 4.5), layout="constrained")
         for axes, (family, name) in zip(figure.subplots(1, 2, sharey=True), FAMILY_NAMES.items()):
             figures = report[family]

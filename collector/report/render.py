@@ -13,10 +13,12 @@ TIME_FIELDS = frozenset({"time", "started", "file_started"})
 
 
 def iso_time(epoch: float) -> str:
+    """Epoch seconds as ISO 8601 in UTC, to the microsecond: 2024-05-01T12:00:00.000000Z."""
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def token_text(token: int | None) -> str | None:
+    """A connection token as records are shown: 8 hex digits; None stays None."""
     return None if token is None else f"{token:08x}"
 
 
@@ -86,6 +88,7 @@ _TEXT = {
 
 
 def as_text(record: dict) -> str:
+    """One record as a line of `addaddr tail`: its time, its kind, what it says."""
     kind = record.get("kind", "?")
     when = iso_time(record["time"]) if "time" in record else iso_time(record.get("file_started", 0))
     describe = _TEXT.get(kind)
