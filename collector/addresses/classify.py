@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Classify an address by the longest prefix of the table in `address_classes` that holds it.
+"""Classify an address by the longest prefix of the table in `collector.addresses.classes` that holds it.
 
 `ipaddress` only parses here: its is_private/is_global flags disagree with the registries and change
 between patch releases, so class and reachability come from our table alone.
@@ -114,7 +114,7 @@ def classify_address(address: Address) -> Classification:
 
 
 # The record path's classify_address, by the address object's identity first: decode hands the same
-# object for the same bytes (mptcp_option's address cache), and hashing an ipaddress object for
+# object for the same bytes (pipeline/decode.py's address cache), and hashing an ipaddress object for
 # classify_address's cache runs Python (hash(hex(int(...)))), ~1,000 instructions an ADD_ADDR. Each
 # entry holds its address, so no other object can take its id while the entry is there.
 _BY_IDENTITY: dict[int, tuple[Address, Classification]] = {}

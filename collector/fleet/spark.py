@@ -37,7 +37,7 @@ def spark_report(spark, dataset: str, since: float | None = None, until: float |
 
 def main(argv: list[str] | None = None) -> int:
     """The command line of the module's docstring: the report's JSON on stdout."""
-    parser = argparse.ArgumentParser(prog="spark_study", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m collector.fleet.spark", description=__doc__.splitlines()[0])
     parser.add_argument("dataset", help="the --to of `addaddr export`")
     parser.add_argument("--since", type=parse_time, help="as `addaddr report --since`")
     parser.add_argument("--until", type=parse_time, help="as `addaddr report --until`")

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- The study's figures over the Parquet export (docs/fleet.md), in SQL that DuckDB and Spark SQL both
 -- run as it is. The runner (collector/fleet/study.py, collector/fleet/spark.py) first makes the views
 -- connections, announcements, events and lost over the dataset, each already cut to the window

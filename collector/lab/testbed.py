@@ -265,7 +265,7 @@ class Testbed:
 
 
 def _bind(sock: socket.socket, address: str, deadline: float) -> None:
-    # Seen under load (tests/test_crash_safety's back-to-back drives): EADDRINUSE for a moment after the
+    # Seen under load (tests/live/test_crash_safety's back-to-back drives): EADDRINUSE for a moment after the
     # previous drive's listener closed, while its MPTCP connections are still being torn down.
     while True:
         try:

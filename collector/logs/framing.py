@@ -45,7 +45,7 @@ _FRAME_SEARCH = 2 * (12 + MAX_RECORD)
 _UNDECODABLE = (ValueError, TypeError, msgpack.UnpackException)
 
 # msgspec decodes a payload in about half msgpack's time, to the same dict wherever the schema
-# checks every value (record_schema's closed records); elsewhere it differs (it takes keys that are
+# checks every value (logs/schema.py's closed records); elsewhere it differs (it takes keys that are
 # not strings, and makes other objects of extension types). So a record it decodes is kept only if
 # closed and good; any other is decoded again by msgpack, the reference, and checked in full.
 _DECODE = msgspec.msgpack.Decoder().decode
@@ -62,7 +62,7 @@ def frame(payload: bytes) -> bytes:
 
 
 # A record's payload. msgspec writes the bytes msgpack.Packer(use_bin_type=True) wrote for every value
-# a record holds (tests/unit/test_logfile.py checks), in about 60% of its time: packing was an eighth of an
+# a record holds (tests/unit/test_log_files.py checks), in about 60% of its time: packing was an eighth of an
 # event's cost.
 pack_record = msgspec.msgpack.Encoder().encode
 
@@ -168,7 +168,7 @@ class FileCursor:
                         self._in_damage = False
                         start, pos = base + pos, end
                         self.offset = base + end
-                        # record_schema.problem's fast path, inlined: this runs for every record.
+                        # schema.problem's fast path, inlined: this runs for every record.
                         try:
                             record = decode(payload)
                             kind = record["kind"]

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Kernel events to log records: the part of the data path that live capture and replay share.
 
-packet (kernel) -> OptionEvent (event.py) -> records (records.py) -> log (logfile.py)
+packet (kernel) -> OptionEvent (kernel/event.py) -> records (records.py) -> log (logs/writer.py)
 """
 
 from __future__ import annotations

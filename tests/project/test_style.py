@@ -10,6 +10,7 @@ import pytest
 from tests.support.paths import REPO
 
 RUFF = Path(sys.executable).with_name("ruff")
+SOURCE_SUFFIXES = (".py", ".c", ".h", ".sql", ".service")
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
@@ -23,14 +24,15 @@ def test_ruff_passes(command):
 
 
 def _sources() -> list[Path]:
-    """Every tracked source file: Python, the kernel program's C, and the scripts (by their #! line)."""
+    """Every tracked source file: Python, the kernel program's C, the study's SQL, the systemd units, the
+    Vagrantfile and the scripts (by their #! line)."""
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     sources = []
     for name in tracked.split():
         path = REPO / name
         if path.is_symlink() or not path.is_file():
             continue
-        if path.suffix in (".py", ".c", ".h") or path.read_bytes()[:2] == b"#!":
+        if path.suffix in SOURCE_SUFFIXES or path.name == "Vagrantfile" or path.read_bytes()[:2] == b"#!":
             sources.append(path)
     return sources
 

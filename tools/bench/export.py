@@ -3,7 +3,7 @@
 (--quick: 200,000) into a new dataset, against `addaddr report --format json` over the same log in the
 same rounds (the reference: the study over the msgpack logs), and the dataset's size against the log's.
 
-The log is the report benchmark's (benchmarks/report.py): per connection a `connection`, three
+The log is the report benchmark's (tools/bench/report.py): per connection a `connection`, three
 client announcements each echoed by the server, one `mp_join`, one `connection_end`, and a `stats`
 record every 10,000 records. Its first file alone, exported in the same rounds, is the reference of
 the peak RSS: the same peak shows that the export's memory does not follow the log's size.
@@ -23,7 +23,7 @@ from . import ADDADDR
 from .measure import Cost, Result, Row, ratio, rounds, run_alone, sample
 from .report import write_log
 
-RECORDS_PER_CONNECTION = 9  # REPEATS 1 in benchmarks/report.py
+RECORDS_PER_CONNECTION = 9  # REPEATS 1 in tools/bench/report.py
 # Export writes five tables where report only counts: at least a fifth of report's speed.
 SPEED_LIMIT = 0.2
 # Parquet (zstd) against msgpack: the dataset at most the log's size.
