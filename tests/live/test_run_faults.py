@@ -14,8 +14,7 @@ import pytest
 
 from collector.lab.testbed import Testbed
 from collector.logs.reader import read_records
-from tests.support.collector_process import Collector, ours_on
-from tests.support.paths import ADDADDR
+from tests.support.collector_process import Collector, ours_on, run_command
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="attaching filters needs root"), pytest.mark.slow]
 
@@ -34,16 +33,7 @@ def logged_announcements(log_dir) -> int:
 def test_a_second_run_is_refused_and_the_first_sees_every_announcement(bed, tmp_path, processes):
     first = Collector(processes, bed, tmp_path / "first")
     second = subprocess.run(
-        [
-            ADDADDR,
-            "run",
-            "--netns",
-            bed.server,
-            "--iface",
-            bed.server_interfaces[0],
-            "--log-dir",
-            str(tmp_path / "second"),
-        ],
+        run_command(bed, tmp_path / "second"),
         capture_output=True,
         text=True,
         timeout=60,

@@ -24,6 +24,7 @@ from collector.fleet.study import STUDY_SQL
 from collector.kernel.program import BPF_DIR, COMPILE_ENV, OBJECT
 from collector.lab.testbed import ClientPlan, Testbed
 from collector.logs.reader import read_records
+from tests.support.collector_process import run_command
 from tests.support.paths import ADDADDR, REPO
 from tests.support.replay_fixtures import scenario
 from tests.support.waiting import wait_for_line
@@ -285,16 +286,7 @@ def test_run_collects_in_a_testbed(installed, processes):
     logs = installed.outside / "live"
     with Testbed((ClientPlan(("10.1.2.3",)),)) as bed:
         collector = subprocess.Popen(
-            [
-                str(installed.venv / "bin" / "addaddr"),
-                "run",
-                "--netns",
-                bed.server,
-                "--iface",
-                bed.server_interfaces[0],
-                "--log-dir",
-                str(logs),
-            ],
+            run_command(bed, logs, addaddr=str(installed.venv / "bin" / "addaddr")),
             stderr=subprocess.PIPE,
             text=True,
             cwd=installed.outside,

@@ -19,25 +19,26 @@ ONE_CLIENT = (ClientPlan(("10.1.2.3", "2001:db8::5")),)
 ATTACH_SECONDS = 120
 
 
+def run_command(bed: Testbed, log_dir: Path, *options: str, addaddr: str = ADDADDR) -> list[str]:
+    """The command line of `addaddr run` at the testbed server's first interface, logging to log_dir."""
+    return [
+        addaddr,
+        "run",
+        "--netns",
+        bed.server,
+        "--iface",
+        bed.server_interfaces[0],
+        "--log-dir",
+        str(log_dir),
+        *options,
+    ]
+
+
 class Collector:
     """`addaddr run` in the background; returns once it is attached, with the lines it printed."""
 
     def __init__(self, processes: list, bed: Testbed, log_dir: Path, *options: str):
-        self.proc = subprocess.Popen(
-            [
-                ADDADDR,
-                "run",
-                "--netns",
-                bed.server,
-                "--iface",
-                bed.server_interfaces[0],
-                "--log-dir",
-                str(log_dir),
-                *options,
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        self.proc = subprocess.Popen(run_command(bed, log_dir, *options), stderr=subprocess.PIPE, text=True)
         processes.append(self.proc)
         self.started = wait_for_line(self.proc, self.proc.stderr, "collecting on", ATTACH_SECONDS, "'collecting on'")
 
